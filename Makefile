@@ -1,0 +1,52 @@
+# wraplab — `make help` lists the targets.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+TOX := $(VENV)/bin/tox
+STAMP := $(VENV)/.wraplab-stamp
+
+.DEFAULT_GOAL := help
+.PHONY: help venv demo test unit labs integration lint bench docker-up images doctor clean
+
+help: ## show this help
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(STAMP): ref/pyproject.toml harness/pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q tox -e ./ref -e './harness[test]'
+	touch $@
+
+venv: $(STAMP) ## create .venv with tox, wrapref and wraplab installed
+
+demo: $(STAMP) ## the main job: start the reference server and run an owner/intruder exchange
+	$(VENV)/bin/python scripts/demo.py
+
+test: $(STAMP) docker-up ## run the tests: unit, labs (through tox)
+	$(TOX) -e unit,labs
+
+unit: $(STAMP) ## reference server unit tests only (no Docker)
+	$(TOX) -e unit
+
+labs: $(STAMP) docker-up ## lab tests (Docker and local)
+	$(TOX) -e labs
+
+lint: $(STAMP) ## ruff (and actionlint)
+	$(TOX) -e lint
+
+bench: $(STAMP) ## benchmarks that print figures (handoffs/s, wrap-init/s)
+	$(VENV)/bin/python scripts/bench_ref.py
+
+docker-up: ## make a Docker engine reachable (install docker.io and start dockerd if needed)
+	@bash containers/docker-up.sh
+
+images: $(STAMP) docker-up ## build the lab images (bootstraps the Debian base images offline if missing)
+	$(VENV)/bin/wraplab images
+
+doctor: $(STAMP) ## say which labs are usable here, and why not
+	$(VENV)/bin/wraplab doctor
+
+clean: ## remove wraplab containers (by label), .tox and caches
+	-@if [ -x $(VENV)/bin/wraplab ]; then $(VENV)/bin/wraplab clean; \
+	  elif docker info >/dev/null 2>&1; then docker ps -aq --filter label=wraplab | xargs -r docker rm -f; fi
+	rm -rf .tox .pytest_cache .ruff_cache reports
