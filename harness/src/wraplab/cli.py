@@ -1,0 +1,184 @@
+"""The ``wraplab`` command line: ``doctor``, ``images``, ``clean``.
+
+Adding a subcommand: decorate a function ``(args) -> int`` with :func:`subcommand`, and
+declare its arguments with ``configure=``. Modules named in :data:`PLUGIN_MODULES` are
+imported (when present) before parsing, so the scenario engine can keep its commands in
+its own module::
+
+    from wraplab.cli import subcommand
+
+    @subcommand("list", help="list scenarios", configure=lambda p: p.add_argument("--json"))
+    def cmd_list(args) -> int: ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib
+import json
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+Handler = Callable[[argparse.Namespace], int]
+Configure = Callable[[argparse.ArgumentParser], None]
+
+#: Modules that register further subcommands when imported (missing ones are skipped).
+PLUGIN_MODULES: tuple[str, ...] = ("wraplab.cli_scenarios",)
+
+
+@dataclass(frozen=True)
+class Subcommand:
+    name: str
+    help: str
+    handler: Handler
+    configure: Configure | None
+
+
+_SUBCOMMANDS: dict[str, Subcommand] = {}
+
+
+def subcommand(name: str, *, help: str,
+               configure: Configure | None = None) -> Callable[[Handler], Handler]:
+    def register(handler: Handler) -> Handler:
+        _SUBCOMMANDS[name] = Subcommand(name, help, handler, configure)
+        return handler
+
+    return register
+
+
+def _say(msg: str) -> None:
+    print(msg, flush=True)
+
+
+# ------------------------------------------------------------------ doctor
+
+
+def _configure_doctor(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--plain", action="store_true", help="plain text even on a terminal")
+
+
+@subcommand("doctor", help="say which labs are usable here, and why not",
+            configure=_configure_doctor)
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from wraplab import doctor
+
+    report = doctor.diagnose()
+    if args.json:
+        print(json.dumps(report.as_dict(), indent=2))
+    elif sys.stdout.isatty() and not args.plain:
+        doctor.render_rich(report)
+    else:
+        print(doctor.render_plain(report))
+    return 0 if report.usable else 1
+
+
+# ------------------------------------------------------------------ images
+
+
+def _configure_images(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--base", default="all",
+                   help="bookworm, trixie, all (default), or a Debian-family image reference")
+
+
+@subcommand("images", help="bootstrap missing base images offline and build the lab images",
+            configure=_configure_images)
+def cmd_images(args: argparse.Namespace) -> int:
+    from wraplab import images
+
+    names = list(images.DEBIAN_SUITES) if args.base == "all" else [args.base]
+    started = time.monotonic()
+    failed = False
+    for name in names:
+        try:
+            image = images.ensure_lab_image(name, log=_say)
+        except (images.ImageError, images.paths.SourcesMissing) as exc:
+            print(f"images: {name}: {exc}", file=sys.stderr)
+            failed = True
+            continue
+        what = ("built" if image.built else "up to date")
+        if image.base_made:
+            what += f", base {image.base.image} bootstrapped"
+        _say(f"{name}: {image.tag} {what} ({image.seconds:.1f}s)")
+    _say(f"images: done in {time.monotonic() - started:.1f}s")
+    return 1 if failed else 0
+
+
+# ------------------------------------------------------------------ clean
+
+
+def _configure_clean(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--all", action="store_true",
+                   help="also remove the current lab images and the base images")
+
+
+@subcommand("clean", help="remove every wraplab container, leftover local labs and old lab images",
+            configure=_configure_clean)
+def cmd_clean(args: argparse.Namespace) -> int:
+    from wraplab import images
+    from wraplab.labs import cleanup
+    from wraplab.labs.local import local_base
+
+    removed = cleanup.sweep_stale_local(Path(local_base()), log=_say)
+    try:
+        client = images.docker_client(timeout=60)
+        client.ping()
+    except Exception as exc:
+        _say(f"clean: Docker not reachable ({type(exc).__name__}); removed {removed} local lab(s)")
+        return 0
+    with contextlib.closing(client):
+        containers = cleanup.remove_all_containers(client, log=_say)
+        old = images.remove_stale_lab_images(client, log=_say)
+        extra = 0
+        if args.all:
+            for image in client.images.list(filters={"label": "wraplab.image=lab"}):
+                for tag in image.tags:
+                    client.images.remove(tag, force=True)
+                extra += 1
+            for name in images.DEBIAN_SUITES:
+                ref = images.resolve_base(name).image
+                if images.image_id(client, ref):
+                    client.images.remove(ref, force=True)
+                    extra += 1
+                    _say(f"removed {ref}")
+    _say(f"clean: {containers} container(s), {removed} local lab(s), "
+         f"{old + extra} image(s) removed")
+    return 0
+
+
+# ------------------------------------------------------------------ main
+
+
+def build_parser() -> argparse.ArgumentParser:
+    for module in PLUGIN_MODULES:
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name is None or not module.startswith(exc.name):
+                raise
+    parser = argparse.ArgumentParser(prog="wraplab", description="wraplab: real multi-user labs "
+                                     "for testing agentsh's wrap handoff")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for cmd in _SUBCOMMANDS.values():
+        p = sub.add_parser(cmd.name, help=cmd.help, description=cmd.help)
+        if cmd.configure:
+            cmd.configure(p)
+        p.set_defaults(handler=cmd.handler)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.handler(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

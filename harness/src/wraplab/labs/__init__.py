@@ -1,0 +1,106 @@
+"""Labs: where the server under test and every actor run as real processes under real uids.
+
+This is the contract the scenario engine codes against::
+
+    from wraplab.labs import DockerLab, LocalLab, ServerSpec, Placement
+
+    spec = ServerSpec.wrapref("agentsh", Placement.ROOT_NO_CHOWN)   # or ServerSpec(argv=...)
+    lab = DockerLab(base="bookworm")            # or DockerLab("trixie"), LocalLab()
+    with lab.start(spec) as run:                # fresh lab; server up and healthy
+        run.lab_name, run.base, run.users       # users[role|name|"root"] -> User(name, uid, ...)
+        run.api, run.tcp_api, run.temp_base     # addresses/paths as seen inside the lab
+        r = run.exec("owner", ["wrapref", "wrap", "--api", run.api], timeout=60)
+        r.exit_code, r.stdout, r.stderr, r.json(), r.timed_out
+        h = run.spawn("attacker", argv); h.pid; h.poll(); h.wait(timeout); h.kill()
+        run.exec_many([("owner", argv1), ("attacker", argv2)], timeout=60)
+        run.stat(path) -> FileFacts(path, exists, kind, uid, gid, mode, acl, ...)
+        run.listdir(path) -> [names]
+        run.api_request("GET", "/api/v1/sessions/ID/events", body=None, as_user="root")
+        run.events(session_id) -> [event, ...]
+        run.server_log() -> [log line dicts];  run.server_info() -> {pid, uid, cap_eff, ...}
+        run.stop_server("TERM") -> ActorResult;  run.tool("probe", [...], as_user="owner")
+        run.transcript; run.format_transcript()
+
+Actors are named by role (``owner``, ``bystander``, ``attacker``, ``service``), by user
+name (``alice``...), ``"root"``, a :class:`~wraplab.users.User`, or a raw uid (int).
+Everything a run did is in ``run.transcript`` (who, uid, argv, exit code, output).
+
+Placement (``ServerSpec.placement``):
+
+* ``ROOT``: the server runs as uid 0 with the lab's default capabilities.
+* ``ROOT_NO_CHOWN``: uid 0 without CAP_CHOWN (Docker: ``cap_drop=["CHOWN"]`` on the
+  container, so root actors lack it too; LocalLab: ``setpriv`` drops it from the server).
+* ``SERVICE``: the non-root service user of users.conf (``wrapd``).
+
+The lab owns the server's API socket, temp base and log file: for wrapref it appends
+``--api unix:<run.api_path> --temp-base <run.temp_base> --log-file <run.log_file>``
+(see :class:`ServerSpec` for other servers). Readiness is a wait object
+(:class:`ServerReady`: ``GET /healthz`` answered 200 ``{"ok": true}`` from inside the lab,
+with a deadline).
+
+DockerLab: one fresh container per ``start()`` from ``wraplab/lab:<base>-<hash>`` (built on
+demand, see :mod:`wraplab.images`), ``network_mode="none"`` (asserted after start),
+docker-init as PID 1, actors exec-ed as their user, API at ``unix:/run/wrapref/api.sock``,
+temp base ``/tmp``, log ``/var/log/wrapref/server.log``. LocalLab: this host as root, uids
+shifted by 200000 (``run.users["owner"].uid == 201001``), everything under a private
+``/tmp/wraplab-XXXXXXXX``. Both remove everything at the end of the ``with`` block, on
+exceptions and on SIGINT/SIGTERM; leftovers of a killed harness are swept at the next start
+and by ``wraplab clean``.
+
+In-lab tools (``python3 -m wraplab.actors.<tool>``, stdlib only): see :mod:`wraplab.actors`.
+"""
+
+from wraplab.labs.base import (
+    ActorHandle,
+    ActorResult,
+    FileFacts,
+    Lab,
+    LabError,
+    LabRun,
+    LabUnavailable,
+    Placement,
+    ServerReady,
+    ServerSpec,
+    TranscriptEntry,
+    format_transcript,
+)
+from wraplab.labs.docker import DockerLab, DockerRun
+from wraplab.labs.local import UID_OFFSET, LocalLab, LocalRun
+from wraplab.users import User
+
+LAB_NAMES = ("docker-bookworm", "docker-trixie", "local")
+
+
+def lab_by_name(name: str) -> Lab:
+    """``docker-<base>`` (``docker`` = ``docker-bookworm``) or ``local``."""
+    if name == "local":
+        return LocalLab()
+    if name == "docker":
+        return DockerLab("bookworm")
+    if name.startswith("docker-"):
+        return DockerLab(name.removeprefix("docker-"))
+    raise ValueError(f"unknown lab {name!r} (known: {', '.join(LAB_NAMES)})")
+
+
+__all__ = [
+    "LAB_NAMES",
+    "UID_OFFSET",
+    "ActorHandle",
+    "ActorResult",
+    "DockerLab",
+    "DockerRun",
+    "FileFacts",
+    "Lab",
+    "LabError",
+    "LabRun",
+    "LabUnavailable",
+    "LocalLab",
+    "LocalRun",
+    "Placement",
+    "ServerReady",
+    "ServerSpec",
+    "TranscriptEntry",
+    "User",
+    "format_transcript",
+    "lab_by_name",
+]

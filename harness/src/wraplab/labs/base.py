@@ -1,0 +1,579 @@
+"""The lab-neutral half of the Lab API: specs, results, the run and its actors."""
+
+from __future__ import annotations
+
+import abc
+import contextlib
+import enum
+import json
+import shlex
+import threading
+import time
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from testcontainers.core.waiting_utils import WaitStrategy
+
+from wraplab.users import ROOT, User, Users
+
+ACTOR_TOOLS = "wraplab.actors"
+DEFAULT_TIMEOUT = 60.0
+
+
+class LabError(RuntimeError):
+    """The lab could not do what was asked (start, exec, find a user...)."""
+
+
+class LabUnavailable(LabError):
+    """This lab cannot run here (no Docker, not root...); the message says why."""
+
+
+class Placement(enum.Enum):
+    """How the server under test runs inside the lab."""
+
+    ROOT = "root"  #: uid 0 with the default capabilities
+    ROOT_NO_CHOWN = "root-no-chown"  #: uid 0 without CAP_CHOWN
+    SERVICE = "service"  #: the non-root service user of users.conf (wrapd)
+
+
+@dataclass(frozen=True)
+class ServerSpec:
+    """How to start the server under test in a lab.
+
+    ``argv`` may use the placeholders ``{api}`` (``unix:PATH``), ``{api_path}``,
+    ``{temp_base}`` and ``{log_file}``; with ``lab_flags`` (the default, for wrapref) the lab
+    appends ``--api {api} --temp-base {temp_base} --log-file {log_file}`` itself. A server
+    that speaks other flags sets ``lab_flags=False`` and places the placeholders it needs.
+    ``extra_apis`` are further addresses the server serves (``tcp:127.0.0.1:PORT``), inside
+    the lab; the first TCP one becomes ``run.tcp_api``.
+    """
+
+    argv: tuple[str, ...]
+    placement: Placement = Placement.ROOT
+    lab_flags: bool = True
+    extra_apis: tuple[str, ...] = ()
+    env: tuple[tuple[str, str], ...] = ()
+    health_path: str = "/healthz"
+    ready_timeout: float = 30.0
+
+    @classmethod
+    def wrapref(
+        cls,
+        profile: str,
+        placement: Placement = Placement.ROOT,
+        *,
+        signal_socket: bool = False,
+        ptrace_mode: bool = False,
+        accept_window: float | None = None,
+        handshake_timeout: float | None = None,
+        backlog: int | None = None,
+        tcp_port: int | None = None,
+    ) -> ServerSpec:
+        """``wrapref serve --profile PROFILE ...`` (the reference server)."""
+        argv = ["wrapref", "serve", "--profile", profile]
+        if signal_socket:
+            argv.append("--signal-socket")
+        if ptrace_mode:
+            argv.append("--ptrace-mode")
+        if accept_window is not None:
+            argv += ["--accept-window", f"{accept_window:g}"]
+        if handshake_timeout is not None:
+            argv += ["--handshake-timeout", f"{handshake_timeout:g}"]
+        if backlog is not None:
+            argv += ["--backlog", str(backlog)]
+        extra: tuple[str, ...] = ()
+        if tcp_port is not None:
+            extra = (f"tcp:127.0.0.1:{tcp_port}",)
+            argv += ["--api", extra[0]]
+        return cls(argv=tuple(argv), placement=Placement(placement), extra_apis=extra)
+
+    def command(self, *, api_path: str, temp_base: str, log_file: str) -> list[str]:
+        values = {
+            "api": f"unix:{api_path}",
+            "api_path": api_path,
+            "temp_base": temp_base,
+            "log_file": log_file,
+        }
+        argv = [arg.format(**values) if "{" in arg else arg for arg in self.argv]
+        if self.lab_flags:
+            argv += ["--api", values["api"], "--temp-base", temp_base, "--log-file", log_file]
+        return argv
+
+
+@dataclass(frozen=True)
+class ActorResult:
+    """What one actor process did. ``exit_code`` is None when it was killed on timeout
+    and no status could be read; ``started`` is epoch seconds."""
+
+    role: str
+    user: str
+    uid: int
+    argv: tuple[str, ...]
+    exit_code: int | None
+    stdout: str
+    stderr: str
+    started: float
+    duration: float
+    timed_out: bool = False
+    pid: int | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0 and not self.timed_out
+
+    def json(self) -> Any:
+        """stdout parsed as JSON (the whole text, else its last non-empty line)."""
+        text = self.stdout.strip()
+        try:
+            return json.loads(text)
+        except ValueError:
+            lines = [line for line in text.splitlines() if line.strip()]
+            if not lines:
+                raise ValueError(f"{self.describe()}: no JSON on stdout") from None
+            try:
+                return json.loads(lines[-1])
+            except ValueError as exc:
+                raise ValueError(f"{self.describe()}: stdout is not JSON: {text[-500:]!r}") from exc
+
+    def describe(self) -> str:
+        status = "timed out" if self.timed_out else f"exit {self.exit_code}"
+        return f"{self.user}(uid {self.uid}) $ {shlex.join(self.argv)} -> {status}"
+
+
+@dataclass(frozen=True)
+class FileFacts:
+    """lstat + ACL of a path inside the lab (``mode``: permission bits, e.g. 0o700;
+    ``acl``: None when the file has no ACL beyond its mode, else getfacl -n style entries)."""
+
+    path: str
+    exists: bool
+    kind: str | None  # dir, file, socket, symlink, fifo, chardev, blockdev
+    uid: int | None
+    gid: int | None
+    mode: int | None
+    acl: list[str] | None
+    size: int | None = None
+    nlink: int | None = None
+    target: str | None = None  # symlinks
+    error: str | None = None  # errno name when lstat/getxattr failed other than ENOENT
+
+    @property
+    def mode_octal(self) -> str | None:
+        return None if self.mode is None else f"{self.mode:04o}"
+
+    @classmethod
+    def from_tool(cls, raw: Mapping[str, Any]) -> FileFacts:
+        keys = cls.__dataclass_fields__
+        return cls(**{k: raw.get(k) for k in keys})
+
+
+@dataclass
+class TranscriptEntry:
+    """One action in a lab run: who did what as which uid, and what came back."""
+
+    action: str  # exec, spawn, tool:<name>, server-start, server-ready, server-stop, lab, kill
+    actor: str
+    user: str
+    uid: int | None
+    argv: tuple[str, ...]
+    exit_code: int | None = None
+    stdout: str = ""
+    stderr: str = ""
+    started: float = field(default_factory=time.time)
+    duration: float | None = None
+    note: str = ""
+
+    def render(self, limit: int = 4000) -> str:
+        stamp = time.strftime("%H:%M:%S", time.localtime(self.started))
+        stamp += f".{int(self.started * 1000) % 1000:03d}"
+        dur = "" if self.duration is None else f" ({self.duration * 1000:.0f} ms)"
+        status = "" if self.exit_code is None else f" -> exit {self.exit_code}"
+        head = f"[{stamp}] {self.action} {self.actor}"
+        if self.uid is not None:
+            head += f" ({self.user}, uid {self.uid})"
+        head += f": {shlex.join(self.argv)}" if self.argv else ""
+        lines = [head + status + dur + (f"  # {self.note}" if self.note else "")]
+        for name, text in (("stdout", self.stdout), ("stderr", self.stderr)):
+            text = text.rstrip()
+            if text:
+                if len(text) > limit:
+                    text = text[: limit // 2] + "\n    ...\n" + text[-limit // 2 :]
+                lines.append(f"  {name}: " + text.replace("\n", "\n          "))
+        return "\n".join(lines)
+
+
+def format_transcript(entries: Iterable[TranscriptEntry]) -> str:
+    return "\n".join(e.render() for e in entries)
+
+
+class ActorHandle(abc.ABC):
+    """A background actor started by :meth:`LabRun.spawn`."""
+
+    def __init__(self, run: LabRun, actor: str, user: User, argv: Sequence[str],
+                 action: str = "spawn") -> None:
+        self.run = run
+        self.actor = actor
+        self.user = user
+        self.argv = tuple(argv)
+        self.action = action
+        self.started = time.time()
+        self._t0 = time.monotonic()
+        self._result: ActorResult | None = None
+        self._lock = threading.Lock()
+
+    @property
+    @abc.abstractmethod
+    def pid(self) -> int | None:
+        """The process id inside the lab (None if it never started)."""
+
+    @abc.abstractmethod
+    def _wait_exit(self, timeout: float | None) -> bool:
+        """Block until the process ended and its output is collected; False on timeout."""
+
+    @abc.abstractmethod
+    def _collect(self) -> tuple[int | None, str, str]:
+        """(exit_code, stdout, stderr) once ended."""
+
+    @abc.abstractmethod
+    def signal(self, sig: str = "KILL") -> None:
+        """Send a signal (name without SIG) to the process and its descendants."""
+
+    def poll(self) -> ActorResult | None:
+        """The result if the actor has ended, else None."""
+        if self._result is None and self._wait_exit(0):
+            return self._finish(timed_out=False)
+        return self._result
+
+    @property
+    def running(self) -> bool:
+        return self.poll() is None
+
+    def wait(self, timeout: float | None = DEFAULT_TIMEOUT, *, kill: bool = True) -> ActorResult:
+        """Wait for the actor to end. On timeout it is killed (``kill=True``) and the result
+        says ``timed_out``; with ``kill=False`` a :class:`TimeoutError` is raised instead."""
+        if self._result is not None:
+            return self._result
+        if self._wait_exit(timeout):
+            return self._finish(timed_out=False)
+        if not kill:
+            raise TimeoutError(f"{self.actor}: {shlex.join(self.argv)} still running "
+                               f"after {timeout}s")
+        self.kill()
+        return self._finish(timed_out=True)
+
+    def kill(self) -> None:
+        """SIGKILL the actor and everything it started; waits until it is gone."""
+        if self._result is None and not self._wait_exit(0):
+            with contextlib.suppress(Exception):
+                self.signal("KILL")
+            self._wait_exit(10)
+
+    def _finish(self, timed_out: bool) -> ActorResult:
+        with self._lock:
+            if self._result is not None:
+                return self._result
+            code, out, err = self._collect() if self._wait_exit(0) else (None, "", "")
+            self._result = ActorResult(
+                role=self.user.role,
+                user=self.user.name,
+                uid=self.user.uid,
+                argv=self.argv,
+                exit_code=code,
+                stdout=out,
+                stderr=err,
+                started=self.started,
+                duration=time.monotonic() - self._t0,
+                timed_out=timed_out,
+                pid=self.pid,
+            )
+            self.run._record(TranscriptEntry(
+                action=self.action, actor=self.actor, user=self.user.name, uid=self.user.uid,
+                argv=self.argv, exit_code=code, stdout=out, stderr=err, started=self.started,
+                duration=self._result.duration, note="timed out, killed" if timed_out else "",
+            ))
+            return self._result
+
+
+class ServerReady(WaitStrategy):
+    """Wait object: the server under test answers ``GET /healthz`` with 200 and
+    ``{"ok": true}`` (asked from inside the lab), with a deadline; fails at once when the
+    server process ends first."""
+
+    def __init__(self, path: str = "/healthz") -> None:
+        super().__init__()
+        self._path = path
+        self._startup_timeout = 30.0
+        self._poll_interval = 0.05
+        self.polls = 0
+        self.body: dict[str, Any] | None = None
+
+    def wait_until_ready(self, container: Any) -> None:  # container: a LabRun
+        run: LabRun = container
+        deadline = time.monotonic() + self._startup_timeout
+        last: Any = None
+        while True:
+            ended = run.server.poll() if run.server else None
+            if ended is not None:
+                raise LabError(f"server exited before it was ready: {ended.describe()}\n"
+                               f"stdout: {ended.stdout[-2000:]}\nstderr: {ended.stderr[-2000:]}")
+            self.polls += 1
+            status, body = run._api_raw("GET", self._path, None, ROOT, run.api)
+            last = (status, body)
+            if status == 200 and isinstance(body, dict) and body.get("ok"):
+                self.body = body
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"server not ready after {self._startup_timeout:.0f}s "
+                                   f"(last {self._path}: {last})")
+            time.sleep(self._poll_interval)
+
+
+class LabRun(abc.ABC):
+    """One started lab with its server: a context manager (``with lab.start(spec) as run``)
+    that removes everything when it ends, also on exceptions and SIGINT/SIGTERM."""
+
+    lab_name: str
+    base: str
+
+    def __init__(self, *, lab_name: str, base: str, spec: ServerSpec, users: Users,
+                 api_path: str, temp_base: str, log_file: str) -> None:
+        self.id = uuid.uuid4().hex
+        self.lab_name = lab_name
+        self.base = base
+        self.spec = spec
+        self.users = users
+        self.api_path = api_path
+        self.api = f"unix:{api_path}"
+        self.tcp_api: str | None = next((a for a in spec.extra_apis if a.startswith("tcp:")), None)
+        self.temp_base = temp_base
+        self.log_file = log_file
+        self.transcript: list[TranscriptEntry] = []
+        self.server: ActorHandle | None = None
+        self.health: dict[str, Any] | None = None
+        self.started_at = time.time()
+        self.startup_seconds: float | None = None
+        self._closed = False
+
+    # ------------------------------------------------------------ lifecycle
+    def __enter__(self) -> LabRun:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Stop every process and remove the lab (idempotent)."""
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def _start_server(self) -> None:
+        t0 = time.monotonic()
+        user = self.server_user
+        argv = self.spec.command(api_path=self.api_path, temp_base=self.temp_base,
+                                 log_file=self.log_file)
+        self.server = self._spawn(f"server[{self.spec.placement.value}]", user, argv,
+                                  dict(self.spec.env), None, action="server")
+        wait = ServerReady(self.spec.health_path).with_startup_timeout(self.spec.ready_timeout)
+        wait.wait_until_ready(self)
+        self.health = wait.body
+        if self.tcp_api:
+            # The address the server says it serves (a port 0 becomes the real port).
+            for line in self.server_log():
+                if line.get("msg") == "serving":
+                    tcp = [a for a in line.get("apis") or [] if str(a).startswith("tcp:")]
+                    self.tcp_api = tcp[0] if tcp else self.tcp_api
+                    break
+        self._record(TranscriptEntry(
+            action="server-ready", actor=self.server.actor, user=user.name, uid=user.uid,
+            argv=tuple(argv), started=self.server.started, duration=time.monotonic() - t0,
+            stdout=json.dumps(wait.body, sort_keys=True),
+            note=f"{wait.polls} health polls; pid {self.server.pid}",
+        ))
+
+    @property
+    def server_user(self) -> User:
+        return self.users["service"] if self.spec.placement is Placement.SERVICE else ROOT
+
+    # ------------------------------------------------------------ actors
+    def user(self, actor: str | int | User) -> User:
+        """The user behind a role, a user name, ``"root"``, a User, or a raw uid (int,
+        used as it is in the lab, with gid = uid)."""
+        if isinstance(actor, User):
+            return actor
+        if isinstance(actor, int):
+            return User(name=str(actor), uid=actor, gid=actor, role=f"uid{actor}")
+        try:
+            return self.users[actor]
+        except KeyError as exc:
+            raise LabError(str(exc.args[0])) from None
+
+    @abc.abstractmethod
+    def _spawn(self, actor: str, user: User, argv: Sequence[str], env: Mapping[str, str] | None,
+               cwd: str | None, action: str) -> ActorHandle:
+        ...
+
+    def spawn(self, actor: str | int | User, argv: Sequence[str], *,
+              env: Mapping[str, str] | None = None, cwd: str | None = None) -> ActorHandle:
+        """Start an actor in the background as its user; returns its handle."""
+        self._check_open()
+        return self._spawn(str(actor) if not isinstance(actor, User) else actor.role,
+                           self.user(actor), argv, env, cwd, action="spawn")
+
+    def exec(self, actor: str | int | User, argv: Sequence[str], *,
+             timeout: float = DEFAULT_TIMEOUT, env: Mapping[str, str] | None = None,
+             cwd: str | None = None) -> ActorResult:
+        """Run an actor as its user and wait for it (killed after ``timeout``)."""
+        self._check_open()
+        handle = self._spawn(str(actor) if not isinstance(actor, User) else actor.role,
+                             self.user(actor), argv, env, cwd, action="exec")
+        return handle.wait(timeout)
+
+    def exec_many(self, calls: Iterable[tuple[str | int | User, Sequence[str]]], *,
+                  timeout: float = DEFAULT_TIMEOUT) -> list[ActorResult]:
+        """Run several actors at once; results in the order given. ``timeout`` is for all."""
+        self._check_open()
+        handles = [self._spawn(str(a) if not isinstance(a, User) else a.role, self.user(a), argv,
+                               None, None, action="exec") for a, argv in calls]
+        deadline = time.monotonic() + timeout
+        return [h.wait(max(0.0, deadline - time.monotonic())) for h in handles]
+
+    # ------------------------------------------------------------ lab facts
+    def tool(self, tool: str, args: Sequence[str], *, as_user: str | int | User = "root",
+             timeout: float = 30.0) -> dict[str, Any]:
+        """Run an in-lab actor tool (``python3 -m wraplab.actors.<tool>``), parse its JSON."""
+        result = self._tool_result(tool, args, self.user(as_user), timeout)
+        try:
+            return result.json()
+        except ValueError as exc:
+            raise LabError(f"{tool} failed: {result.describe()}\n{result.stderr[-2000:]}") from exc
+
+    def _tool_result(self, tool: str, args: Sequence[str], user: User,
+                     timeout: float) -> ActorResult:
+        self._check_open()
+        argv = ["python3", "-m", f"{ACTOR_TOOLS}.{tool}", *args]
+        return self._spawn("lab", user, argv, None, None, action=f"tool:{tool}").wait(timeout)
+
+    def stat(self, path: str) -> FileFacts:
+        """lstat + ACL of ``path`` in the lab, as root."""
+        return self.stat_many([path])[0]
+
+    def stat_many(self, paths: Sequence[str]) -> list[FileFacts]:
+        raw = self.tool("stat", ["--", *paths])
+        return [FileFacts.from_tool(f) for f in raw["facts"]]
+
+    def listdir(self, path: str) -> list[str]:
+        """Sorted names in a directory of the lab (as root); LabError if it is not one."""
+        facts = self.tool("stat", ["--list", "--", path])["facts"][0]
+        if facts["entries"] is None:
+            why = facts.get("error") or facts.get("kind") or "missing"
+            raise LabError(f"listdir {path}: {why}")
+        return list(facts["entries"])
+
+    def _api_raw(self, method: str, path: str, body: Any, user: User,
+                 api: str) -> tuple[int | None, Any]:
+        args = [method, path, "--api", api]
+        if body is not None:
+            args += ["--body", body if isinstance(body, str) else json.dumps(body)]
+        # Not recorded as a tool call: health polls would flood the transcript.
+        argv = ["python3", "-m", f"{ACTOR_TOOLS}.api", *args]
+        result = self._spawn("lab", user, argv, None, None, action="api-poll").wait(30)
+        try:
+            out = result.json()
+        except ValueError:
+            return None, result.stderr.strip()[-500:]
+        return out.get("status"), out.get("body") if out.get("status") else out.get("error")
+
+    def api_request(self, method: str, path: str, body: Any = None, *,
+                    as_user: str | int | User = "root",
+                    api: str | None = None) -> tuple[int | None, Any]:
+        """One request to the server's API from inside the lab as ``as_user``:
+        ``(status, parsed JSON body)``; status None when no response came (body = errno)."""
+        args = [method, path, "--api", api or self.api]
+        if body is not None:
+            args += ["--body", body if isinstance(body, str) else json.dumps(body)]
+        out = self.tool("api", args, as_user=as_user)
+        return out.get("status"), out.get("body") if out.get("status") else out.get("error")
+
+    def events(self, session: str, *, as_user: str | int | User = "root") -> list[dict[str, Any]]:
+        """The session's event list (``GET /api/v1/sessions/{id}/events``)."""
+        status, body = self.api_request("GET", f"/api/v1/sessions/{session}/events",
+                                        as_user=as_user)
+        if status != 200 or not isinstance(body, dict):
+            raise LabError(f"events of {session}: HTTP {status}: {body}")
+        return list(body.get("events", []))
+
+    def server_log(self) -> list[dict[str, Any]]:
+        """The server's JSON log lines so far (non-JSON lines as ``{"raw": line}``)."""
+        text = self._read_file(self.log_file)
+        out: list[dict[str, Any]] = []
+        for line in text.splitlines():
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+                out.append(obj if isinstance(obj, dict) else {"raw": line})
+            except ValueError:
+                out.append({"raw": line})
+        return out
+
+    @abc.abstractmethod
+    def _read_file(self, path: str) -> str:
+        """A file's text, read as root in the lab ("" when missing)."""
+
+    def server_info(self) -> dict[str, Any]:
+        """The server process: pid, uid, CapEff (hex) and cap names, fd and thread count."""
+        if self.server is None or self.server.pid is None:
+            raise LabError("no server process")
+        return self.tool("procinfo", [str(self.server.pid)])
+
+    def stop_server(self, sig: str = "TERM", timeout: float = 10.0) -> ActorResult:
+        """Signal the server (only the server process) and wait for it to exit."""
+        if self.server is None:
+            raise LabError("no server process")
+        if self.server.poll() is None:
+            self._signal_one(self.server.pid, sig)
+        return self.server.wait(timeout)
+
+    @abc.abstractmethod
+    def _signal_one(self, pid: int | None, sig: str) -> None:
+        ...
+
+    # ------------------------------------------------------------ bookkeeping
+    def _record(self, entry: TranscriptEntry) -> None:
+        if entry.action in ("api-poll", "read"):
+            return
+        self.transcript.append(entry)
+
+    def format_transcript(self, since: int = 0) -> str:
+        """The transcript as text (from entry ``since`` on)."""
+        head = f"lab {self.lab_name} run {self.id[:12]} (server {shlex.join(self.spec.argv)}, " \
+               f"placement {self.spec.placement.value})"
+        if since:
+            head += f", from action {since + 1} on"
+        return head + "\n" + format_transcript(self.transcript[since:])
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise LabError(f"lab run {self.id[:12]} is closed")
+
+
+class Lab(abc.ABC):
+    """A place where actors run as real users: :class:`DockerLab` or :class:`LocalLab`."""
+
+    name: str
+
+    @abc.abstractmethod
+    def start(self, spec: ServerSpec) -> LabRun:
+        """Make a fresh lab, start the server in its placement, wait until it is healthy."""
+
+    @abc.abstractmethod
+    def problem(self) -> str | None:
+        """Why this lab cannot run here, or None when it can."""
+
+    def available(self) -> bool:
+        return self.problem() is None

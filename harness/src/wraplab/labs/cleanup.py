@@ -1,0 +1,250 @@
+"""Nothing of ours is left behind: run registry, signal handling, labels, sweeping.
+
+* Every open run is registered here. On SIGTERM (while a run is open, in the main thread)
+  the harness raises KeyboardInterrupt, like SIGINT, so ``with`` blocks and pytest unwind
+  and every run closes; an ``atexit`` hook closes whatever is still open.
+* Every container carries ``wraplab=1``, ``wraplab.run=<uuid>``,
+  ``wraplab.owner-pid=<pid>``, ``wraplab.owner-started=<process start time>`` and
+  ``wraplab.host=<hostname>``. Containers of this host whose owner process is gone are
+  removed at the next start (``sweep_stale_containers``); ``wraplab clean`` removes all.
+* A LocalLab keeps everything under one private directory with an owner file; dead
+  owners' directories and processes are swept likewise (``sweep_stale_local``).
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+LABEL = "wraplab"
+LABEL_RUN = "wraplab.run"
+LABEL_OWNER_PID = "wraplab.owner-pid"
+LABEL_OWNER_STARTED = "wraplab.owner-started"
+LABEL_HOST = "wraplab.host"
+LOCAL_PREFIX = "wraplab-"
+LOCAL_OWNER_FILE = ".wraplab-owner.json"
+RUN_ENV = "WRAPLAB_RUN"
+
+_lock = threading.RLock()
+_open: dict[str, Any] = {}  # run id -> LabRun
+_previous_sigterm: Any = None
+_handler_installed = False
+
+
+def owner_labels(run_id: str) -> dict[str, str]:
+    me = psutil.Process()
+    return {
+        LABEL: "1",
+        LABEL_RUN: run_id,
+        LABEL_OWNER_PID: str(me.pid),
+        LABEL_OWNER_STARTED: f"{me.create_time():.2f}",
+        LABEL_HOST: socket.gethostname(),
+    }
+
+
+def owner_alive(pid: str | int | None, started: str | float | None) -> bool:
+    """Is the process that made a lab still the same running process?"""
+    try:
+        proc = psutil.Process(int(pid))  # type: ignore[arg-type]
+    except (psutil.NoSuchProcess, ValueError, TypeError):
+        return False
+    if started in (None, ""):
+        return True
+    try:
+        return abs(proc.create_time() - float(started)) < 1.0  # type: ignore[arg-type]
+    except (psutil.Error, ValueError):
+        return False
+
+
+# ------------------------------------------------------------------ open runs
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def register(run: Any) -> None:
+    global _previous_sigterm, _handler_installed
+    with _lock:
+        _open[run.id] = run
+        if (not _handler_installed and threading.current_thread() is threading.main_thread()):
+            current = signal.getsignal(signal.SIGTERM)
+            if current in (signal.SIG_DFL, None):
+                _previous_sigterm = current
+                signal.signal(signal.SIGTERM, _on_sigterm)
+                _handler_installed = True
+
+
+def unregister(run: Any) -> None:
+    global _handler_installed
+    with _lock:
+        _open.pop(run.id, None)
+        if (not _open and _handler_installed
+                and threading.current_thread() is threading.main_thread()):
+            signal.signal(signal.SIGTERM, _previous_sigterm or signal.SIG_DFL)
+            _handler_installed = False
+
+
+@contextlib.contextmanager
+def signals_deferred() -> Iterator[None]:
+    """Hold SIGINT/SIGTERM while cleaning up, so a second Ctrl-C cannot interrupt it;
+    they are delivered (and raise) right after."""
+    main = threading.current_thread() is threading.main_thread()
+    blocked = {signal.SIGINT, signal.SIGTERM}
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, blocked) if main else None
+    try:
+        yield
+    finally:
+        if old is not None:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+@atexit.register
+def close_all() -> None:
+    with _lock:
+        runs = list(_open.values())
+    for run in runs:
+        with contextlib.suppress(Exception):
+            run.close()
+
+
+# ------------------------------------------------------------------ Docker
+
+
+def _our_containers(client: Any, **filters: str) -> list[Any]:
+    labels = [f"{LABEL}=1"] + [f"{k}={v}" for k, v in filters.items()]
+    return client.containers.list(all=True, filters={"label": labels}, ignore_removed=True)
+
+
+def sweep_stale_containers(client: Any, log: Callable[[str], None] | None = None) -> int:
+    """Remove this host's lab containers whose owner process is gone."""
+    removed = 0
+    host = socket.gethostname()
+    for container in _our_containers(client):
+        labels = container.labels or {}
+        if labels.get(LABEL_HOST) != host:
+            continue
+        if owner_alive(labels.get(LABEL_OWNER_PID), labels.get(LABEL_OWNER_STARTED)):
+            continue
+        with contextlib.suppress(Exception):
+            container.remove(force=True, v=True)
+            removed += 1
+            if log:
+                log(f"removed stale container {container.name} "
+                    f"(owner pid {labels.get(LABEL_OWNER_PID)} is gone)")
+    return removed
+
+
+def remove_all_containers(client: Any, log: Callable[[str], None] | None = None) -> int:
+    """Remove every wraplab container (any host label, any owner)."""
+    removed = 0
+    for container in _our_containers(client):
+        with contextlib.suppress(Exception):
+            container.remove(force=True, v=True)
+            removed += 1
+            if log:
+                log(f"removed container {container.name}")
+    return removed
+
+
+def containers_of_run(client: Any, run_id: str) -> list[Any]:
+    return _our_containers(client, **{LABEL_RUN: run_id})
+
+
+# ------------------------------------------------------------------ LocalLab
+
+
+def write_local_owner(labdir: Path, run_id: str) -> None:
+    me = psutil.Process()
+    (labdir / LOCAL_OWNER_FILE).write_text(json.dumps(
+        {"run": run_id, "pid": me.pid, "started": me.create_time(), "host": socket.gethostname()}))
+
+
+def processes_of_local_run(run_id: str, labdir: Path | None = None) -> list[psutil.Process]:
+    """Processes started by a LocalLab run: WRAPLAB_RUN in their environment, or a
+    working directory / command line inside its directory."""
+    found = []
+    me = os.getpid()
+    marker = str(labdir) if labdir else None
+    for proc in psutil.process_iter(["pid", "cmdline", "cwd"]):
+        if proc.pid == me:
+            continue
+        try:
+            hit = False
+            if marker:
+                cwd = proc.info.get("cwd") or ""
+                cmd = proc.info.get("cmdline") or []
+                hit = cwd.startswith(marker) or any(marker in a for a in cmd)
+            if not hit:
+                hit = proc.environ().get(RUN_ENV) == run_id
+            if hit:
+                found.append(proc)
+        except (psutil.Error, OSError):
+            continue
+    return found
+
+
+def kill_processes(procs: list[psutil.Process], timeout: float = 5.0) -> None:
+    for proc in procs:
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
+    psutil.wait_procs(procs, timeout=timeout)
+
+
+def local_lab_dirs(base: Path) -> list[Path]:
+    if not base.is_dir():
+        return []
+    return sorted(p for p in base.glob(f"{LOCAL_PREFIX}*") if (p / LOCAL_OWNER_FILE).is_file())
+
+
+def remove_local_lab(labdir: Path, run_id: str | None = None) -> None:
+    if run_id is None:
+        with contextlib.suppress(OSError, ValueError):
+            run_id = json.loads((labdir / LOCAL_OWNER_FILE).read_text()).get("run")
+    kill_processes(processes_of_local_run(run_id or "-", labdir))
+    shutil.rmtree(labdir, ignore_errors=True)
+
+
+def sweep_stale_local(base: Path, log: Callable[[str], None] | None = None,
+                      everything: bool = False) -> int:
+    """Remove LocalLab directories (and their processes) whose owner process is gone."""
+    removed = 0
+    host = socket.gethostname()
+    for labdir in local_lab_dirs(base):
+        try:
+            owner = json.loads((labdir / LOCAL_OWNER_FILE).read_text())
+        except (OSError, ValueError):
+            continue
+        if not everything and (owner.get("host") != host
+                               or owner_alive(owner.get("pid"), owner.get("started"))):
+            continue
+        remove_local_lab(labdir, owner.get("run"))
+        removed += 1
+        if log:
+            log(f"removed stale local lab {labdir} (owner pid {owner.get('pid')})")
+    return removed
+
+
+def wait_for(condition: Callable[[], Any], timeout: float, interval: float = 0.05,
+             what: str = "condition") -> Any:
+    """Poll ``condition`` until it returns something truthy; TimeoutError after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)

@@ -1,0 +1,331 @@
+"""DockerLab: one fresh container per run, from wraplab's lab image, with no network.
+
+The container runs ``sleep infinity`` under docker-init (``init=True``, so orphaned actor
+children are reaped). The server and every actor are ``docker exec``-ed into it as their
+user (names from users.conf resolve in the image's /etc/passwd), each through
+``sh -c 'echo $$; exec "$@"'`` so the harness learns the in-container pid first; their
+stdout/stderr are streamed (demuxed) by a thread per process and the exit code is read
+with exec-inspect.
+
+Placements: ``ROOT`` (default capabilities), ``ROOT_NO_CHOWN`` (the container is created
+with ``cap_drop=["CHOWN"]``, so every process in it, root actors included, lacks
+CAP_CHOWN), ``SERVICE`` (the server is exec-ed as the service user). ``/run/wrapref`` and
+``/var/log/wrapref`` are fresh tmpfs mounts owned by the server's user.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import docker
+import docker.errors
+from testcontainers.core.config import testcontainers_config
+from testcontainers.core.container import DockerContainer
+
+from wraplab import images, users
+from wraplab.labs import cleanup
+from wraplab.labs.base import (
+    ActorHandle,
+    Lab,
+    LabError,
+    LabRun,
+    LabUnavailable,
+    Placement,
+    ServerSpec,
+    TranscriptEntry,
+)
+from wraplab.users import ROOT, User
+
+# Ryuk (testcontainers' reaper) cannot be pulled here; we label and sweep ourselves.
+testcontainers_config.ryuk_disabled = True
+
+LAUNCH = ["/bin/sh", "-c", 'echo "$$"; exec "$@"', "wraplab-actor"]
+API_DIR = "/run/wrapref"
+LOG_DIR = "/var/log/wrapref"
+TEMP_BASE = "/tmp"
+POOL = 64
+
+
+def _client(timeout: int | None) -> docker.DockerClient:
+    return docker.from_env(timeout=timeout, max_pool_size=POOL)
+
+
+class LabContainer(DockerContainer):
+    """testcontainers' DockerContainer with the few builders a lab needs."""
+
+    def __init__(self, image: str, **kwargs: Any) -> None:
+        super().__init__(image, docker_client_kw={"max_pool_size": POOL}, **kwargs)
+        # Never join a "host network" guessed by testcontainers: labs have no network.
+        self.get_docker_client().find_host_network = lambda: None  # type: ignore[method-assign]
+        self._labels: dict[str, str] = {}
+        self._create_kwargs: dict[str, Any] = {}
+
+    def with_labels(self, **labels: str) -> LabContainer:
+        self._labels.update(labels)
+        return self
+
+    def with_tmpfs(self, path: str, options: str) -> LabContainer:
+        self.tmpfs[path] = options
+        return self
+
+    def with_option(self, **kwargs: Any) -> LabContainer:
+        self._create_kwargs.update(kwargs)
+        return self
+
+    def start(self) -> LabContainer:
+        self.with_kwargs(labels=dict(self._labels), **self._create_kwargs)
+        super().start()
+        return self
+
+    def assert_no_network(self) -> None:
+        """The container's network mode is none and it is on no network but none."""
+        wrapped = self.get_wrapped_container()
+        wrapped.reload()
+        mode = wrapped.attrs["HostConfig"].get("NetworkMode")
+        networks = set((wrapped.attrs.get("NetworkSettings") or {}).get("Networks") or {})
+        if mode != "none" or not networks <= {"none"}:
+            raise LabError(f"container {wrapped.name} has network mode {mode!r}, "
+                           f"networks {sorted(networks)}; expected none")
+
+
+class DockerActor(ActorHandle):
+    def __init__(self, run: DockerRun, actor: str, user: User, argv: Sequence[str],
+                 env: Mapping[str, str] | None, cwd: str | None, action: str) -> None:
+        super().__init__(run, actor, user, argv, action)
+        self._run = run
+        self._pid: int | None = None
+        self._pid_ready = threading.Event()
+        self._done = threading.Event()
+        self._out = bytearray()
+        self._err = bytearray()
+        self._exit_code: int | None = None
+        self._error: str | None = None
+        api = run._stream.api
+        if user.uid == 0:
+            docker_user = "root"
+        elif user.name in run.users and run.users[user.name].uid == user.uid:
+            docker_user = user.name  # the image's /etc/passwd and /etc/group apply
+        else:
+            docker_user = f"{user.uid}:{user.gid}"
+        environment = {cleanup.RUN_ENV: run.id, **(env or {})}
+        self._exec_id = api.exec_create(
+            run.container_id, [*LAUNCH, *self.argv], user=docker_user,
+            environment=environment, workdir=cwd or "/",
+        )["Id"]
+        stream = api.exec_start(self._exec_id, stream=True, demux=True)
+        self._thread = threading.Thread(target=self._pump, args=(stream,), daemon=True,
+                                        name=f"wraplab-{actor}")
+        self._thread.start()
+
+    def _pump(self, stream: Any) -> None:
+        try:
+            for out, err in stream:
+                if out:
+                    self._out += out
+                    if not self._pid_ready.is_set() and b"\n" in self._out:
+                        line, _, rest = bytes(self._out).partition(b"\n")
+                        with contextlib.suppress(ValueError):
+                            self._pid = int(line)
+                        self._out = bytearray(rest)
+                        self._pid_ready.set()
+                if err:
+                    self._err += err
+        except Exception as exc:  # the container went away, the daemon hung up...
+            self._error = f"{type(exc).__name__}: {exc}"
+        finally:
+            self._pid_ready.set()
+            try:
+                self._exit_code = self._inspect_exit()
+            finally:
+                self._done.set()
+
+    def _inspect_exit(self) -> int | None:
+        deadline = time.monotonic() + 5
+        while True:
+            try:
+                info = self._run._docker.api.exec_inspect(self._exec_id)
+            except Exception:  # container removed, client closed: no status to be had
+                return None
+            if not info.get("Running"):
+                return info.get("ExitCode")
+            if time.monotonic() > deadline:
+                return None
+            time.sleep(0.01)
+
+    @property
+    def pid(self) -> int | None:
+        self._pid_ready.wait(10)
+        return self._pid
+
+    def _wait_exit(self, timeout: float | None) -> bool:
+        return self._done.wait(timeout)
+
+    def _collect(self) -> tuple[int | None, str, str]:
+        err = self._err.decode(errors="replace")
+        if self._error:
+            err += f"\n[wraplab] output stream ended: {self._error}"
+        return self._exit_code, self._out.decode(errors="replace"), err
+
+    def signal(self, sig: str = "KILL") -> None:
+        if self.pid is not None:
+            self._run._reap(self.pid, sig, tree=True)
+
+
+class DockerRun(LabRun):
+    def __init__(self, lab: DockerLab, spec: ServerSpec, image: images.LabImage) -> None:
+        super().__init__(
+            lab_name=lab.name, base=lab.base_name, spec=spec, users=lab.users,
+            api_path=f"{API_DIR}/api.sock", temp_base=TEMP_BASE, log_file=f"{LOG_DIR}/server.log",
+        )
+        self.image = image
+        self._docker = _client(120)
+        self._stream = _client(None)  # exec output streams may be silent for long
+        self.container: LabContainer | None = None
+        self.container_id = ""
+        self.container_name = f"wraplab-{lab.base_name}-{self.id[:12]}"
+
+    def _launch(self) -> None:
+        t0 = time.monotonic()
+        server = self.server_user
+        owner = f"uid={server.uid},gid={server.gid}"
+        container = (
+            LabContainer(self.image.tag)
+            .with_name(self.container_name)
+            .with_command(["sleep", "infinity"])
+            .with_labels(**cleanup.owner_labels(self.id), **{
+                "wraplab.lab": self.lab_name,
+                "wraplab.placement": self.spec.placement.value,
+            })
+            .with_tmpfs(API_DIR, f"mode=0755,{owner}")
+            .with_tmpfs(LOG_DIR, f"mode=0750,{owner}")
+            .with_option(network_mode="none", init=True, hostname="wraplab")
+        )
+        if self.spec.placement is Placement.ROOT_NO_CHOWN:
+            container.with_option(cap_drop=["CHOWN"])
+        self.container = container
+        container.start()
+        self.container_id = container.get_container_id()
+        container.assert_no_network()
+        self._record(TranscriptEntry(
+            action="lab", actor="lab", user="root", uid=None, argv=(),
+            duration=time.monotonic() - t0,
+            note=f"container {self.container_name} from {self.image.tag} "
+                 f"(network none; placement {self.spec.placement.value})",
+        ))
+        self._start_server()
+        self.startup_seconds = time.monotonic() - t0
+
+    def _spawn(self, actor: str, user: User, argv: Sequence[str], env: Mapping[str, str] | None,
+               cwd: str | None, action: str) -> ActorHandle:
+        return DockerActor(self, actor, user, argv, env, cwd, action)
+
+    def _reap(self, pid: int, sig: str, tree: bool) -> None:
+        argv = ["python3", "-m", "wraplab.actors.reap", "--signal", sig, str(pid)]
+        if not tree:
+            argv.insert(-1, "--only")
+        t0 = time.monotonic()
+        exec_id = self._docker.api.exec_create(self.container_id, argv, user="root")["Id"]
+        out = self._docker.api.exec_start(exec_id, demux=True)
+        code = self._docker.api.exec_inspect(exec_id).get("ExitCode")
+        stdout, stderr = ((b or b"").decode(errors="replace") for b in (out or (None, None)))
+        self._record(TranscriptEntry(action="kill", actor="lab", user="root", uid=0,
+                                     argv=tuple(argv), exit_code=code, stdout=stdout,
+                                     stderr=stderr, duration=time.monotonic() - t0))
+
+    def _signal_one(self, pid: int | None, sig: str) -> None:
+        if pid is not None:
+            self._reap(pid, sig, tree=False)
+
+    def _read_file(self, path: str) -> str:
+        # Not get_archive: it cannot read tmpfs mounts (where the log lives).
+        result = self._spawn("lab", ROOT, ["cat", "--", path], None, None, "read").wait(30)
+        return result.stdout if result.exit_code == 0 else ""
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        with cleanup.signals_deferred():
+            self._closed = True
+            try:
+                if self.container is not None and self.container._container is not None:
+                    with contextlib.suppress(docker.errors.NotFound):
+                        self.container.get_wrapped_container().remove(force=True, v=True)
+                # Whatever create() left even if start() failed half-way:
+                for leftover in cleanup.containers_of_run(self._docker, self.id):
+                    with contextlib.suppress(docker.errors.NotFound):
+                        leftover.remove(force=True, v=True)
+            finally:
+                cleanup.unregister(self)
+                for client in (self._docker, self._stream):
+                    with contextlib.suppress(Exception):
+                        client.close()
+                if self.container is not None:
+                    with contextlib.suppress(Exception):
+                        self.container.get_docker_client().client.close()
+
+
+class DockerLab(Lab):
+    """Labs in Docker containers built from containers/Dockerfile on ``base``
+    (``bookworm``, ``trixie``, or any Debian-family image reference)."""
+
+    def __init__(self, base: str = "bookworm", *, build: bool = True) -> None:
+        self.base = images.resolve_base(base)
+        self.base_name = self.base.name
+        self.name = f"docker-{self.base_name}"
+        self.build = build
+        self._users: users.Users | None = None
+
+    @property
+    def users(self) -> users.Users:
+        if self._users is None:
+            self._users = users.load()
+        return self._users
+
+    def problem(self) -> str | None:
+        try:
+            client = _client(10)
+            try:
+                client.ping()
+            finally:
+                client.close()
+        except Exception as exc:
+            return f"Docker is not reachable ({type(exc).__name__}: {exc})"
+        return None
+
+    def image(self, log: images.Log = images._quiet) -> images.LabImage:
+        """The lab image for this base (built, and the base bootstrapped, when missing)."""
+        client = images.docker_client()
+        try:
+            if not self.build:
+                tag = images.expected_lab_tag(client, self.base)
+                found = images.image_id(client, tag) if tag else None
+                if not found:
+                    raise LabUnavailable(f"lab image for {self.base_name} is not built "
+                                         "(run `wraplab images`)")
+                return images.LabImage(self.base, tag, found, False, False, 0.0)  # type: ignore[arg-type]
+            return images.ensure_lab_image(self.base.name if self.base.bootstrappable
+                                           else self.base.image, client=client, log=log)
+        finally:
+            client.close()
+
+    def start(self, spec: ServerSpec) -> DockerRun:
+        problem = self.problem()
+        if problem:
+            raise LabUnavailable(problem)
+        image = self.image()
+        with contextlib.closing(_client(60)) as client:
+            cleanup.sweep_stale_containers(client)
+        run = DockerRun(self, spec, image)
+        cleanup.register(run)
+        try:
+            run._launch()
+        except BaseException as exc:
+            run.close()
+            exc.add_note(run.format_transcript())
+            raise
+        return run
+

@@ -1,0 +1,308 @@
+"""LocalLab: the same lab on this Linux host, for a harness running as root.
+
+Actors run as numeric ids ``UID_OFFSET + declared id`` (200000 + 1001 = 201001 for the
+owner; every user's private group likewise, wrapusers 1100 -> 201100) with no
+/etc/passwd change; ``run.users`` holds the shifted numbers. Root stays 0.
+
+Everything lives under one private directory ``$WRAPLAB_LOCAL_BASE/wraplab-XXXXXXXX``
+(default base ``/tmp``; mode 0755 so every actor can traverse it)::
+
+    bin/python3 -> /usr/bin/python3   (an interpreter every uid can execute)
+    bin/wrapref                        (the same launcher as in the images)
+    lib/wrapref/, lib/wraplab/actors/  (world-readable copies; PYTHONPATH)
+    home/<user>/                       (0700, owned by the user; HOME)
+    run/wrapref/api.sock               (the API; dir owned by the server's user)
+    log/server.log                     (the server's --log-file)
+    tmp/                               (1777: the server's --temp-base)
+
+The server runs as root; as root with CAP_CHOWN removed from its bounding, inheritable
+and so effective sets (``setpriv --bounding-set -chown --inh-caps -chown``); or as the
+shifted service uid. Each process gets its own session (process group) and
+``WRAPLAB_RUN=<run id>`` in its environment; at the end every one is killed and the
+directory removed, also on exceptions and SIGINT/SIGTERM.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import stat
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import psutil
+
+from wraplab import images, paths, users
+from wraplab.labs import cleanup
+from wraplab.labs.base import (
+    ActorHandle,
+    Lab,
+    LabRun,
+    LabUnavailable,
+    Placement,
+    ServerSpec,
+    TranscriptEntry,
+)
+from wraplab.users import User
+
+UID_OFFSET = 200000
+DEFAULT_PYTHON = "/usr/bin/python3"
+SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def local_base() -> Path:
+    return Path(os.environ.get("WRAPLAB_LOCAL_BASE", "/tmp"))
+
+
+def world_executable(path: str) -> str | None:
+    """Why uids other than root cannot run ``path`` (every directory on the way must be
+    searchable by others, the file executable by others), or None."""
+    real = Path(path).resolve()
+    if not real.is_file():
+        return f"{path} does not exist"
+    for parent in reversed(real.parents):
+        if not parent.stat().st_mode & stat.S_IXOTH:
+            return f"{parent} is not searchable by other users (so {path} is not either)"
+    if not real.stat().st_mode & stat.S_IXOTH:
+        return f"{real} is not executable by other users"
+    return None
+
+
+class LocalActor(ActorHandle):
+    def __init__(self, run: LocalRun, actor: str, user: User, argv: Sequence[str],
+                 env: Mapping[str, str] | None, cwd: str | None, action: str,
+                 prefix: Sequence[str] = ()) -> None:
+        super().__init__(run, actor, user, argv, action)
+        self._run = run
+        environment = run.environment(user)
+        environment.update(env or {})
+        kwargs: dict = {}
+        if user.uid != 0:
+            # Like login/docker exec: the primary group is among the supplementary ones.
+            groups = [user.gid, *(g for g in user.groups if g != user.gid)]
+            kwargs = {"user": user.uid, "group": user.gid, "extra_groups": groups}
+        argv0 = shutil.which(self.argv[0], path=environment["PATH"]) if self.argv else None
+        command = [*prefix, argv0 or self.argv[0], *self.argv[1:]]
+        self._proc = subprocess.Popen(
+            command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            env=environment, cwd=cwd or "/", start_new_session=True, close_fds=True, **kwargs,
+        )
+        run._procs.append(self._proc)
+        self._out = b""
+        self._err = b""
+        self._done = threading.Event()
+        threading.Thread(target=self._pump, daemon=True, name=f"wraplab-{actor}").start()
+
+    def _pump(self) -> None:
+        try:
+            self._out, self._err = self._proc.communicate()
+        finally:
+            self._done.set()
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid
+
+    def _wait_exit(self, timeout: float | None) -> bool:
+        return self._done.wait(timeout)
+
+    def _collect(self) -> tuple[int | None, str, str]:
+        return (self._proc.returncode, self._out.decode(errors="replace"),
+                self._err.decode(errors="replace"))
+
+    def signal(self, sig: str = "KILL") -> None:
+        self._run._signal_tree(self._proc.pid, sig)
+
+
+class LocalRun(LabRun):
+    def __init__(self, lab: LocalLab, spec: ServerSpec, labdir: Path) -> None:
+        super().__init__(
+            lab_name=lab.name, base="local", spec=spec, users=lab.users,
+            api_path=str(labdir / "run" / "wrapref" / "api.sock"),
+            temp_base=str(labdir / "tmp"), log_file=str(labdir / "log" / "server.log"),
+        )
+        self.lab = lab
+        self.labdir = labdir
+        self._procs: list[subprocess.Popen] = []
+
+    # ------------------------------------------------------------ setup
+    def _prepare(self) -> None:
+        t0 = time.monotonic()
+        d = self.labdir
+        os.chmod(d, 0o755)
+        cleanup.write_local_owner(d, self.id)
+        for sub in ("bin", "lib", "home", "run", "log", "tmp"):
+            (d / sub).mkdir()
+        os.chmod(d / "tmp", 0o1777)
+        (d / "bin" / "python3").symlink_to(self.lab.python)
+        launcher = d / "bin" / "wrapref"
+        launcher.write_bytes(images.wrapref_launcher())
+        launcher.chmod(0o755)
+        shutil.copytree(paths.wrapref_package(), d / "lib" / "wrapref",
+                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        (d / "lib" / "wraplab").mkdir()
+        (d / "lib" / "wraplab" / "__init__.py").write_bytes(images.actors_init())
+        shutil.copytree(paths.ACTORS_DIR, d / "lib" / "wraplab" / "actors",
+                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        for root, dirs, files in os.walk(d / "lib"):
+            for name in dirs:
+                os.chmod(os.path.join(root, name), 0o755)
+            for name in files:
+                os.chmod(os.path.join(root, name), 0o644)
+        for user in self.users.users:
+            home = d / "home" / user.name
+            home.mkdir(mode=0o700)
+            os.chown(home, user.uid, user.gid)
+        server = self.server_user
+        api_dir = d / "run" / "wrapref"
+        api_dir.mkdir(mode=0o755)
+        os.chown(api_dir, server.uid, server.gid)
+        os.chmod(d / "log", 0o750)
+        os.chown(d / "log", server.uid, server.gid)
+        self._record(TranscriptEntry(
+            action="lab", actor="lab", user="root", uid=None, argv=(),
+            duration=time.monotonic() - t0,
+            note=f"local lab {d} (uids +{self.lab.uid_offset}; placement "
+                 f"{self.spec.placement.value}; python {self.lab.python})",
+        ))
+
+    def _launch(self) -> None:
+        t0 = time.monotonic()
+        self._prepare()
+        self._start_server()
+        self.startup_seconds = time.monotonic() - t0
+
+    def environment(self, user: User) -> dict[str, str]:
+        home = "/root" if user.uid == 0 else str(self.labdir / "home" / user.name)
+        if user.uid != 0 and not (self.labdir / "home" / user.name).is_dir():
+            home = str(self.labdir / "tmp")
+        return {
+            "PATH": f"{self.labdir / 'bin'}:{SYSTEM_PATH}",
+            "PYTHONPATH": str(self.labdir / "lib"),
+            "PYTHONDONTWRITEBYTECODE": "1",
+            "PYTHONUNBUFFERED": "1",
+            "HOME": home,
+            "USER": user.name,
+            "LOGNAME": user.name,
+            "LANG": "C.UTF-8",
+            "TMPDIR": str(self.labdir / "tmp"),
+            cleanup.RUN_ENV: self.id,
+        }
+
+    # ------------------------------------------------------------ processes
+    def _spawn(self, actor: str, user: User, argv: Sequence[str], env: Mapping[str, str] | None,
+               cwd: str | None, action: str) -> ActorHandle:
+        prefix: tuple[str, ...] = ()
+        if action == "server" and self.spec.placement is Placement.ROOT_NO_CHOWN:
+            prefix = (self.lab.setpriv, "--bounding-set", "-chown", "--inh-caps", "-chown", "--")
+        return LocalActor(self, actor, user, argv, env, cwd, action, prefix)
+
+    def _signal_tree(self, pid: int, sig: str) -> None:
+        signum = _signum(sig)
+        try:
+            proc = psutil.Process(pid)
+            family = [proc, *proc.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            family = []
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signum)
+        for p in family:
+            with contextlib.suppress(psutil.Error):
+                p.send_signal(signum)
+        self._record(TranscriptEntry(action="kill", actor="lab", user="root", uid=0,
+                                     argv=("kill", f"-{sig}", str(pid)), note="process tree"))
+
+    def _signal_one(self, pid: int | None, sig: str) -> None:
+        if pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, _signum(sig))
+            self._record(TranscriptEntry(action="kill", actor="lab", user="root", uid=0,
+                                         argv=("kill", f"-{sig}", str(pid))))
+
+    def _read_file(self, path: str) -> str:
+        try:
+            return Path(path).read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        with cleanup.signals_deferred():
+            self._closed = True
+            try:
+                procs = []
+                for popen in self._procs:
+                    if popen.poll() is None:
+                        with contextlib.suppress(ProcessLookupError, PermissionError):
+                            os.killpg(popen.pid, 9)
+                        with contextlib.suppress(psutil.Error):
+                            procs.append(psutil.Process(popen.pid))
+                cleanup.kill_processes(procs)
+                cleanup.remove_local_lab(self.labdir, self.id)
+            finally:
+                cleanup.unregister(self)
+
+
+def _signum(sig: str) -> int:
+    return int(getattr(signal, "SIG" + sig.upper().removeprefix("SIG")))
+
+
+class LocalLab(Lab):
+    """Labs on this host (root only): actors as reserved numeric uids, no containers."""
+
+    name = "local"
+
+    def __init__(self, *, python: str | None = None, uid_offset: int = UID_OFFSET,
+                 base_dir: str | Path | None = None) -> None:
+        self.python = python or os.environ.get("WRAPLAB_LOCAL_PYTHON", DEFAULT_PYTHON)
+        self.uid_offset = uid_offset
+        self.base_dir = Path(base_dir) if base_dir else local_base()
+        self.base_name = "local"
+        self.setpriv = shutil.which("setpriv") or "setpriv"
+        self._users: users.Users | None = None
+
+    @property
+    def users(self) -> users.Users:
+        if self._users is None:
+            self._users = users.load().shifted(self.uid_offset)
+        return self._users
+
+    def problem(self) -> str | None:
+        if os.name != "posix" or not Path("/proc/self/status").exists():
+            return "LocalLab needs Linux"
+        if os.geteuid() != 0:
+            return "LocalLab needs the harness to run as root (it starts processes as other uids)"
+        if shutil.which("setpriv") is None:
+            return "setpriv is missing (util-linux), needed to drop CAP_CHOWN"
+        why = world_executable(self.python)
+        if why:
+            return f"no Python every uid can run: {why} (set WRAPLAB_LOCAL_PYTHON)"
+        try:
+            paths.wrapref_package()
+        except paths.SourcesMissing as exc:
+            return str(exc)
+        return None
+
+    def start(self, spec: ServerSpec) -> LocalRun:
+        problem = self.problem()
+        if problem:
+            raise LabUnavailable(problem)
+        self.base_dir.mkdir(parents=True, exist_ok=True)
+        cleanup.sweep_stale_local(self.base_dir)
+        labdir = Path(tempfile.mkdtemp(prefix=cleanup.LOCAL_PREFIX, dir=self.base_dir))
+        run = LocalRun(self, spec, labdir)
+        cleanup.register(run)
+        try:
+            run._launch()
+        except BaseException as exc:
+            run.close()
+            exc.add_note(run.format_transcript())
+            raise
+        return run

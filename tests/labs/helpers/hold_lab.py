@@ -1,0 +1,34 @@
+"""Start a lab, say so on stdout (one JSON line), then hold it until a signal arrives.
+
+    python hold_lab.py LAB_NAME [PLACEMENT]
+
+Used by test_cleanup.py to interrupt a harness process that is mid-run.
+"""
+
+import json
+import sys
+import time
+
+from wraplab.labs import LocalRun, Placement, ServerSpec, lab_by_name
+
+
+def main() -> int:
+    name = sys.argv[1]
+    placement = Placement(sys.argv[2] if len(sys.argv) > 2 else "root")
+    with lab_by_name(name).start(ServerSpec.wrapref("agentsh", placement)) as run:
+        info = {"run": run.id, "lab": run.lab_name, "server_pid": run.server.pid}
+        if isinstance(run, LocalRun):
+            info["labdir"] = str(run.labdir)
+        else:
+            info["container"] = run.container_name
+        print(json.dumps(info), flush=True)
+        while True:  # held until SIGINT/SIGTERM (which raise KeyboardInterrupt)
+            time.sleep(3600)
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        sys.exit(130)

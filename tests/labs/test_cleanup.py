@@ -1,0 +1,112 @@
+"""Nothing is left behind: after a normal end, an exception, a signal to the harness
+process mid-run, and (swept at the next start) after the harness was killed outright."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import docker
+import psutil
+import pytest
+from conftest import LAB_PARAMS
+from wraplab.labs import LabRun, LocalRun, ServerSpec, lab_by_name
+from wraplab.labs.cleanup import LABEL_RUN, processes_of_local_run, wait_for
+
+HOLD = Path(__file__).parent / "helpers" / "hold_lab.py"
+
+
+class Boom(Exception):
+    pass
+
+
+def containers_of(run_id: str) -> list:
+    client = docker.from_env()
+    try:
+        return client.containers.list(all=True, filters={"label": f"{LABEL_RUN}={run_id}"},
+                                      ignore_removed=True)
+    finally:
+        client.close()
+
+
+def leftovers(lab: str, run_id: str, labdir: str | None = None) -> list[str]:
+    """What of a run is still there: containers, or the lab dir and its processes."""
+    if lab == "local":
+        found = [f"process {p.pid} {p.info.get('cmdline')}"
+                 for p in processes_of_local_run(run_id, Path(labdir) if labdir else None)]
+        if labdir and os.path.exists(labdir):
+            found.append(f"directory {labdir}")
+        return found
+    return [f"container {c.name} ({c.status})" for c in containers_of(run_id)]
+
+
+def facts_of(run: LabRun) -> tuple[str, str | None]:
+    return run.id, str(run.labdir) if isinstance(run, LocalRun) else None
+
+
+@pytest.mark.parametrize("lab", LAB_PARAMS)
+def test_nothing_left_after_a_normal_end(lab):
+    with lab_by_name(lab).start(ServerSpec.wrapref("agentsh")) as run:
+        run_id, labdir = facts_of(run)
+        assert leftovers(lab, run_id, labdir), "the running lab should be visible"
+        server_pid = run.server.pid
+        assert run.exec("owner", ["true"]).ok
+    assert run.closed
+    assert leftovers(lab, run_id, labdir) == []
+    if lab == "local":
+        assert not psutil.pid_exists(server_pid) or \
+            psutil.Process(server_pid).status() == psutil.STATUS_ZOMBIE
+
+
+@pytest.mark.parametrize("lab", LAB_PARAMS)
+def test_nothing_left_after_an_exception(lab):
+    seen = {}
+    with pytest.raises(Boom), lab_by_name(lab).start(ServerSpec.wrapref("agentsh")) as run:
+        seen["id"], seen["labdir"] = facts_of(run)
+        run.spawn("attacker", ["sleep", "60"])  # still running when the exception hits
+        raise Boom()
+    assert leftovers(lab, seen["id"], seen["labdir"]) == []
+
+
+def hold(lab: str) -> tuple[subprocess.Popen, dict]:
+    """Start hold_lab.py (a harness process holding a started lab) and wait until it says
+    the lab is up; then check it really is."""
+    proc = subprocess.Popen([sys.executable, str(HOLD), lab], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    line = proc.stdout.readline()  # blocks until the lab is started (or the process died)
+    if not line:
+        proc.wait(10)
+        pytest.fail(f"hold_lab.py exited {proc.returncode} before starting:\n{proc.stderr.read()}")
+    info = json.loads(line)
+    assert leftovers(lab, info["run"], info.get("labdir")), f"lab not up: {info}"
+    return proc, info
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize("lab", LAB_PARAMS)
+def test_nothing_left_after_a_signal_mid_run(lab, sig):
+    proc, info = hold(lab)
+    try:
+        proc.send_signal(sig)
+        proc.wait(60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, proc.stderr.read()
+    assert leftovers(lab, info["run"], info.get("labdir")) == []
+
+
+@pytest.mark.parametrize("lab", LAB_PARAMS)
+def test_a_killed_harness_is_swept_at_the_next_start(lab):
+    proc, info = hold(lab)
+    proc.kill()  # SIGKILL: no chance to clean up
+    proc.wait(30)
+    assert leftovers(lab, info["run"], info.get("labdir")), "SIGKILL should leave the lab behind"
+    with lab_by_name(lab).start(ServerSpec.wrapref("agentsh")):
+        assert leftovers(lab, info["run"], info.get("labdir")) == []
+    if lab == "local":
+        wait_for(lambda: not psutil.pid_exists(info["server_pid"]), 10, what="server gone")
