@@ -1,0 +1,8 @@
+"""``python -m wrapref``: the same as the ``wrapref`` console script."""
+
+import sys
+
+from .cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,411 @@
+"""The HTTP/JSON API of the reference wrap server (SPEC.md §1, docs/design.md §1).
+
+``http.server.BaseHTTPRequestHandler`` on a threading Unix-stream server
+(default ``/run/wrapref/api.sock``, mode 0666) and, optionally, on loopback
+TCP.  Routes::
+
+    POST /api/v1/sessions                   -> 201 {"id": ...}
+    POST /api/v1/sessions/{id}/wrap-init    -> 200 {...}
+    GET  /api/v1/sessions/{id}/events       -> 200 {"session": id, "events": [...]}
+    GET  /healthz                           -> 200 {"ok": true, ...}
+
+Threat model: every local user can reach the Unix API, and anything that can
+reach loopback can reach the TCP API.  So the request body is read by hand
+with a size limit (413), a total read deadline (408) and strict
+Content-Length rules (411/400/501); JSON is parsed strictly (UTF-8 only, no
+NaN/Infinity, no duplicate keys, objects only, no NUL in strings); every
+error is ``{"error": msg}`` and leaves nothing behind.  The caller's identity
+on the Unix API comes from SO_PEERCRED of the connection.  TCP binds are
+refused unless the address is loopback.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import re
+import socket
+import socketserver
+import stat
+import time
+from http.server import BaseHTTPRequestHandler
+
+from . import __version__, wire
+from .server import Peer, RequestError
+
+__all__ = [
+    "APIHandler",
+    "UnixAPIServer",
+    "TCPAPIServer",
+    "make_api_server",
+    "parse_api",
+    "parse_json_object",
+    "UsageError",
+]
+
+
+class UsageError(ValueError):
+    """A bad ``--api`` value."""
+
+
+def parse_api(spec: str, server_side: bool = True):
+    """``unix:PATH`` -> ("unix", PATH); ``tcp:HOST:PORT`` -> ("tcp", (host, port)).
+
+    On the server side a TCP host must be loopback.
+    """
+    kind, sep, rest = spec.partition(":")
+    if not sep or not rest:
+        raise UsageError(f"invalid --api {spec!r}: want unix:PATH or tcp:HOST:PORT")
+    if kind == "unix":
+        return "unix", rest
+    if kind != "tcp":
+        raise UsageError(f"invalid --api {spec!r}: want unix:PATH or tcp:HOST:PORT")
+    host, sep, port = rest.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise UsageError(f"invalid --api {spec!r}: want tcp:HOST:PORT")
+    if server_side:
+        if host == "localhost":
+            host = "127.0.0.1"
+        try:
+            loopback = ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            loopback = False
+        if not loopback:
+            raise UsageError(f"refusing non-loopback TCP API address {host!r}")
+    return "tcp", (host, int(port))
+
+
+# ------------------------------------------------------------------ strict JSON
+
+
+def _no_duplicates(pairs):
+    out = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"duplicate key {key!r}")
+        out[key] = value
+    return out
+
+
+def _no_constants(name):
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _check_nul(value) -> None:
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                raise ValueError("NUL character in string")
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+
+
+def parse_json_object(body: bytes) -> dict:
+    """Strictly parse *body* as a JSON object; raise RequestError(400) otherwise."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise RequestError(400, "invalid json: body is not UTF-8") from None
+    try:
+        obj = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
+        _check_nul(obj)
+    except (ValueError, RecursionError) as exc:
+        raise RequestError(400, f"invalid json: {str(exc)[:200]}") from None
+    if not isinstance(obj, dict):
+        raise RequestError(400, "invalid json: expected an object")
+    return obj
+
+
+# ---------------------------------------------------------------------- handler
+
+_SESSION_PATH = re.compile(r"\A/api/v1/sessions/([^/]+)/(wrap-init|events)\Z")
+_DIGITS = re.compile(r"\A[0-9]+\Z")
+
+
+class _BodyTimeout(Exception):
+    pass
+
+
+class APIHandler(BaseHTTPRequestHandler):
+    """One API connection; one request, then the connection closes."""
+
+    protocol_version = "HTTP/1.1"
+    server_version = "wrapref/" + __version__
+    #: Per-recv timeout while reading the request line and headers.
+    timeout = 10
+    #: Total seconds allowed for reading the body.
+    body_timeout = 5.0
+    #: Largest body read.
+    max_body = 64 * 1024
+    #: After an error answer, unread input is drained (at most this much, this long)
+    #: so that closing does not reset the connection before the client reads the error.
+    drain_limit = 1024 * 1024
+    drain_timeout = 0.5
+
+    # -- plumbing ------------------------------------------------------------------
+
+    @property
+    def wrap_server(self):
+        return self.server.wrap_server
+
+    def __getattr__(self, name):
+        # Every method, known or not, goes to the router (405/404 rather than 501).
+        if name.startswith("do_"):
+            return self.route
+        raise AttributeError(name)
+
+    def log_message(self, format, *args):  # noqa: A002 - BaseHTTPRequestHandler's signature
+        pass  # access logs are not kept; errors are logged by send_json
+
+    def send_error(self, code, message=None, explain=None):
+        # BaseHTTPRequestHandler's own errors (bad request line, long headers...) as JSON,
+        # with a status line even when the request line was unreadable ("HTTP/0.9").
+        if getattr(self, "request_version", "HTTP/0.9") == "HTTP/0.9":
+            self.request_version = self.protocol_version
+        self.close_connection = True
+        self.send_json(code, {"error": message or self.responses.get(code, ("error",))[0]})
+
+    def send_json(self, status: int, obj) -> None:
+        body = (json.dumps(obj) + "\n").encode("utf-8")
+        if status >= 400:
+            self._error_sent = True
+            self.wrap_server.log.warn("api error", status=status, method=self.command,
+                                      path=getattr(self, "path", None),
+                                      error=obj.get("error") if isinstance(obj, dict) else None)
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Connection", "close")
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(body)
+        except OSError:
+            pass
+        self.close_connection = True
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        finally:
+            if getattr(self, "_error_sent", False):
+                self.drain()
+
+    def drain(self) -> None:
+        deadline = time.monotonic() + self.drain_timeout
+        left = self.drain_limit
+        try:
+            self.connection.shutdown(socket.SHUT_WR)
+            while left > 0:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self.connection.settimeout(remaining)
+                chunk = self.connection.recv(min(left, 65536))
+                if not chunk:
+                    break
+                left -= len(chunk)
+        except OSError:
+            pass
+
+    def peer(self) -> Peer:
+        if self.server.transport == "unix":
+            try:
+                cred = wire.peercred(self.request)
+            except OSError:
+                return Peer("unix")
+            return Peer("unix", cred.uid, cred.pid, cred.gid)
+        return Peer("tcp")
+
+    # -- body ------------------------------------------------------------------------
+
+    def read_body(self, required: bool) -> bytes:
+        """Read the body honouring Content-Length, within size and time limits."""
+        if self.headers.get_all("Transfer-Encoding"):
+            raise RequestError(501, "Transfer-Encoding is not supported; send Content-Length")
+        lengths = self.headers.get_all("Content-Length") or []
+        if len(lengths) > 1:
+            raise RequestError(400, "duplicated Content-Length")
+        if not lengths:
+            if required:
+                raise RequestError(411, "Content-Length required")
+            return b""
+        value = lengths[0].strip()
+        if value.startswith("-"):
+            raise RequestError(400, "negative Content-Length")
+        if not _DIGITS.match(value):
+            raise RequestError(400, f"invalid Content-Length {value[:40]!r}")
+        length = int(value)
+        if length > self.max_body:
+            raise RequestError(413, f"body too large (limit {self.max_body} bytes)")
+        deadline = time.monotonic() + self.body_timeout
+        chunks = []
+        remaining = length
+        try:
+            while remaining:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise _BodyTimeout()
+                self.connection.settimeout(left)
+                chunk = self.rfile.read1(remaining)
+                if not chunk:
+                    got = length - remaining
+                    raise RequestError(400, f"incomplete body: {got} of {length} bytes")
+                chunks.append(chunk)
+                remaining -= len(chunk)
+        except (socket.timeout, _BodyTimeout):
+            raise RequestError(408, "timed out reading the request body") from None
+        finally:
+            try:
+                self.connection.settimeout(self.timeout)
+            except OSError:
+                pass
+        return b"".join(chunks)
+
+    # -- routing ---------------------------------------------------------------------
+
+    def route(self) -> None:
+        self.close_connection = True
+        path = self.path.split("?", 1)[0]
+        try:
+            if path == "/healthz":
+                self.allow("GET")
+                self.read_body(required=False)
+                self.send_json(200, self.wrap_server.healthz())
+            elif path == "/api/v1/sessions":
+                self.allow("POST")
+                self.post_session()
+            else:
+                m = _SESSION_PATH.match(path)
+                if not m:
+                    raise RequestError(404, "not found")
+                sid, action = m.group(1), m.group(2)
+                if action == "wrap-init":
+                    self.allow("POST")
+                    self.post_wrap_init(sid)
+                else:
+                    self.allow("GET")
+                    self.read_body(required=False)
+                    self.send_json(200, self.wrap_server.events(sid))
+        except RequestError as exc:
+            self.send_json(exc.status, {"error": exc.message})
+        except Exception as exc:  # the server keeps serving
+            self.wrap_server.log.error("api: internal error", error=repr(exc))
+            self.send_json(500, {"error": "internal error"})
+
+    def allow(self, method: str) -> None:
+        if self.command != method:
+            raise RequestError(405, f"method {self.command[:20]} not allowed")
+
+    def post_session(self) -> None:
+        body = self.read_body(required=False)
+        requested = None
+        if body.strip():
+            obj = parse_json_object(body)
+            requested = obj.get("id")
+            if requested is not None and not isinstance(requested, str):
+                raise RequestError(400, "invalid session id: must be a string")
+        session = self.wrap_server.create_session(requested)
+        self.send_json(201, {"id": session.id})
+
+    def post_wrap_init(self, session_id: str) -> None:
+        body = self.read_body(required=True)
+        self.wrap_server.get_session(session_id)  # 404 before 400 (B1)
+        obj = parse_json_object(body)
+        resp = self.wrap_server.wrap_init(session_id, obj, self.peer())
+        self.send_json(200, resp)
+
+
+# ---------------------------------------------------------------------- servers
+
+
+class _APIServerMixin:
+    daemon_threads = True
+    block_on_close = True
+    request_queue_size = 128
+    transport = None
+    spec = None
+    wrap_server = None
+
+
+class UnixAPIServer(_APIServerMixin, socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    """The Unix-socket API: mode 0666, parent created if missing, stale socket replaced."""
+
+    transport = "unix"
+    socket_mode = 0o666
+
+    def __init__(self, path: str, wrap_server):
+        self.wrap_server = wrap_server
+        self.spec = "unix:" + path
+        self._inode = None
+        super().__init__(path, APIHandler)
+
+    def server_bind(self) -> None:
+        path = self.server_address
+        parent = os.path.dirname(path) or "."
+        os.makedirs(parent, mode=0o755, exist_ok=True)
+        self.remove_stale(path)
+        os.fchmod(self.socket.fileno(), self.socket_mode)
+        self.socket.bind(path)
+        os.chmod(path, self.socket_mode)  # bind applies the umask to the fd's mode
+        st = os.lstat(path)
+        self._inode = (st.st_dev, st.st_ino)
+
+    @staticmethod
+    def remove_stale(path: str) -> None:
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            return
+        if not stat.S_ISSOCK(st.st_mode):
+            raise OSError(f"refusing to replace {path}: not a socket")
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            probe.connect(path)
+        except (ConnectionRefusedError, FileNotFoundError):
+            os.unlink(path)  # stale: nobody listens
+            return
+        finally:
+            probe.close()
+        raise OSError(f"another server is listening on {path}")
+
+    def server_close(self) -> None:
+        super().server_close()
+        if self._inode is not None:
+            try:
+                st = os.lstat(self.server_address)
+                if (st.st_dev, st.st_ino) == self._inode:
+                    os.unlink(self.server_address)
+            except OSError:
+                pass
+            self._inode = None
+
+
+class TCPAPIServer(_APIServerMixin, socketserver.ThreadingMixIn, socketserver.TCPServer):
+    """The loopback TCP API."""
+
+    transport = "tcp"
+    allow_reuse_address = True
+
+    def __init__(self, address, wrap_server):
+        self.wrap_server = wrap_server
+        if ":" in address[0]:
+            self.address_family = socket.AF_INET6
+        super().__init__(address, APIHandler)
+        host, port = self.server_address[:2]
+        shown = f"[{host}]" if ":" in host else host
+        self.spec = f"tcp:{shown}:{port}"
+
+
+def make_api_server(spec: str, wrap_server):
+    kind, addr = parse_api(spec, server_side=True)
+    if kind == "unix":
+        return UnixAPIServer(addr, wrap_server)
+    return TCPAPIServer(addr, wrap_server)

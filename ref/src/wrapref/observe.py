@@ -1,0 +1,122 @@
+"""Observability: JSON-lines logging and the bounded per-session event list.
+
+The harness asserts on events (SPEC.md §4, docs/design.md §1), never on log
+text.  Logs are one JSON object per line with ``ts``, ``level`` and ``msg``
+plus flat fields.
+
+Threat model: a hostile local user can make the server log and record events
+at will (by connecting to sockets, by creating sessions).  Event lists are
+bounded, ``peer_rejected`` events per (wrap, kind) are capped, and the hardened
+profile rate-limits rejection log lines (:class:`RejectionLimiter`).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+
+__all__ = ["JSONLogger", "EventLog", "RejectionLimiter"]
+
+
+class JSONLogger:
+    """Write one JSON object per line to a text stream, thread-safely."""
+
+    def __init__(self, stream=None):
+        self.stream = stream if stream is not None else sys.stderr
+        self._lock = threading.Lock()
+
+    def log(self, level: str, msg: str, **fields) -> None:
+        record = {"ts": time.time(), "level": level, "msg": msg}
+        record.update(fields)
+        line = json.dumps(record, default=str, sort_keys=False) + "\n"
+        with self._lock:
+            try:
+                self.stream.write(line)
+                self.stream.flush()
+            except (OSError, ValueError):
+                pass  # a closed or broken log stream must not take the server down
+
+    def info(self, msg: str, **fields) -> None:
+        self.log("info", msg, **fields)
+
+    def warn(self, msg: str, **fields) -> None:
+        self.log("warn", msg, **fields)
+
+    def error(self, msg: str, **fields) -> None:
+        self.log("error", msg, **fields)
+
+
+class EventLog:
+    """The events of one session, bounded.
+
+    At most :attr:`max_events` events are kept (later ones are counted in
+    ``dropped``), and at most :attr:`max_rejections_kept` ``peer_rejected``
+    events per (wrap, kind); later rejections only update the running count
+    that the loop reports in its final event.
+    """
+
+    max_events = 10000
+    max_rejections_kept = 200
+
+    def __init__(self, session: str):
+        self.session = session
+        self._events = []
+        self._lock = threading.Lock()
+        self._rejections_kept = {}
+        self.dropped = 0
+
+    def add(self, type_: str, wrap=None, **fields) -> dict:
+        event = {"type": type_, "ts": time.time(), "session": self.session}
+        if wrap is not None:
+            event["wrap"] = wrap
+        event.update(fields)
+        with self._lock:
+            if type_ == "peer_rejected":
+                key = (wrap, fields.get("kind"))
+                kept = self._rejections_kept.get(key, 0)
+                if kept >= self.max_rejections_kept:
+                    return event
+                self._rejections_kept[key] = kept + 1
+            if len(self._events) >= self.max_events:
+                self.dropped += 1
+                return event
+            self._events.append(event)
+        return event
+
+    def snapshot(self) -> list:
+        with self._lock:
+            return [dict(e) for e in self._events]
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._events)
+
+
+class RejectionLimiter:
+    """Decide which rejections get a log line (H13).
+
+    Unlimited: every rejection.  Limited: the first :attr:`burst` per peer uid,
+    then at most one per :attr:`interval` seconds per peer uid, each carrying
+    the running count.
+    """
+
+    burst = 3
+    interval = 1.0
+
+    def __init__(self, limited: bool):
+        self.limited = limited
+        self._last = {}
+
+    def should_log(self, peer_uid: int, count: int, now=None) -> bool:
+        if not self.limited:
+            return True
+        if count <= self.burst:
+            return True
+        now = time.monotonic() if now is None else now
+        last = self._last.get(peer_uid)
+        if last is None or now - last >= self.interval:
+            self._last[peer_uid] = now
+            return True
+        return False

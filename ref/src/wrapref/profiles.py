@@ -1,0 +1,191 @@
+"""Profiles: every per-profile switch of the reference wrap server, in one object.
+
+A :class:`Profile` is a frozen record with one field per rule of SPEC.md §3
+(H1..H13) plus the few switches the historical and naive variants need.  The
+server never compares profile *names*; it reads the switches, e.g.
+``if self.profile.peercred_identity:``.
+
+Profiles (SPEC.md §2):
+
+``agentsh``
+    agentsh HEAD after PR #235, gaps included (AGENTSH.md B1..B34, G1..G10).
+``hardened``
+    the design wraplab recommends: each gap closed.
+``pre-235``
+    before #235: the directory stays root:root 0700, ``caller_uid`` is
+    ignored, no peer check.  Multi-user wrap does not work at all.
+``permissive``
+    the naive fix: directory 0711, sockets 0666, first connection wins.
+``accept-once``
+    agentsh's peer check, but the accept loop ends at the first wrong-uid peer
+    (a denial of service by anyone who can connect first).
+
+Threat model: the profile is chosen by whoever starts the server; nothing a
+client sends can change it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+__all__ = [
+    "Profile",
+    "PROFILES",
+    "PROFILE_NAMES",
+    "get_profile",
+    "UID_IDENTITY_BODY",
+    "UID_IDENTITY_PEERCRED",
+    "UID_IDENTITY_IGNORED",
+    "LAYOUT_AGENTSH",
+    "LAYOUT_HARDENED",
+    "LAYOUT_ROOT_ONLY",
+    "LAYOUT_OPEN",
+    "CLEANUP_NOTIFY_OWNS",
+    "CLEANUP_LAST_LOOP",
+    "CLOEXEC_AGENTSH",
+    "CLOEXEC_RECVMSG",
+    "SIGNAL_RECV_FIRST_FD",
+    "SIGNAL_RECV_EXACT",
+]
+
+# H1: where the caller's identity comes from.
+UID_IDENTITY_BODY = "body"  # the JSON body's caller_uid (absent or 0 = legacy)
+UID_IDENTITY_PEERCRED = "peercred"  # SO_PEERCRED of the API connection (TCP: body)
+UID_IDENTITY_IGNORED = "ignored"  # pre-235: there is no caller_uid
+
+# H3/H4: how the wrap directory and its sockets are laid out.
+LAYOUT_AGENTSH = "agentsh"  # chown dir first, then bind, then chown/chmod sockets by path
+LAYOUT_HARDENED = "hardened"  # bind in a server-only dir, lchown/ACL, hand the dir over last
+LAYOUT_ROOT_ONLY = "root-only"  # pre-235: dir server-owned 0700, sockets as bound
+LAYOUT_OPEN = "open"  # permissive: dir 0711, sockets 0666, server-owned
+
+# H11: who removes the wrap directory.
+CLEANUP_NOTIFY_OWNS = "notify-owns"  # notify/ptrace loop end removes it; signal only closes
+CLEANUP_LAST_LOOP = "last-loop"  # the last loop of the wrap removes it
+
+# H8: how received fds get FD_CLOEXEC.
+CLOEXEC_AGENTSH = "agentsh"  # notify: set after recvmsg; signal: never
+CLOEXEC_RECVMSG = "recvmsg"  # every fd atomically, recvmsg(MSG_CMSG_CLOEXEC)
+
+# How the signal socket receives (AGENTSH.md B26 versus SPEC §1 "the same fd receive").
+SIGNAL_RECV_FIRST_FD = "first-fd"  # 1-byte buffer, room for one fd, the first is kept
+SIGNAL_RECV_EXACT = "exact"  # same rules as notify: exactly one fd, no MSG_CTRUNC
+
+
+@dataclasses.dataclass(frozen=True)
+class Profile:
+    """Every switch that differs between profiles.  Field comments name the rule."""
+
+    name: str
+    #: H1 -- where the caller uid comes from (see UID_IDENTITY_*).
+    caller_identity: str
+    #: H2 -- strict uid: int only, 0..4294967294, 65534 refused; else agentsh's
+    #: "negative -> 400, no upper bound, uint32 truncation".
+    strict_uid: bool
+    #: H3 -- directory/socket layout and order (see LAYOUT_*).
+    layout: str
+    #: H4 -- POSIX ACLs when chown is impossible (else 0711/0666 root-owned).
+    use_acl: bool
+    #: H4 -- a caller whose uid equals the server's gets server-owned 0700/0600 files.
+    same_uid_private: bool
+    #: H5 -- validate with lstat: exact mode, owner, type, ACL (else stat bits only).
+    strict_validation: bool
+    #: H6 -- compare the peer's SO_PEERCRED uid with the expected uid.
+    peer_check: bool
+    #: H6 (accept-once) -- end the loop at the first wrong-uid peer.
+    stop_on_wrong_peer: bool
+    #: H7 -- handshake deadline on every accepted socket (else only on ptrace).
+    handshake_deadline_all: bool
+    #: H8 -- how received fds become close-on-exec (see CLOEXEC_*).
+    cloexec: str
+    #: H9 -- the ptrace PID must be the peer or a descendant running as the peer's uid.
+    ptrace_pid_bound: bool
+    #: H10 -- always validate the notify wrapper PID (PPid == peer, peer uid in its uids).
+    validate_wrapper_pid: bool
+    #: H11 -- who removes the wrap directory (see CLEANUP_*).
+    cleanup: str
+    #: H12 -- default listen backlog of the wrap sockets (``--backlog`` overrides).
+    backlog: int
+    #: H13 -- rate-limit rejection log lines (else one line per rejection).
+    rate_limit_logs: bool
+    #: Signal socket receive rules (see SIGNAL_RECV_*).
+    signal_receive: str
+
+    @property
+    def peercred_identity(self) -> bool:
+        """True when the API connection's SO_PEERCRED names the caller (H1)."""
+        return self.caller_identity == UID_IDENTITY_PEERCRED
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+_AGENTSH = Profile(
+    name="agentsh",
+    caller_identity=UID_IDENTITY_BODY,
+    strict_uid=False,
+    layout=LAYOUT_AGENTSH,
+    use_acl=False,
+    same_uid_private=False,
+    strict_validation=False,
+    peer_check=True,
+    stop_on_wrong_peer=False,
+    handshake_deadline_all=False,
+    cloexec=CLOEXEC_AGENTSH,
+    ptrace_pid_bound=False,
+    validate_wrapper_pid=False,
+    cleanup=CLEANUP_NOTIFY_OWNS,
+    backlog=4096,  # Go's net.Listen uses somaxconn (4096 on current kernels)
+    rate_limit_logs=False,
+    signal_receive=SIGNAL_RECV_FIRST_FD,
+)
+
+_HARDENED = Profile(
+    name="hardened",
+    caller_identity=UID_IDENTITY_PEERCRED,
+    strict_uid=True,
+    layout=LAYOUT_HARDENED,
+    use_acl=True,
+    same_uid_private=True,
+    strict_validation=True,
+    peer_check=True,
+    stop_on_wrong_peer=False,
+    handshake_deadline_all=True,
+    cloexec=CLOEXEC_RECVMSG,
+    ptrace_pid_bound=True,
+    validate_wrapper_pid=True,
+    cleanup=CLEANUP_LAST_LOOP,
+    backlog=8,
+    rate_limit_logs=True,
+    signal_receive=SIGNAL_RECV_EXACT,
+)
+
+PROFILES = {
+    p.name: p
+    for p in (
+        _HARDENED,
+        _AGENTSH,
+        dataclasses.replace(
+            _AGENTSH,
+            name="pre-235",
+            caller_identity=UID_IDENTITY_IGNORED,
+            layout=LAYOUT_ROOT_ONLY,
+            peer_check=False,
+        ),
+        dataclasses.replace(_AGENTSH, name="permissive", layout=LAYOUT_OPEN, peer_check=False),
+        dataclasses.replace(_AGENTSH, name="accept-once", stop_on_wrong_peer=True),
+    )
+}
+
+PROFILE_NAMES = tuple(PROFILES)
+
+
+def get_profile(name_or_profile) -> Profile:
+    """Return the profile called *name_or_profile* (or the Profile itself)."""
+    if isinstance(name_or_profile, Profile):
+        return name_or_profile
+    try:
+        return PROFILES[name_or_profile]
+    except KeyError:
+        choices = ", ".join(PROFILE_NAMES)
+        raise ValueError(f"unknown profile {name_or_profile!r} (choose from {choices})") from None

@@ -1,0 +1,796 @@
+"""The reference wrap server: sessions, wrap-init, and one accept loop per socket.
+
+:class:`WrapServer` is the whole server minus HTTP (see :mod:`wrapref.api`):
+it creates sessions, performs wrap-init (resolve the caller, lay out the wrap
+directory, start the accept loops) and records events.  It can be driven
+directly from Python (tests do) or through the API listeners it starts.
+
+A wrap-init produces a :class:`Wrap`: a :class:`~wrapref.wrapdir.WrapDir`
+plus one :class:`AcceptLoop` thread per socket.  Each loop has one absolute
+deadline (``accept_window``) that rejections never extend, reads SO_PEERCRED
+on every accept, and serves at most one connection.
+
+Threat model (SPEC.md §3): the server is privileged; the API is reachable by
+every local user (0666 socket); any local user may connect to any wrap socket
+it can reach, send any bytes and fds, stall, or flood.  Which of those attacks
+succeed depends on the profile -- that is the point of the reference: the
+``agentsh`` profile reproduces upstream's gaps, ``hardened`` closes them.  No
+real ptrace attach and no seccomp filter are performed; the would-be attach is
+recorded in the event and the received fd is read for the client's token.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+import socket
+import tempfile
+import threading
+import time
+
+from . import wire
+from .observe import EventLog, JSONLogger, RejectionLimiter
+from .profiles import (
+    CLEANUP_NOTIFY_OWNS,
+    CLOEXEC_AGENTSH,
+    CLOEXEC_RECVMSG,
+    SIGNAL_RECV_FIRST_FD,
+    UID_IDENTITY_IGNORED,
+    Profile,
+    get_profile,
+)
+from .wrapdir import WrapDir, WrapDirError
+
+__all__ = [
+    "WrapServer",
+    "Server",
+    "Session",
+    "Wrap",
+    "AcceptLoop",
+    "Peer",
+    "RequestError",
+    "SESSION_ID_RE",
+    "UID_MAX",
+    "OVERFLOW_UID",
+]
+
+SESSION_ID_RE = re.compile(r"\A[A-Za-z0-9._-]{1,200}\Z")
+UID_MAX = 4294967294  # (uid_t)-1 is "no change", never a uid
+OVERFLOW_UID = 65534  # what unmapped ids look like from another user namespace
+_GO_INT = (-(2**63), 2**63 - 1)  # encoding/json into a Go int
+
+
+class RequestError(Exception):
+    """An API error: HTTP *status* and the message for ``{"error": msg}``."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class Peer:
+    """Who is on the other end of an API request."""
+
+    __slots__ = ("transport", "uid", "pid", "gid")
+
+    def __init__(self, transport: str, uid=None, pid=None, gid=None):
+        self.transport = transport  # "unix" | "tcp" | "local" (in-process call)
+        self.uid = uid
+        self.pid = pid
+        self.gid = gid
+
+    def __repr__(self) -> str:
+        return f"Peer({self.transport}, uid={self.uid!r}, pid={self.pid!r})"
+
+
+class Session:
+    """A session: an id and its event list."""
+
+    def __init__(self, session_id: str):
+        self.id = session_id
+        self.created = time.time()
+        self.events = EventLog(session_id)
+
+
+# ------------------------------------------------------------------ accept loop
+
+
+class _Stopped(Exception):
+    """The server is shutting down."""
+
+
+class AcceptLoop(threading.Thread):
+    """Accept on one wrap socket until one connection is served or the window ends."""
+
+    def __init__(self, wrap: Wrap, kind: str, listener: socket.socket, deadline: float):
+        super().__init__(name=f"wrap-{kind}-{wrap.name}", daemon=True)
+        self.wrap = wrap
+        self.server = wrap.server
+        self.profile = wrap.server.profile
+        self.kind = kind
+        self.listener = listener
+        self.deadline = deadline
+        self.rejections = {}  # peer uid -> count
+        self.limiter = RejectionLimiter(self.profile.rate_limit_logs)
+        self.outcome = None
+
+    # -- plumbing ------------------------------------------------------------------
+
+    @property
+    def total_rejections(self) -> int:
+        return sum(self.rejections.values())
+
+    def event(self, type_: str, **fields) -> None:
+        self.wrap.event(type_, kind=self.kind, **fields)
+
+    def wait(self, sock, deadline):
+        """Wait until *sock* is readable: True, False on deadline; raise on shutdown."""
+        stop_fd = self.server.stop_fd
+        left = None if deadline is None else max(0.0, deadline - time.monotonic())
+        ready = wire.wait_readable([sock.fileno(), stop_fd], left)
+        if stop_fd in ready:
+            raise _Stopped()
+        return bool(ready)
+
+    def run(self) -> None:
+        try:
+            self.serve()
+        except _Stopped:
+            self.outcome = "shutdown"
+            self.event("handoff_failed", peer_uid=None, peer_pid=None, reason="shutdown",
+                       rejections=self.total_rejections)
+        except Exception as exc:  # never let a loop die silently
+            self.outcome = "error"
+            self.server.log.error("wrap: accept loop failed", session=self.wrap.session.id,
+                                  kind=self.kind, error=repr(exc))
+            self.event("handoff_failed", peer_uid=None, peer_pid=None, reason="internal",
+                       detail=repr(exc), rejections=self.total_rejections)
+        finally:
+            self.wrap.loop_ended(self)
+
+    def serve(self) -> None:
+        self.listener.setblocking(False)
+        while True:
+            if time.monotonic() >= self.deadline:
+                self.outcome = "window_expired"
+                self.event("window_expired", rejections=self.total_rejections)
+                self.server.log.info("wrap: accept window expired", session=self.wrap.session.id,
+                                     kind=self.kind, rejections=self.total_rejections)
+                return
+            if not self.wait(self.listener, self.deadline):
+                continue
+            try:
+                conn, _addr = self.listener.accept()
+            except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+                continue
+            except OSError as exc:
+                if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                    self.server.log.error("wrap: accept failed", kind=self.kind,
+                                          error=wire.errno_name(exc.errno))
+                    if wire.wait_readable([self.server.stop_fd], 0.05):  # back off
+                        raise _Stopped() from None
+                    continue
+                raise
+            with conn:
+                conn.setblocking(True)
+                try:
+                    cred = wire.peercred(conn)
+                except OSError:
+                    cred = wire.PeerCred(0, 0, 0)  # B15: creds all zero when unavailable
+                verdict = self.admit(cred)
+                if verdict is None:
+                    self.handshake(conn, cred)
+                    return
+                self.reject(cred, verdict)
+                if self.profile.stop_on_wrong_peer or verdict == "invalid_expected":
+                    self.outcome = "ended_by_rejection"
+                    self.event("handoff_failed", peer_uid=cred.uid, peer_pid=cred.pid,
+                               reason="wrong_peer", rejections=self.total_rejections)
+                    return
+
+    # -- peer check (H6) -------------------------------------------------------------
+
+    def admit(self, cred: wire.PeerCred):
+        """None to serve this peer, else why not."""
+        if not self.profile.peer_check:
+            return None
+        expected = self.wrap.expected_uid
+        if expected is None:
+            return None  # legacy: anyone
+        if expected < 0:
+            return "invalid_expected"  # B16: defence in depth, B4 blocks it
+        if cred.uid != expected & 0xFFFFFFFF:  # Go compares uint32 (G6)
+            return "wrong_uid"
+        return None
+
+    def reject(self, cred: wire.PeerCred, verdict: str) -> None:
+        count = self.rejections.get(cred.uid, 0) + 1
+        self.rejections[cred.uid] = count
+        expected = self.wrap.expected_uid
+        self.event("peer_rejected", peer_uid=cred.uid, peer_pid=cred.pid,
+                   expected_uid=expected, count=count)
+        if self.limiter.should_log(cred.uid, count):
+            if self.kind == "ptrace":
+                msg = "ptrace wrap: rejecting connection from unexpected UID"
+            else:
+                msg = f"wrap: rejecting {self.kind} connection from unexpected UID"
+            if verdict == "invalid_expected":
+                msg = f"wrap: {self.kind} accept loop: invalid caller UID"
+            self.server.log.warn(msg, session=self.wrap.session.id, kind=self.kind,
+                                 peer_uid=cred.uid, peer_pid=cred.pid, expected_uid=expected,
+                                 count=count)
+
+    # -- handshakes ------------------------------------------------------------------
+
+    def handshake(self, conn: socket.socket, cred: wire.PeerCred) -> None:
+        getattr(self, "handshake_" + self.kind)(conn, cred)
+
+    def fail(self, conn, cred, reason: str, status=None, **fields) -> None:
+        """Record a failed handoff; send *status* (notify/ptrace) best-effort."""
+        self.outcome = reason
+        self.event("handoff_failed", peer_uid=cred.uid, peer_pid=cred.pid, reason=reason,
+                   rejections=self.total_rejections, **fields)
+        self.server.log.warn(f"wrap: {self.kind} handoff failed", session=self.wrap.session.id,
+                             kind=self.kind, reason=reason, peer_uid=cred.uid,
+                             peer_pid=cred.pid, **fields)
+        if status is not None:
+            self.send_status(conn, status)
+
+    def send_status(self, conn, status: int) -> bool:
+        try:
+            conn.sendall(bytes([status]))
+            return True
+        except OSError:
+            return False
+
+    def handshake_deadline(self):
+        if self.profile.handshake_deadline_all:
+            return time.monotonic() + self.server.handshake_timeout
+        return None  # H7: agentsh sets no read deadline on notify/signal
+
+    def receive_fd(self, conn, cred, exact: bool, status):
+        """Receive one fd per the rules; return ``(data, fd, cloexec)`` or None."""
+        if not self.wait(conn, self.handshake_deadline()):
+            self.fail(conn, cred, "timeout", status)
+            return None
+        cloexec = self.profile.cloexec == CLOEXEC_RECVMSG
+        bufsize, maxfds = (wire.MAX_PAYLOAD, wire.MAX_FDS) if exact else (1, 1)
+        try:
+            data, fds, flags = wire.recv_fds(conn, bufsize, maxfds, cloexec)
+        except OSError as exc:
+            self.fail(conn, cred, "recv_error", status, errno=wire.errno_name(exc.errno))
+            return None
+        if not data and not fds:
+            self.fail(conn, cred, "eof", status)
+            return None
+        if exact:
+            if flags & socket.MSG_CTRUNC:
+                wire.close_fds(fds)
+                self.fail(conn, cred, "ctrunc", status, fds=len(fds))
+                return None
+            if len(fds) != 1:
+                wire.close_fds(fds)
+                self.fail(conn, cred, "no_fds" if not fds else "too_many_fds", status,
+                          fds=len(fds))
+                return None
+        elif not fds:
+            self.fail(conn, cred, "no_fds", status, fds=0)
+            return None
+        fd, extra = fds[0], fds[1:]
+        wire.close_fds(extra)
+        return data, fd, wire.fd_cloexec(fd)
+
+    def read_token(self, fd: int):
+        try:
+            raw = wire.read_token(fd, self.server.handshake_timeout, stop_fd=self.server.stop_fd)
+        except OSError:
+            return None
+        return raw.decode("utf-8", "replace") if raw else None
+
+    def handshake_notify(self, conn, cred) -> None:
+        got = self.receive_fd(conn, cred, exact=True, status=wire.STATUS_FAIL)
+        if got is None:
+            return
+        data, fd, cloexec = got
+        try:
+            if self.profile.cloexec == CLOEXEC_AGENTSH:
+                os.set_inheritable(fd, False)  # B21: the kept notify fd, after the fact
+            meta_pid = wire.parse_metadata(data)
+            wrapper_pid = meta_pid if meta_pid else cred.pid  # B23
+            if self.profile.validate_wrapper_pid:  # H10
+                if meta_pid is None:
+                    self.fail(conn, cred, "no_metadata", wire.STATUS_FAIL)
+                    return
+                why = self.server.check_wrapper_pid(wrapper_pid, cred)
+                if why:
+                    self.fail(conn, cred, "bad_wrapper_pid", wire.STATUS_FAIL,
+                              wrapper_pid=wrapper_pid, detail=why)
+                    return
+            token = self.read_token(fd)
+            if token is None:
+                self.fail(conn, cred, "token_unreadable", wire.STATUS_FAIL)
+                return
+        finally:
+            wire.close_fds([fd])
+        self.succeed(cred, token=token, wrapper_pid=wrapper_pid, metadata=meta_pid is not None,
+                     cloexec=cloexec)
+        self.send_status(conn, wire.STATUS_OK)
+
+    def handshake_signal(self, conn, cred) -> None:
+        exact = self.profile.signal_receive != SIGNAL_RECV_FIRST_FD
+        got = self.receive_fd(conn, cred, exact=exact, status=None)
+        if got is None:
+            return
+        _data, fd, cloexec = got
+        try:
+            token = self.read_token(fd)
+        finally:
+            wire.close_fds([fd])
+        if token is None:
+            self.fail(conn, cred, "token_unreadable")
+            return
+        self.succeed(cred, token=token, cloexec=cloexec)
+
+    def handshake_ptrace(self, conn, cred) -> None:
+        # B28: a 10 s deadline (the handshake timeout) in every profile.
+        deadline = time.monotonic() + self.server.handshake_timeout
+        raw = b""
+        while len(raw) < 4:
+            if not self.wait(conn, deadline):
+                self.fail(conn, cred, "timeout", wire.NACK)
+                return
+            try:
+                chunk = conn.recv(4 - len(raw))
+            except OSError as exc:
+                self.fail(conn, cred, "recv_error", wire.NACK, errno=wire.errno_name(exc.errno))
+                return
+            if not chunk:
+                self.fail(conn, cred, "short_read", wire.NACK, bytes=len(raw))
+                return
+            raw += chunk
+        pid = wire.decode_pid(raw)
+        if pid <= 0 or not os.path.exists(f"/proc/{pid}"):
+            self.fail(conn, cred, "bad_pid", wire.NACK, pid=pid)
+            return
+        if self.profile.ptrace_pid_bound:  # H9
+            why = self.server.check_ptrace_pid(pid, cred)
+            if why:
+                self.fail(conn, cred, "pid_not_peer", wire.NACK, pid=pid, detail=why)
+                return
+        self.succeed(cred, token=None, pid=pid, attach="simulated")
+        if not self.send_status(conn, wire.ACK):
+            return
+        # B29: keepalive until the peer closes (or the server stops).
+        while True:
+            self.wait(conn, None)
+            try:
+                if not conn.recv(4096):
+                    return
+            except OSError:
+                return
+
+    def succeed(self, cred, **fields) -> None:
+        self.outcome = "ok"
+        self.event("handoff_ok", peer_uid=cred.uid, peer_pid=cred.pid,
+                   rejections=self.total_rejections, **fields)
+        self.server.log.info(f"wrap: {self.kind} handoff ok", session=self.wrap.session.id,
+                             kind=self.kind, peer_uid=cred.uid, peer_pid=cred.pid)
+
+
+# ----------------------------------------------------------------------- wraps
+
+
+class Wrap:
+    """One wrap-init: its directory, its loops, and its cleanup policy (H11)."""
+
+    wrapdir_class = WrapDir
+
+    def __init__(self, server: WrapServer, session: Session, uid, expected_uid, uid_source: str,
+                 transport: str):
+        self.server = server
+        self.session = session
+        self.uid = uid  # what the directory layout gives access to
+        self.expected_uid = expected_uid  # what the accept loops admit (None: anyone)
+        self.uid_source = uid_source
+        self.transport = transport
+        self.dir = self.wrapdir_class(server.temp_base, session.id, server.profile, uid,
+                                      server.backlog)
+        self.loops = []
+        self._lock = threading.Lock()
+        self._live = 0
+        self.name = None
+
+    def event(self, type_: str, **fields) -> None:
+        self.session.events.add(type_, wrap=self.name, **fields)
+
+    def setup(self, kinds) -> None:
+        """Create the directory and sockets; on failure nothing is left."""
+        d = self.dir
+        try:
+            d.create_dir()
+            self.name = os.path.basename(d.path)
+            for kind in kinds:
+                try:
+                    d.add_socket(kind)
+                except WrapDirError:
+                    raise
+                except OSError as exc:
+                    agentsh_signal = self.server.profile.signal_receive == SIGNAL_RECV_FIRST_FD
+                    if kind == "signal" and agentsh_signal:
+                        # B11: a failing signal listen only disables the signal filter.
+                        self.server.log.warn("wrap: signal socket unavailable", error=str(exc),
+                                             session=self.session.id)
+                        continue
+                    raise WrapDirError(f"wrap: listen {kind}: {exc}") from None
+            d.finish()
+        except BaseException:
+            d.remove()
+            raise
+
+    def start(self) -> None:
+        deadline = time.monotonic() + self.server.accept_window
+        with self._lock:
+            for kind, listener in list(self.dir.listeners.items()):
+                self.loops.append(AcceptLoop(self, kind, listener, deadline))
+            self._live = len(self.loops)
+        for loop in self.loops:
+            loop.start()
+
+    def loop_ended(self, loop: AcceptLoop) -> None:
+        self.dir.close_listener(loop.kind)  # B19
+        with self._lock:
+            self._live -= 1
+            last = self._live == 0
+        if last or (
+            self.server.profile.cleanup == CLEANUP_NOTIFY_OWNS and loop.kind != "signal"
+        ):
+            self.remove_dir()
+        if last:
+            self.server.wrap_finished(self)
+
+    def remove_dir(self) -> None:
+        if self.dir.remove_files():
+            self.event("dir_removed", dir=self.dir.path)
+            self.server.log.info("wrap: directory removed", session=self.session.id,
+                                 dir=self.dir.path)
+
+    def join(self, timeout=None) -> None:
+        for loop in self.loops:
+            loop.join(timeout)
+
+
+# ---------------------------------------------------------------------- server
+
+
+class WrapServer:
+    """The reference wrap server.
+
+    ``WrapServer(profile="hardened", apis=["unix:/run/wrapref/api.sock"], ...)``;
+    ``start()`` binds the API listeners, ``stop()`` removes everything.  Also a
+    context manager.  ``create_session``/``wrap_init``/``events`` are the API
+    operations, callable directly.
+    """
+
+    #: Seconds each accept loop stays open (one absolute deadline).
+    accept_window = 30.0
+    #: Seconds for a handshake after accept (H7; agentsh: ptrace only).
+    handshake_timeout = 10.0
+    #: Most sessions kept at once; at the limit the oldest session with no pending
+    #: wrap is forgotten, and if there is none the answer is 503.
+    max_sessions = 4096
+    #: Most wraps pending at once (each holds a directory, fds and threads): then 503.
+    max_wraps = 1024
+    #: Largest accepted request body.
+    max_body = 64 * 1024
+    #: Default API listener.
+    default_api = "unix:/run/wrapref/api.sock"
+    #: What wrap-init answers for the wrapper (the reference runs none).
+    wrapper_binary = "wrapref-unixwrap"
+    wrap_class = Wrap
+
+    def __init__(self, profile="hardened", apis=None, temp_base=None, accept_window=None,
+                 handshake_timeout=None, signal_socket=False, ptrace_mode=False, backlog=None,
+                 log=None):
+        self.profile: Profile = get_profile(profile)
+        self.apis = list(apis) if apis is not None else [self.default_api]
+        self.temp_base = temp_base or tempfile.gettempdir()
+        if accept_window is not None:
+            self.accept_window = float(accept_window)
+        if handshake_timeout is not None:
+            self.handshake_timeout = float(handshake_timeout)
+        self.signal_socket = bool(signal_socket)
+        self.ptrace_mode = bool(ptrace_mode)
+        self.backlog = int(backlog) if backlog is not None else self.profile.backlog
+        if log is None or not hasattr(log, "log"):
+            log = JSONLogger(log)
+        self.log = log
+        self.uid = os.geteuid()
+        self.sessions = {}
+        self.wraps = set()
+        self._lock = threading.Lock()
+        self._stop_r, self._stop_w = os.pipe()
+        os.set_blocking(self._stop_r, False)
+        self.stopping = False
+        self.listeners = []  # API servers
+        self._api_threads = []
+        self.bound_apis = []
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    @property
+    def stop_fd(self) -> int:
+        return self._stop_r
+
+    def start(self) -> WrapServer:
+        from .api import make_api_server  # late: api imports this module
+
+        try:
+            for spec in self.apis:
+                srv = make_api_server(spec, self)
+                self.listeners.append(srv)
+                self.bound_apis.append(srv.spec)
+            for srv in self.listeners:
+                t = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05},
+                                     name="api-" + srv.spec, daemon=True)
+                t.start()
+                self._api_threads.append((srv, t))
+        except BaseException:
+            self.stop()
+            raise
+        self.log.info("serving", pid=os.getpid(), uid=self.uid, profile=self.profile.name,
+                      apis=list(self.bound_apis), temp_base=self.temp_base)
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Close every listener, end every loop, remove every directory made."""
+        if self._stop_w is None:
+            return
+        self.stopping = True
+        for srv, _t in self._api_threads:
+            srv.shutdown()  # only servers whose serve_forever thread was started
+        for srv in self.listeners:
+            srv.server_close()  # joins request threads, unlinks the socket file
+        for _srv, t in self._api_threads:
+            t.join(timeout)
+        with self._lock:
+            wraps = list(self.wraps)  # before the wake-up: ended loops drop their wrap
+        os.write(self._stop_w, b"x")  # wakes every accept loop and handshake
+        for wrap in wraps:
+            wrap.join(timeout)
+        for wrap in wraps:
+            wrap.dir.close_listeners()
+            wrap.remove_dir()
+        with self._lock:
+            self.wraps.clear()
+        os.close(self._stop_w)
+        os.close(self._stop_r)
+        self._stop_w = None
+        self.listeners = []
+        self._api_threads = []
+        self.log.info("stopped", pid=os.getpid())
+
+    def __enter__(self) -> WrapServer:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def wrap_finished(self, wrap: Wrap) -> None:
+        with self._lock:
+            self.wraps.discard(wrap)
+
+    def live_wraps(self) -> int:
+        with self._lock:
+            return len(self.wraps)
+
+    # -- API operations ------------------------------------------------------------
+
+    def healthz(self) -> dict:
+        return {
+            "ok": True,
+            "pid": os.getpid(),
+            "uid": self.uid,
+            "profile": self.profile.name,
+            "temp_base": self.temp_base,
+            "signal_socket": self.signal_socket,
+            "ptrace_mode": self.ptrace_mode,
+        }
+
+    def create_session(self, requested_id=None) -> Session:
+        if requested_id is not None and (
+            not isinstance(requested_id, str) or not SESSION_ID_RE.match(requested_id)
+        ):
+            raise RequestError(400, "invalid session id: want [A-Za-z0-9._-]{1,200}")
+        with self._lock:
+            if len(self.sessions) >= self.max_sessions and not self._evict_session():
+                raise RequestError(503, "too many sessions")
+            sid = requested_id
+            if sid is None:
+                sid = "s-" + os.urandom(8).hex()
+                while sid in self.sessions:
+                    sid = "s-" + os.urandom(8).hex()
+            elif sid in self.sessions:
+                raise RequestError(409, "session already exists")
+            session = self.sessions[sid] = Session(sid)
+        self.log.info("session created", session=sid)
+        return session
+
+    def _evict_session(self) -> bool:
+        """Forget the oldest session with no pending wrap (lock held)."""
+        busy = {wrap.session.id for wrap in self.wraps}
+        for sid in self.sessions:  # insertion order: oldest first
+            if sid not in busy:
+                del self.sessions[sid]
+                return True
+        return False
+
+    def get_session(self, session_id: str) -> Session:
+        with self._lock:
+            session = self.sessions.get(session_id)
+        if session is None:
+            raise RequestError(404, "session not found")
+        return session
+
+    def events(self, session_id: str) -> dict:
+        session = self.get_session(session_id)
+        out = {"session": session.id, "events": session.events.snapshot()}
+        if session.events.dropped:
+            out["dropped"] = session.events.dropped
+        return out
+
+    def socket_kinds(self):
+        if self.ptrace_mode:
+            return ["ptrace"]
+        return ["notify", "signal"] if self.signal_socket else ["notify"]
+
+    def wrap_init(self, session_id: str, body: dict, peer: Peer = None) -> dict:
+        """Perform wrap-init; return the response or raise RequestError."""
+        if peer is None:
+            peer = Peer("local", os.geteuid(), os.getpid(), os.getegid())
+        session = self.get_session(session_id)
+        if not isinstance(body, dict):
+            raise RequestError(400, "invalid json: expected an object")
+        req = self.parse_wrap_request(body)
+        uid, expected, source = self.resolve_caller(body, peer)
+        if self.stopping:
+            raise RequestError(503, "server is shutting down")
+        if self.live_wraps() >= self.max_wraps:
+            raise RequestError(503, "too many pending wraps")
+        wrap = self.wrap_class(self, session, uid, expected, source, peer.transport)
+        try:
+            wrap.setup(self.socket_kinds())
+        except WrapDirError as exc:
+            self.log.error("wrap-init failed", session=session.id, error=str(exc))
+            raise RequestError(500, str(exc)) from None
+        except OSError as exc:
+            self.log.error("wrap-init failed", session=session.id, error=str(exc))
+            raise RequestError(500, f"wrap: {exc}") from None
+        with self._lock:
+            self.wraps.add(wrap)
+        d = wrap.dir
+        sockets = dict(d.sockets)
+        wrap.event("wrap_init", caller_uid=expected if source != "legacy" else None,
+                   uid_source=source, transport=peer.transport, fs_isolation=d.fs_isolation,
+                   dir=d.path, sockets=sockets, modes=d.modes(), owners=d.owners(),
+                   profile=self.profile.name, agent_command=req["agent_command"],
+                   agent_args=req["agent_args"], mode=req["mode"], api_peer_uid=peer.uid,
+                   api_peer_pid=peer.pid)
+        self.log.info("wrap_init", session=session.id, caller_uid=expected, uid_source=source,
+                      fs_isolation=d.fs_isolation, dir=d.path)
+        wrap.start()
+        return self.wrap_response(sockets, d.fs_isolation)
+
+    def wrap_response(self, sockets: dict, fs_isolation: str) -> dict:
+        """The wrap-init response, field for field as agentsh's (B3) plus fs_isolation."""
+        ptrace = "ptrace" in sockets
+        seccomp = '{"reference":true,"filter":null,"note":"wrapref installs no seccomp filter"}'
+        env = {"AGENTSH_SECCOMP_CONFIG": seccomp}
+        resp = {
+            "ptrace_mode": ptrace,
+            "safe_to_bypass_shell_shim": ptrace,
+            "wrapper_binary": "" if ptrace else self.wrapper_binary,
+            "stub_binary": "",
+            "seccomp_config": seccomp,
+            "notify_socket": sockets["ptrace"] if ptrace else sockets["notify"],
+            "wrapper_env": env,
+            "env_inject": {},
+            "env_policy": None,
+            "fs_isolation": fs_isolation,
+        }
+        if "signal" in sockets:
+            resp["signal_socket"] = sockets["signal"]
+            env["AGENTSH_SIGNAL_SOCK_FD"] = "4"
+        return resp
+
+    # -- request checks ------------------------------------------------------------
+
+    def parse_wrap_request(self, body: dict) -> dict:
+        out = {}
+        cmd = body.get("agent_command")
+        if cmd is not None and not isinstance(cmd, str):
+            raise RequestError(400, "invalid json: agent_command must be a string")
+        out["agent_command"] = cmd or ""
+        args = body.get("agent_args")
+        if args is not None:
+            if not isinstance(args, list):
+                raise RequestError(400, "invalid json: agent_args must be a list of strings")
+            if not all(isinstance(a, str) for a in args):
+                raise RequestError(400, "invalid json: agent_args must be a list of strings")
+        out["agent_args"] = list(args or [])
+        mode = body.get("mode")
+        if mode is not None and not isinstance(mode, str):
+            raise RequestError(400, "invalid json: mode must be a string")
+        if mode not in (None, "", "agent", "shim"):
+            raise RequestError(400, f"invalid mode {mode!r}: want agent or shim")
+        out["mode"] = mode or "agent"
+        return out
+
+    def resolve_caller(self, body: dict, peer: Peer):
+        """H1/H2: return ``(layout uid, expected peer uid or None, uid_source)``."""
+        prof = self.profile
+        if prof.caller_identity == UID_IDENTITY_IGNORED:
+            return 0, None, "legacy"  # pre-235: there is no caller_uid field
+        raw = body.get("caller_uid")
+        if raw is not None:
+            if isinstance(raw, bool) or not isinstance(raw, int):
+                raise RequestError(400, "invalid json: caller_uid must be an integer")
+            if not prof.strict_uid and not _GO_INT[0] <= raw <= _GO_INT[1]:
+                raise RequestError(400, "invalid json: caller_uid out of range")
+            if raw < 0:
+                raise RequestError(400, f"invalid caller uid: {raw}")
+            if prof.strict_uid:
+                self.check_uid_range(raw)
+        if prof.peercred_identity and peer.transport in ("unix", "local"):
+            if peer.uid is None:
+                raise RequestError(403, "caller identity unavailable (no SO_PEERCRED)")
+            if raw is not None and raw != peer.uid:
+                raise RequestError(
+                    403, f"caller_uid {raw} does not match the API peer uid {peer.uid}"
+                )
+            if prof.strict_uid:
+                self.check_uid_range(peer.uid)
+            return peer.uid, peer.uid, "peercred"
+        if not raw:
+            return (None if prof.peercred_identity else 0), None, "legacy"
+        return raw, raw, "body"
+
+    def check_uid_range(self, uid: int) -> None:
+        if uid > UID_MAX:
+            raise RequestError(400, f"invalid caller uid: {uid} (max {UID_MAX})")
+        if uid == OVERFLOW_UID:
+            raise RequestError(400, f"invalid caller uid: {uid} (the overflow uid)")
+
+    # -- pid checks (H9, H10) --------------------------------------------------------
+
+    def check_wrapper_pid(self, wrapper_pid: int, cred: wire.PeerCred):
+        """B31: return None if valid, else why not."""
+        if wrapper_pid <= 0:
+            return "invalid wrapper pid"
+        if cred.pid <= 0:
+            return "missing notify peer pid"
+        status = wire.proc_status(wrapper_pid)
+        if status is None:
+            return f"wrapper pid {wrapper_pid} not found"
+        if status["ppid"] != cred.pid:
+            return f'wrapper pid {wrapper_pid} has parent {status["ppid"]}, not the peer {cred.pid}'
+        if cred.uid not in status["uids"]:
+            uids = status["uids"]
+            return f"peer uid {cred.uid} not among the wrapper's uids {uids!r}"
+        return None
+
+    def check_ptrace_pid(self, pid: int, cred: wire.PeerCred):
+        """H9: the pid must be the peer or a descendant, running as the peer's uid."""
+        if cred.pid <= 0 or not wire.is_descendant(pid, cred.pid):
+            return f"pid {pid} is not the peer {cred.pid} or its descendant"
+        status = wire.proc_status(pid)
+        if status is None:
+            return f"pid {pid} vanished"
+        if any(u != cred.uid for u in status["uids"]):
+            return f'pid {pid} runs as {status["uids"]!r}, not as the peer uid {cred.uid}'
+        return None
+
+
+#: The name the brief uses.
+Server = WrapServer
