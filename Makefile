@@ -6,7 +6,7 @@ TOX := $(VENV)/bin/tox
 STAMP := $(VENV)/.wraplab-stamp
 
 .DEFAULT_GOAL := help
-.PHONY: help venv demo test unit labs integration lint bench docker-up images doctor clean
+.PHONY: help venv demo demo-local test unit labs integration lint bench docker-up images doctor clean
 
 help: ## show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -19,17 +19,24 @@ $(STAMP): ref/pyproject.toml harness/pyproject.toml
 
 venv: $(STAMP) ## create .venv with tox, wrapref and wraplab installed
 
-demo: $(STAMP) ## the main job: start the reference server and run an owner/intruder exchange
+demo: $(STAMP) ## the main job: every attack against every profile, in the Docker and local labs; verdict table
+	@bash containers/docker-up.sh || echo "make demo: no Docker engine can be had here; the matrix falls back to the local lab"
+	$(VENV)/bin/wraplab matrix --lab both --json reports/matrix.json --junit reports/matrix.xml --markdown reports/matrix.md
+
+demo-local: $(STAMP) ## one owner/intruder exchange against the reference server on this host (root), no Docker
 	$(VENV)/bin/python scripts/demo.py
 
-test: $(STAMP) docker-up ## run the tests: unit, labs (through tox)
-	$(TOX) -e unit,labs
+test: $(STAMP) docker-up ## run the tests: unit, labs, integration (through tox)
+	$(TOX) -e unit,labs,integration
 
 unit: $(STAMP) ## reference server unit tests only (no Docker)
 	$(TOX) -e unit
 
 labs: $(STAMP) docker-up ## lab tests (Docker and local)
 	$(TOX) -e labs
+
+integration: $(STAMP) docker-up ## the verdict matrix as tests (tox -e integration)
+	$(TOX) -e integration
 
 lint: $(STAMP) ## ruff (and actionlint)
 	$(TOX) -e lint

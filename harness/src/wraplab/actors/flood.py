@@ -1,0 +1,199 @@
+"""A reconnect flood: connect and close, as fast as possible, until a deadline. Stdlib only;
+prints one JSON object.
+
+    python3 -m wraplab.actors.flood --kind notify (--path P | --base DIR [--wait S])
+        --seconds 3 [--procs 2] [--follow]
+
+Each of ``--procs`` processes opens a non-blocking AF_UNIX socket, connects, closes, and
+counts the outcome by errno name (``ok`` when the kernel queued the connection; EAGAIN when
+the listener's backlog is full; EACCES when the directory or socket mode stops us; ENOENT /
+ECONNREFUSED once the listener is gone). The report has the totals, the outcome counts and
+the rate (attempts per second over the flood's own wall time). ``--follow`` moves on to each
+new socket of the kind as it appears; SIGTERM ends the flood early (the
+report is still printed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import json
+import os
+import signal
+import socket
+import struct
+import sys
+import threading
+import time
+
+from wraplab.actors.find_sockets import discover
+
+_STOP = []
+
+
+def _on_term(_sig, _frame) -> None:
+    _STOP.append(True)
+
+
+_GONE = ("ENOENT", "ECONNREFUSED")
+
+
+def flood(path: str, deadline: float, follow: dict | None = None, waiters: int = 0) -> dict:
+    """Flood ``path`` until ``deadline`` (or SIGTERM). With ``follow`` (the discover()
+    arguments), the flood moves to each new socket of the kind as it appears (and when its
+    socket is gone), so it keeps hitting the owner's next wrap too."""
+    counts: dict[str, int] = {}
+    attempts = 0
+    first_ok = None
+    paths = [path]
+    t0 = time.time()
+    now = t0
+    state = {"path": path}
+    wcounts: dict[str, int] = {}
+    lock = threading.Lock()
+    threads = [threading.Thread(target=waiter, args=(state, deadline, wcounts, lock),
+                                daemon=True) for _ in range(waiters)]
+    for t in threads:
+        t.start()
+    af, st = socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_NONBLOCK
+    next_look = t0 + 0.05
+    while now < deadline and not _STOP:
+        gone = 0
+        for _ in range(64):
+            s = socket.socket(af, st)
+            try:
+                s.connect(path)
+                key = "ok"
+            except BlockingIOError:
+                key = "EAGAIN"
+            except OSError as exc:
+                key = errno.errorcode.get(exc.errno or 0, str(exc.errno))
+            s.close()
+            counts[key] = counts.get(key, 0) + 1
+            attempts += 1
+            gone += key in _GONE
+        now = time.time()
+        if first_ok is None and counts.get("ok"):
+            first_ok = now
+        # Every 50 ms (and at once when the socket is gone), look for a newer socket of
+        # the kind: the owner's next wrap is the one to flood.
+        if follow and (gone == 64 or now >= next_look):
+            next_look = now + 0.05
+            found = discover(follow["base"], follow["kind"], 0)
+            newest = [f["path"] for f in found["found"] if f["kind"] == follow["kind"]
+                      and f["path"] not in paths]
+            if newest:
+                path = newest[-1]
+                paths.append(path)
+                state["path"] = path
+    for t in threads:
+        t.join(1.0)
+    with lock:
+        for k, v in wcounts.items():
+            counts[k] = counts.get(k, 0) + v
+            attempts += v
+    return {"attempts": attempts, "outcomes": counts, "t0": t0, "t1": now,
+            "first_ok": first_ok, "paths": paths}
+
+
+def waiter(state: dict, deadline: float, counts: dict, lock) -> None:
+    """Blocking connect+close in a loop: a connect that finds the backlog full sleeps in the
+    kernel and takes the next free slot the moment the server accepts one."""
+    tv = struct.pack("ll", 0, 200000)
+    while time.time() < deadline and not _STOP:
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, tv)
+        try:
+            s.connect(state["path"])
+            key = "ok"
+        except BlockingIOError:
+            key = "EAGAIN"  # SO_SNDTIMEO ran out while waiting for a slot
+        except OSError as exc:
+            key = errno.errorcode.get(exc.errno or 0, str(exc.errno))
+        s.close()
+        with lock:
+            counts[key] = counts.get(key, 0) + 1
+        if key in _GONE:
+            time.sleep(0.001)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="flood", description=__doc__.splitlines()[0])
+    ap.add_argument("--kind", default="notify", choices=("notify", "signal", "ptrace"))
+    ap.add_argument("--path")
+    ap.add_argument("--base")
+    ap.add_argument("--wait", type=float, default=5.0)
+    ap.add_argument("--seconds", type=float, default=3.0)
+    ap.add_argument("--procs", type=int, default=1)
+    ap.add_argument("--waiters", type=int, default=0,
+                    help="threads per process that connect blocking (queue for free slots)")
+    ap.add_argument("--follow", action="store_true",
+                    help="when the socket goes, flood the next one that appears")
+    args = ap.parse_args(argv)
+    signal.signal(signal.SIGTERM, _on_term)
+    out: dict = {"uid": os.getuid(), "pid": os.getpid(), "kind": args.kind, "procs": args.procs}
+    path = args.path
+    if not path:
+        found = discover(args.base, args.kind, args.wait)
+        out["find"] = {"t": found["t0"], "ms": found["waited_ms"], "path": found["path"],
+                       "via": next((f["via"] for f in found["found"]
+                                    if f["path"] == found["path"]), [])}
+        path = found["path"]
+    out["path"] = path
+    if not path:
+        out.update(attempts=0, outcomes={}, rate=0.0, error="socket not found")
+        json.dump(out, sys.stdout)
+        sys.stdout.write("\n")
+        return 1
+    start = time.time()
+    deadline = start + args.seconds
+    follow = {"base": args.base, "kind": args.kind} if args.follow and args.base else None
+    children = []
+    for _ in range(max(1, args.procs) - 1):
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.close(r)
+            res = flood(path, deadline, follow, args.waiters)
+            os.write(w, json.dumps(res).encode())
+            os._exit(0)
+        os.close(w)
+        children.append((pid, r))
+    results = [flood(path, deadline, follow, args.waiters)]
+    for pid, r in children:
+        chunks = []
+        while True:
+            b = os.read(r, 65536)
+            if not b:
+                break
+            chunks.append(b)
+        os.close(r)
+        os.waitpid(pid, 0)
+        if chunks:
+            results.append(json.loads(b"".join(chunks)))
+    outcomes: dict[str, int] = {}
+    for res in results:
+        for k, v in res["outcomes"].items():
+            outcomes[k] = outcomes.get(k, 0) + v
+    attempts = sum(r["attempts"] for r in results)
+    t0 = min(r["t0"] for r in results)
+    t1 = max(r["t1"] for r in results)
+    oks = [r["first_ok"] for r in results if r["first_ok"]]
+    out.update(
+        attempts=attempts,
+        outcomes=outcomes,
+        t0=t0,
+        t1=t1,
+        seconds=round(t1 - t0, 3),
+        rate=round(attempts / max(t1 - t0, 1e-6)),
+        first_ok=min(oks) if oks else None,
+        paths=sorted({p for r in results for p in r.get("paths", [])}),
+        stopped=bool(_STOP),
+    )
+    json.dump(out, sys.stdout)
+    sys.stdout.write("\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

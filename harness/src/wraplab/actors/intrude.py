@@ -1,0 +1,205 @@
+"""An intruder at someone else's wrap socket. Stdlib only; prints one JSON object.
+
+    python3 -m wraplab.actors.intrude --kind notify (--path P | --base DIR [--wait S])
+        [--do handoff,connect] [--token T]
+
+Steps, in the order given by ``--do``:
+- ``connect``: connect, then watch the connection for a moment: the kernel's errno
+  (EACCES, ENOENT, ECONNREFUSED...) or what the server did once we were in (``eof``: it
+  closed on us, ``open``: it waited for a handoff).
+- ``handoff``: a full handoff with our own token, as the wire protocol says for the kind:
+  notify = 0xA7 + our pid + the read end of a pipe holding the token, then the status byte;
+  signal = 0x00 + that fd; ptrace = our pid as 4 little-endian bytes, then ACK/NACK.
+
+With ``--base`` the socket is found first (``find_sockets``: /proc/net/unix, listing).
+"""
+
+from __future__ import annotations
+
+import argparse
+import array
+import errno
+import json
+import os
+import secrets
+import socket
+import struct
+import sys
+import time
+
+from wraplab.actors.find_sockets import discover
+
+MAGIC = 0xA7
+
+
+def _errname(exc: OSError) -> str:
+    if isinstance(exc, socket.timeout):
+        return "ETIMEDOUT"
+    return errno.errorcode.get(exc.errno or 0, type(exc).__name__)
+
+
+def _connect(path: str, timeout: float) -> socket.socket:
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    # A blocking connect (a full backlog makes us wait, not fail), bounded by SO_SNDTIMEO.
+    tv = struct.pack("ll", int(timeout), int((timeout % 1) * 1e6))
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, tv)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, tv)
+    try:
+        s.connect(path)
+    except OSError:
+        s.close()
+        raise
+    return s
+
+
+def _read_reply(s: socket.socket, n: int, wait: float) -> tuple[str, bytes]:
+    s.settimeout(wait)
+    try:
+        data = s.recv(n)
+    except socket.timeout:
+        return "open", b""
+    except OSError as exc:
+        return _errname(exc), b""
+    return ("eof" if not data else "data"), data
+
+
+def _wrapper_child() -> int | None:
+    try:
+        pid = os.fork()
+    except OSError:
+        return None
+    if pid == 0:
+        try:
+            time.sleep(30)
+        finally:
+            os._exit(0)
+    return pid
+
+
+def _reap(child: int | None) -> None:
+    if child:
+        try:
+            os.kill(child, 9)
+            os.waitpid(child, 0)
+        except OSError:
+            pass
+
+
+def step_connect(path: str, watch: float) -> dict:
+    t = time.time()
+    step: dict = {"action": "connect", "path": path, "t": t, "errno": None}
+    try:
+        s = _connect(path, 2.0)
+    except OSError as exc:
+        step.update(errno=_errname(exc), result=_errname(exc))
+    else:
+        with s:
+            what, _ = _read_reply(s, 1, watch)
+            step["result"] = "connected, server " + {
+                "eof": "closed it",
+                "open": "kept it open",
+            }.get(what, what)
+            step["server"] = what
+    step["ms"] = round((time.time() - t) * 1000, 2)
+    return step
+
+
+def step_handoff(path: str, kind: str, token: str, wait: float) -> dict:
+    t = time.time()
+    step: dict = {"action": "handoff", "kind": kind, "path": path, "t": t, "errno": None,
+                  "token": token if kind != "ptrace" else None}
+    # Like the real client, name a stand-in wrapper child of ours (its PPid is us, the
+    # peer), so a server that validates the wrapper pid (SPEC H10) has nothing to object.
+    # Forked first, so it holds neither the socket nor the pipe.
+    child = _wrapper_child() if kind == "notify" else None
+    if child:
+        step["wrapper_pid"] = child
+    try:
+        s = _connect(path, 2.0)
+    except OSError as exc:
+        step.update(errno=_errname(exc), result=_errname(exc), accepted=False)
+        step["ms"] = round((time.time() - t) * 1000, 2)
+        _reap(child)
+        return step
+    r, w = os.pipe()
+    try:
+        os.write(w, token.encode())
+        os.close(w)
+        w = -1
+        try:
+            if kind == "ptrace":
+                s.sendall(struct.pack("<I", os.getpid()))
+            else:
+                payload = (bytes([MAGIC]) + struct.pack("<I", child or os.getpid())
+                           if kind == "notify" else b"\x00")
+                fds = array.array("i", [r])
+                s.sendmsg([payload], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds)])
+        except OSError as exc:
+            step.update(errno=_errname(exc), result="send " + _errname(exc), accepted=False)
+        else:
+            what, data = _read_reply(s, 1, wait)
+            if what == "data":
+                step["status"] = data[0]
+                step["accepted"] = data[0] == 1
+                step["result"] = f"status byte {data[0]}"
+            else:
+                step["status"] = None
+                # The signal socket answers nothing: a server that kept the fd and stays
+                # silent took it; one that closed at once on us did not say.
+                step["accepted"] = None
+                step["result"] = {"eof": "server closed it", "open": "no answer"}.get(
+                    what, what)
+                step["server"] = what
+    finally:
+        if w >= 0:
+            os.close(w)
+        os.close(r)
+        s.close()
+        _reap(child)
+    step["ms"] = round((time.time() - t) * 1000, 2)
+    return step
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="intrude", description=__doc__.splitlines()[0])
+    ap.add_argument("--kind", required=True, choices=("notify", "signal", "ptrace"))
+    ap.add_argument("--path", help="the socket (else found under --base)")
+    ap.add_argument("--base", help="the server's temp base, to find the socket in")
+    ap.add_argument("--wait", type=float, default=5.0, help="how long to look for it (s)")
+    ap.add_argument("--do", default="handoff,connect", help="steps, comma separated")
+    ap.add_argument("--token", default=None)
+    ap.add_argument("--watch", type=float, default=0.3,
+                    help="how long to watch a connection for the server's move (s)")
+    args = ap.parse_args(argv)
+    token = args.token or "intruder-" + secrets.token_hex(8)
+    out: dict = {"uid": os.getuid(), "pid": os.getpid(), "kind": args.kind, "token": token,
+                 "steps": []}
+    path = args.path
+    if not path:
+        if not args.base:
+            ap.error("--path or --base is required")
+        found = discover(args.base, args.kind, args.wait)
+        out["steps"].append({
+            "action": "find", "t": found["t0"], "ms": found["waited_ms"],
+            "path": found["path"], "errno": None if found["path"] else "ENOENT",
+            "via": next((f["via"] for f in found["found"] if f["path"] == found["path"]), []),
+            "listing_errno": found["listing"]["errno"],
+            "result": "found" if found["path"] else "nothing found",
+        })
+        path = found["path"]
+    out["path"] = path
+    if path:
+        for action in filter(None, args.do.split(",")):
+            if action == "connect":
+                out["steps"].append(step_connect(path, args.watch))
+            elif action == "handoff":
+                out["steps"].append(step_handoff(path, args.kind, token, 2.0))
+            else:
+                ap.error(f"unknown step {action!r}")
+    json.dump(out, sys.stdout)
+    sys.stdout.write("\n")
+    return 0 if path else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,394 @@
+"""Reports of scenario runs: the transcript of one run, the verdict matrix (rich on a
+terminal, plain text otherwise), JSON, JUnit XML and Markdown (for CI step summaries)."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+import xml.etree.ElementTree as ET
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from wraplab.engine import ERROR, Outcome, Step
+from wraplab.targets import PROFILES
+
+MARK = {"defended": "defended", "vulnerable": "VULNERABLE", "broken": "broken", "error": "ERROR"}
+STYLE = {"defended": "green", "vulnerable": "red", "broken": "yellow", "error": "bold magenta"}
+
+
+def use_rich(stream=None) -> bool:
+    stream = stream or sys.stdout
+    try:
+        import rich  # noqa: F401
+    except ImportError:
+        return False
+    return bool(getattr(stream, "isatty", lambda: False)())
+
+
+# --------------------------------------------------------------------------------------
+# One run
+# --------------------------------------------------------------------------------------
+
+
+def _who(s: Step) -> str:
+    if s.actor == "harness":
+        return "harness"
+    if s.uid is None:
+        return s.actor
+    return f"{s.actor} {s.user}({s.uid})"
+
+
+def _fmt_facts(f: dict) -> str:
+    if not f.get("exists"):
+        return f"{f.get('path')}: missing"
+    mode = f.get("mode")
+    acl = f.get("acl")
+    return (f"{f.get('label', f.get('kind'))}: {f.get('path')}  {f.get('kind')} "
+            f"uid={f.get('uid')} gid={f.get('gid')} mode={'?' if mode is None else f'{mode:04o}'}"
+            + (f" acl={','.join(acl)}" if acl else " acl=-"))
+
+
+def transcript_lines(out: Outcome) -> list[str]:
+    t0 = out.steps[0].t if out.steps else 0.0
+    lines = []
+    for s in out.steps:
+        ms = "" if s.ms is None else f" [{s.ms:.1f} ms]"
+        res = f" -> {s.result}" if s.result else ""
+        lines.append(f"  +{s.t - t0:7.3f}s  {_who(s):<22} {s.action}{res}{ms}")
+    return lines
+
+
+def render_outcome(out: Outcome) -> str:
+    """The whole story of one run as plain text."""
+    c = out.cell
+    head = (f"{c.name}  (scenario {c.scenario}, profile {c.profile}, socket {c.socket}, "
+            f"placement {c.placement}, transport {c.transport}, lab {c.lab}/{c.base})")
+    lines = [head, "transcript:"]
+    lines += transcript_lines(out) or ["  (no steps)"]
+    if out.files:
+        lines.append("files:")
+        lines += [f"  {_fmt_facts(f)}" for f in out.files]
+    if out.metrics:
+        lines.append("metrics: " + json.dumps(out.metrics, sort_keys=True))
+    if out.server:
+        srv = out.server
+        lines.append("server: " + ", ".join(
+            f"{k}={srv[k]}" for k in ("pid", "uid", "caps", "fds", "threads") if k in srv))
+    warn = [r for r in out.log if str(r.get("level")).lower() in ("warn", "warning", "error")]
+    if warn:
+        lines.append(f"server log (warnings, {len(warn)}):")
+        for r in warn[:4]:
+            rest = {k: v for k, v in r.items() if k not in ("ts", "level", "msg")}
+            lines.append(f"  {r.get('level')}: {r.get('msg')} {json.dumps(rest, default=str)}")
+        if len(warn) > 4:
+            lines.append(f"  ... {len(warn) - 4} more")
+    lines.append("timings: " + ", ".join(f"{k}={v}" for k, v in out.timings.items()))
+    verdict = f"verdict: {out.verdict}" + (f" (guard: {out.guard})" if out.guard else "")
+    verdict += f" - expected {c.expected}: " + ("OK" if out.ok else "MISMATCH")
+    lines += [verdict, f"why: {out.reason}"]
+    if out.error:
+        lines.append("traceback:\n" + out.error)
+    return "\n".join(lines)
+
+
+def print_outcome(out: Outcome, stream=None) -> None:
+    stream = stream or sys.stdout
+    if not use_rich(stream):
+        stream.write(render_outcome(out) + "\n")
+        return
+    from rich.console import Console
+    from rich.markup import escape as esc
+    from rich.panel import Panel
+    from rich.table import Table
+
+    con = Console(file=stream)
+    c = out.cell
+    t = Table(title=esc(f"{c.name}  ({c.lab}/{c.base}, placement {c.placement}, "
+                        f"transport {c.transport})"), show_lines=False, expand=True)
+    for col in ("t", "who", "action", "result", "ms"):
+        t.add_column(col, overflow="fold")
+    t0 = out.steps[0].t if out.steps else 0.0
+    for s in out.steps:
+        style = "dim" if s.actor == "server" else ("cyan" if s.actor == "harness" else None)
+        t.add_row(f"+{s.t - t0:.3f}", esc(_who(s)), esc(s.action),
+                  f"[red]{esc(s.result)}[/]" if s.errno else esc(s.result),
+                  "" if s.ms is None else f"{s.ms:.1f}", style=style)
+    con.print(t)
+    for f in out.files:
+        con.print("  " + _fmt_facts(f), highlight=False)
+    if out.metrics:
+        con.print("  metrics: " + json.dumps(out.metrics, sort_keys=True), highlight=False)
+    con.print("  timings: " + ", ".join(f"{k}={v}" for k, v in out.timings.items()))
+    style = STYLE[str(out.verdict)]
+    body = (f"[{style}]{out.verdict}[/]" + (f" (guard: {out.guard})" if out.guard else "")
+            + f" - expected {c.expected}: " + ("[green]OK[/]" if out.ok else "[red]MISMATCH[/]")
+            + f"\n{esc(out.reason)}")
+    con.print(Panel(body, title="verdict"))
+    if out.error:
+        con.print(out.error, markup=False)
+
+
+# --------------------------------------------------------------------------------------
+# The matrix
+# --------------------------------------------------------------------------------------
+
+
+def _columns(outcomes: Sequence[Outcome]) -> list[str]:
+    present = {o.cell.profile for o in outcomes}
+    return [p for p in PROFILES if p in present]
+
+
+def _lab_label(o: Outcome) -> str:
+    return f"{o.cell.lab}/{o.cell.base}" if o.cell.lab == "docker" else o.cell.lab
+
+
+def by_lab(outcomes: Sequence[Outcome]) -> dict[str, list[Outcome]]:
+    groups: dict[str, list[Outcome]] = {}
+    for o in outcomes:
+        groups.setdefault(_lab_label(o), []).append(o)
+    return groups
+
+
+def _rows(outcomes: Sequence[Outcome]) -> dict[str, dict[str, list[Outcome]]]:
+    rows: dict[str, dict[str, list[Outcome]]] = defaultdict(lambda: defaultdict(list))
+    for o in outcomes:
+        c = o.cell
+        key = c.scenario
+        extra = [x for x, multi, dflt in ((c.placement, c.multi_placement, "root"),
+                                          (c.transport, c.multi_transport, "unix"))
+                 if multi or x != dflt]
+        if extra:
+            key += " (" + ", ".join(extra) + ")"
+        rows[key][c.profile].append(o)
+    return rows
+
+
+def _mark(o: Outcome) -> str:
+    text = MARK[str(o.verdict)]
+    if o.verdict.value == "defended" and o.guard == "peer-check":
+        text += " (peer check)"
+    return text
+
+
+def _cell_text(group: list[Outcome]) -> tuple[str, bool]:
+    """One matrix cell: the verdict shared by every socket kind, or per kind
+    (``n:`` notify, ``s:`` signal, ``p:`` ptrace). "(peer check)": defended only because
+    the server rejected the attacker (the kernel let her reach the socket)."""
+    ok = all(o.ok for o in group)
+    marks = {_mark(o) for o in group}
+    if len(marks) == 1:
+        text = marks.pop()
+    else:
+        text = " ".join(f"{o.cell.socket[0]}:{_mark(o)}" for o in group)
+    if not ok:
+        exp = {str(o.cell.expected) for o in group if not o.ok}
+        text += " ≠ " + "/".join(sorted(exp))
+    return text, ok
+
+
+def summary_counts(outcomes: Sequence[Outcome]) -> dict:
+    n = len(outcomes)
+    ok = sum(o.ok for o in outcomes)
+    errors = sum(o.verdict is ERROR for o in outcomes)
+    return {"cells": n, "ok": ok, "mismatches": n - ok - errors, "errors": errors}
+
+
+def render_matrix(outcomes: Sequence[Outcome], wall: float | None = None) -> str:
+    labs = by_lab(outcomes)
+    parts = []
+    for label, group in labs.items():
+        if len(labs) > 1:
+            parts.append(f"lab {label}:")
+        parts.append(_render_one(group))
+    parts.append(_summary_line(outcomes, wall))
+    return "\n".join(parts)
+
+
+def _render_one(outcomes: Sequence[Outcome]) -> str:
+    cols = _columns(outcomes)
+    rows = _rows(outcomes)
+    table = [["scenario", *cols]]
+    for key, per in rows.items():
+        table.append([key, *[_cell_text(per[p])[0] if per.get(p) else "-" for p in cols]])
+    widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
+    lines = []
+    for j, r in enumerate(table):
+        lines.append("  ".join(x.ljust(w) for x, w in zip(r, widths)).rstrip())
+        if j == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def _summary_line(outcomes: Sequence[Outcome], wall: float | None) -> str:
+    s = summary_counts(outcomes)
+    labs = list(by_lab(outcomes))
+    text = (f"{s['cells']} cells ({', '.join(labs)}): {s['ok']} as expected, "
+            f"{s['mismatches']} mismatches, {s['errors']} errors")
+    if wall is not None:
+        text += f"; wall time {wall:.1f} s"
+    rates = [o.metrics.get("flood_rate") for o in outcomes if o.metrics.get("flood_rate")]
+    if rates:
+        text += f"; flood rate {min(rates):,.0f}-{max(rates):,.0f} connects/s"
+    return text
+
+
+def print_matrix(outcomes: Sequence[Outcome], wall: float | None = None, stream=None) -> None:
+    stream = stream or sys.stdout
+    if not use_rich(stream):
+        stream.write(render_matrix(outcomes, wall) + "\n")
+        bad = [o for o in outcomes if not o.ok]
+        for o in bad:
+            stream.write(f"  MISMATCH {o.cell.name}: {o.verdict} (expected {o.cell.expected})"
+                         f" - {o.reason}\n")
+        return
+    from rich.console import Console
+    from rich.markup import escape as esc
+
+    con = Console(file=stream)
+    for label, group in by_lab(outcomes).items():
+        con.print(_rich_table(group, f"wraplab verdicts, lab {label} (scenario x profile)"))
+    con.print(_summary_line(outcomes, wall), highlight=False)
+    for o in outcomes:
+        if not o.ok:
+            con.print(f"  [red]MISMATCH[/] {esc(o.cell.name)}: {o.verdict} (expected "
+                      f"{o.cell.expected}) - {esc(o.reason)}", highlight=False)
+
+
+def _rich_table(outcomes: Sequence[Outcome], title: str):
+    from rich.table import Table
+
+    cols = _columns(outcomes)
+    t = Table(title=title)
+    t.add_column("scenario")
+    for p in cols:
+        t.add_column(p)
+    for key, per in _rows(outcomes).items():
+        cells = []
+        for p in cols:
+            group = per.get(p)
+            if not group:
+                cells.append("-")
+                continue
+            text, ok = _cell_text(group)
+            style = STYLE[str(group[0].verdict)] if len({o.verdict for o in group}) == 1 else ""
+            cells.append(f"[{style}]{text}[/]" if ok and style else
+                         (text if ok else f"[reverse red]{text}[/]"))
+        t.add_row(key, *cells)
+    return t
+
+
+def to_markdown(outcomes: Sequence[Outcome], wall: float | None = None,
+                title: str = "wraplab verdicts") -> str:
+    lines = [f"### {title}", ""]
+    labs = by_lab(outcomes)
+    for label, group in labs.items():
+        if len(labs) > 1:
+            lines += [f"**lab {label}**", ""]
+        lines += _markdown_table(group) + [""]
+    lines += [_summary_line(outcomes, wall) + ".", "",
+              "Cells: one verdict for every socket kind, or per kind (n: notify, s: signal, "
+              "p: ptrace); *(peer check)*: defended only by the server's SO_PEERCRED check.",
+              ""]
+    bad = [o for o in outcomes if not o.ok]
+    if bad:
+        lines.append("<details><summary>mismatches and errors</summary>\n")
+        for o in bad:
+            lines.append(f"- `{o.cell.name}`: **{o.verdict}** (expected {o.cell.expected}) "
+                         f"– {o.reason}")
+        lines.append("\n</details>\n")
+    return "\n".join(lines)
+
+
+def _markdown_table(outcomes: Sequence[Outcome]) -> list[str]:
+    cols = _columns(outcomes)
+    lines = ["| scenario | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
+    for key, per in _rows(outcomes).items():
+        cells = []
+        for p in cols:
+            group = per.get(p)
+            if not group:
+                cells.append("–")
+                continue
+            text, ok = _cell_text(group)
+            cells.append(text if ok else f"**{text}** :x:")
+        lines.append(f"| {key} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def to_json(outcomes: Sequence[Outcome], wall: float | None = None) -> dict:
+    return {"generated": time.time(), "wall_s": wall, "summary": summary_counts(outcomes),
+            "outcomes": [o.to_dict() for o in outcomes]}
+
+
+def to_junit(outcomes: Sequence[Outcome], name: str = "wraplab") -> bytes:
+    suites = ET.Element("testsuites", name=name)
+    by_scenario: dict[str, list[Outcome]] = defaultdict(list)
+    for o in outcomes:
+        by_scenario[o.cell.scenario].append(o)
+    for scen, group in by_scenario.items():
+        failures = sum(not o.ok and o.verdict is not ERROR for o in group)
+        errors = sum(o.verdict is ERROR for o in group)
+        suite = ET.SubElement(suites, "testsuite", name=scen, tests=str(len(group)),
+                              failures=str(failures), errors=str(errors),
+                              time=f"{sum(o.timings.get('total_s', 0) for o in group):.3f}")
+        for o in group:
+            case = ET.SubElement(suite, "testcase", classname=f"wraplab.{scen}",
+                                 name=o.cell.name, time=f"{o.timings.get('total_s', 0):.3f}")
+            if o.ok:
+                continue
+            tag = "error" if o.verdict is ERROR else "failure"
+            el = ET.SubElement(case, tag, message=f"{o.verdict} (expected {o.cell.expected}): "
+                               f"{o.reason}"[:1000])
+            el.text = render_outcome(o)
+    ET.indent(suites)
+    return ET.tostring(suites, encoding="utf-8", xml_declaration=True)
+
+
+def write_reports(outcomes: Sequence[Outcome], *, wall: float | None = None,
+                  json_path: str | None = None, junit_path: str | None = None,
+                  markdown_path: str | None = None, title: str = "wraplab verdicts") -> None:
+    for path, data in ((json_path, lambda: json.dumps(to_json(outcomes, wall), indent=1,
+                                                      default=str).encode()),
+                       (junit_path, lambda: to_junit(outcomes)),
+                       (markdown_path, lambda: to_markdown(outcomes, wall, title).encode())):
+        if path:
+            p = Path(path)
+            p.parent.mkdir(parents=True, exist_ok=True)
+            p.write_bytes(data())
+
+
+def list_lines(scenarios: Iterable) -> list[str]:
+    out = []
+    for s in scenarios:
+        where = "/".join(s.placements) + " " + "/".join(s.transports)
+        out.append(f"{s.slug:<22} {s.title}  [{'/'.join(s.sockets)}; {where}]")
+    return out
+
+
+def outcomes_from_json(data: dict) -> list[Outcome]:
+    """Outcomes back from :func:`to_json` output (to re-render or merge reports)."""
+    from wraplab.engine import Cell, Step, Verdict, get_scenario
+
+    out = []
+    multi: dict[str, tuple[bool, bool]] = {}
+    for o in data.get("outcomes", []):
+        c = o["cell"]
+        if c["scenario"] not in multi:
+            try:
+                s = get_scenario(c["scenario"])
+                multi[c["scenario"]] = (len(s.placements) > 1, len(s.transports) > 1)
+            except Exception:
+                multi[c["scenario"]] = (False, False)
+        mp, mt = multi[c["scenario"]]
+        cell = Cell(c["scenario"], c["profile"], c["socket"], c["placement"], c["transport"],
+                    c["lab"], c["base"], Verdict(c["expected"]), multi_placement=mp,
+                    multi_transport=mt)
+        out.append(Outcome(
+            cell=cell, verdict=Verdict(o["verdict"]), reason=o.get("reason", ""),
+            guard=o.get("guard"), steps=[Step(**s) for s in o.get("steps", [])],
+            files=o.get("files", []), events=o.get("events", []), log=o.get("log", []),
+            metrics=o.get("metrics", {}), timings=o.get("timings", {}),
+            server=o.get("server", {}), error=o.get("error")))
+    return out

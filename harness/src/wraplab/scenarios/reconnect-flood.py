@@ -1,0 +1,110 @@
+"""Mallory floods alice's socket with connect+close while alice hands off.
+
+Alice wraps up to five times in a row; each time her client does wrap-init, then dials half a
+second later. Mallory (the flooder: two processes, one per core) finds the socket (temp base
+listing or /proc/net/unix) and connects and closes it as fast as she can (non-blocking
+AF_UNIX connects), moving on to each new socket as it appears, for the whole time alice
+works. Recorded: the flood's attempts and rate, the kernel's answers by errno (EACCES: the
+directory stopped her; EAGAIN: the listener's backlog was full; ok: the connection was
+queued), the server's rejections (peer check, from its events), alice's successes and
+handoff latencies. The verdict is the worst of the handoffs (broken > vulnerable >
+defended): a flood that wins a handoff only by chance (agentsh without CAP_CHOWN: about
+two times in three in our runs) still wins one of five nearly always, so the verdict is
+stable where one handoff's outcome is not. Alice stops early once a handoff is denied, or
+when the flood never reached the server (the kernel refused it: nothing left to chance).
+
+The flood: each flooder spins non-blocking connect+close, and 16 threads of it also
+connect blocking, so they sleep in the kernel on a full backlog and take each slot the
+server frees at once; a spinning flood alone leaves free slots often enough that alice
+got through two handoffs in three.
+
+Actors: owner (alice), flooder (mallory). Placements: root (chown path) and root-no-chown
+(fallback path). Transport: unix. Sockets: notify, signal, ptrace.
+
+Expected (root): the kernel stops the flood for hardened, agentsh and accept-once
+(EACCES on every connect) so they are defended; permissive is vulnerable (its first
+connection wins, and the first is mallory's); pre-235 is broken.
+Expected (root-no-chown), decided from runs: hardened defended by its ACL (kernel EACCES);
+accept-once and permissive vulnerable (the first flood connection ends the loop); pre-235
+broken; agentsh vulnerable: its fallback sockets (0666) let the flood through, the
+server's peer check rejects each connection, but the listen backlog (4096, Go's somaxconn)
+fills faster than one accept loop drains it, and agentsh's client dials once with a
+non-blocking connect, so alice gets EAGAIN and her wrap fails (AGENTSH.md G10). The
+hardened client would have retried with a blocking connect (SPEC H12).
+agentsh and accept-once on the signal socket at root: broken by G8 (below); agentsh on the
+signal socket without CAP_CHOWN: broken too, G8 removes the socket before the flood can
+matter (alice's dial fails with ENOENT, not EAGAIN).
+
+Signal sockets and G8 (decided from real runs): agentsh, permissive and accept-once keep
+agentsh's cleanup, where the notify loop removes the shared wrap directory right after its
+handoff while the signal loop still waits (AGENTSH.md G8, SPEC H11). The owner's client
+dials the signal socket after the notify ACK, so it loses that race (ENOENT) nearly every
+time: those signal cells are ``broken``. When the owner happens to win the race the
+verdict is still ``broken``, because the server's events show the directory removed before
+the owner's last handoff; so the verdict follows the server's behaviour, not the race.
+hardened removes the directory when the last loop ends.
+"""
+
+import os
+
+from wraplab.engine import BROKEN, DEFENDED, VULNERABLE, combine, rejections_of
+
+SLUG = "reconnect-flood"
+ORDER = 50
+EXCLUSIVE = True
+ACTORS = {"owner": "owner", "flooder": "attacker"}
+SOCKETS = ("notify", "signal", "ptrace")
+PLACEMENTS = ("root", "root-no-chown")
+TRANSPORTS = ("unix",)
+SERVER = {"accept_window": 8}
+FLOOD_SECONDS = 30.0  # an upper bound: the flood is stopped once the owner is done
+FLOODERS = 2  # one per core: the server and the owner must win a core from them
+WAITERS = int(os.environ.get("WRAPLAB_FLOOD_WAITERS", 16))  # blocking connects per flooder
+HANDOFFS = 5  # the owner's wraps under one flood (a flood wins each one by chance)
+OWNER_DELAY = 0.5  # between wrap-init and the dial: the flood fills the backlog meanwhile
+EXPECT = {
+    "hardened": DEFENDED,
+    "agentsh": {"root": DEFENDED, "root-no-chown": VULNERABLE, "root/signal": BROKEN,
+                "root-no-chown/signal": BROKEN},
+    "pre-235": BROKEN,
+    "permissive": VULNERABLE,
+    "accept-once": {"root": DEFENDED, "root/signal": BROKEN, "root-no-chown": VULNERABLE},
+}
+
+
+def run(ctx):
+    flood = ctx.flooder.starts_flood(ctx.socket, seconds=FLOOD_SECONDS, procs=FLOODERS,
+                                     waiters=WAITERS, follow=True, wait=4.0)
+    wraps = []
+    while len(wraps) < HANDOFFS:
+        wrap = ctx.owner.wraps(connect_delay=OWNER_DELAY)
+        wraps.append(wrap)
+        if not wrap.ok:
+            break  # a denied handoff: the worst verdict is in (vulnerable, or broken)
+        if not any(e.get("type") == "peer_rejected" for e in ctx.events(wrap.session)):
+            break  # the flood never reached the server: the kernel guards, no chance to win
+    flood = flood.stop()
+    ok = [w for w in wraps if w.ok]
+    ctx.metrics.update(
+        flood_rate=flood.rate, flood_attempts=flood.attempts, flood_outcomes=flood.outcomes,
+        flood_procs=FLOODERS, owner_handoffs=len(wraps), owner_ok=len(ok),
+        owner_failures=sorted({f"{w.step}:{w.errno}" for w in wraps if not w.ok}),
+        owner_handoff_ms=[None if w.latency_ms is None
+                          else round(w.latency_ms - OWNER_DELAY * 1000, 1) for w in wraps])
+    if not flood.attempts:
+        if not any(w.ok or w.step not in ("session", "wrap-init") for w in wraps):
+            return combine([ctx.judge(w) for w in wraps])  # no socket ever: owner alone
+        return ctx.error("the flood never started: " + str(flood.data.get("error")))
+    t0, t1 = flood.data.get("t0", 0), flood.data.get("t1", 0)
+    first_dial = ctx.earliest_dial(wraps[0])
+    if t0 >= first_dial:
+        return ctx.error(f"the flood started at +{t0 - wraps[0].started:.2f}s, after the "
+                         f"owner could dial (+{first_dial - wraps[0].started:.2f}s)")
+    if t1 < ctx.earliest_dial(wraps[-1]):
+        return ctx.error("the flood ended before the owner's last handoff")
+    verdicts = [ctx.judge(w, [flood], first=False) for w in wraps]
+    rejections = 0
+    for w in wraps:
+        rejections += rejections_of(ctx.events(w.session), {flood.uid})
+    ctx.metrics["server_rejections"] = rejections
+    return combine(verdicts)

@@ -1,0 +1,62 @@
+"""Mallory tries alice's socket before alice does.
+
+A root server gets alice's wrap-init (naming her uid) and makes her sockets. Alice's client
+is slow to dial (it waits after wrap-init). Mallory, the attacker, finds the socket the way
+any local user can (listing the server's temp base, or /proc/net/unix, which shows every
+bound path even inside a directory she cannot enter), then tries it first: a full handoff
+with her own token (notify: 0xA7 + her pid + her pipe fd; signal: 0x00 + fd; ptrace: her
+pid), then a bare connect. Then alice dials. The owner's token must be the one that arrived
+and mallory's never.
+
+What mallory can see, checked against the reference server: /proc/net/unix gives her the
+socket path, and the socket's name carries the session id (unless the path budget hashed
+it); the events endpoint answers anyone on the 0666 API socket who names a session, so she
+could also read alice's events (wrap_init with the paths, then the handoff with alice's
+token). The scenario does not need them: the path from /proc/net/unix is enough.
+
+Actors: owner (alice), intruder (mallory). Placement: root (the chown path). Transport:
+unix. Sockets: notify, signal, ptrace.
+
+Expected:
+- hardened, agentsh, accept-once: defended. The directory is alice's 0700, so the kernel
+  refuses mallory (EACCES) before the server sees her; accept-once's weakness never fires.
+- permissive: vulnerable. The directory is 0711 and the socket 0666 with no peer check:
+  mallory's handoff is accepted (her token arrives) and alice's wrap then fails.
+- pre-235: broken. The directory stays root 0700: alice is refused like mallory.
+- agentsh and accept-once on the signal socket: broken, by G8 (below), not by mallory.
+
+Signal sockets and G8 (decided from real runs): agentsh, permissive and accept-once keep
+agentsh's cleanup, where the notify loop removes the shared wrap directory right after its
+handoff while the signal loop still waits (AGENTSH.md G8, SPEC H11). The owner's client
+dials the signal socket after the notify ACK, so it loses that race (ENOENT) nearly every
+time: those signal cells are ``broken``. When the owner happens to win the race the
+verdict is still ``broken``, because the server's events show the directory removed before
+the owner's last handoff; so the verdict follows the server's behaviour, not the race.
+hardened removes the directory when the last loop ends.
+"""
+
+from wraplab.engine import BROKEN, DEFENDED, VULNERABLE
+
+SLUG = "wrong-uid"
+ORDER = 20
+ACTORS = {"owner": "owner", "intruder": "attacker"}
+SOCKETS = ("notify", "signal", "ptrace")
+PLACEMENTS = ("root",)
+TRANSPORTS = ("unix",)
+SERVER = {"accept_window": 8}
+EXPECT = {
+    "hardened": DEFENDED,
+    "agentsh": {"*": DEFENDED, "signal": BROKEN},
+    "pre-235": BROKEN,
+    "permissive": VULNERABLE,
+    "accept-once": {"*": DEFENDED, "signal": BROKEN},
+}
+
+
+def run(ctx):
+    slow = ctx.owner.starts_wrap(connect_delay=1.5)
+    attempts = []
+    if ctx.waits_for_socket(ctx.socket):
+        attempts.append(ctx.intruder.attacks_socket(ctx.socket))
+    wrap = slow.result()
+    return ctx.judge(wrap, attempts)

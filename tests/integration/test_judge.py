@@ -1,0 +1,139 @@
+"""The verdict logic (``Context.judge``) on recorded evidence, without a lab: every verdict
+can come out, and for the stated reason."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+from wraplab import engine, targets
+from wraplab.users import User
+
+OWNER = User("alice", 1001, 1001, "owner")
+ATTACKER = User("mallory", 1003, 1003, "attacker")
+
+
+class FakeRun:
+    def __init__(self, events):
+        self.users = {"owner": OWNER, "attacker": ATTACKER}
+        self.api = "unix:/run/wrapref/api.sock"
+        self.tcp_api = None
+        self.temp_base = "/tmp"
+        self._events = events
+
+    def api_request(self, method, path, body=None, **kw):
+        return 200, {"events": self._events}
+
+
+def ctx_for(events, socket="notify", profile="agentsh"):
+    scenario = engine.get_scenario("wrong-uid")
+    cell = scenario.cells(profiles=[profile], sockets=[socket])[0]
+    return engine.Context(scenario, cell, FakeRun(events), targets.reference(profile))
+
+
+def wrap(ctx, ok=True, step="done", errno=None, token="T"):
+    data = {"ok": ok, "step": step, "errno": errno, "token": token, "session": "s-1",
+            "paths": {"notify": "/tmp/w/notify-s-1.sock"}}
+    return engine.Wrap(ctx.owner, started=0.0, connect_delay=1.5,
+                       exit_code=0 if ok else 1, data=data)
+
+
+def intrusion(ctx, *steps):
+    return engine.Intrusion(ctx.intruder, {"uid": 1003, "token": "EVIL", "steps": list(steps)})
+
+
+def attempt(action, errno=None, accepted=None):
+    return {"action": action, "t": 0.5, "ms": 1.0, "errno": errno, "accepted": accepted,
+            "path": "/tmp/w/notify-s-1.sock"}
+
+
+def ev(type_, ts, **kw):
+    return {"type": type_, "ts": ts, "session": "s-1", **kw}
+
+
+INIT = ev("wrap_init", 0.1)
+
+
+def test_kernel_refusal_is_defended_by_the_kernel():
+    events = [INIT, ev("handoff_ok", 2.0, kind="notify", peer_uid=1001, token="T"),
+              ev("dir_removed", 2.1, dir="/tmp/w")]
+    ctx = ctx_for(events)
+    j = ctx.judge(wrap(ctx), [intrusion(ctx, attempt("handoff", "EACCES"),
+                                        attempt("connect", "EACCES"))])
+    assert (j.verdict, j.guard) == (engine.DEFENDED, "kernel")
+
+
+def test_peer_check_rejection_is_defended_by_the_peer_check():
+    events = [INIT, ev("peer_rejected", 0.5, kind="notify", peer_uid=1003, count=1),
+              ev("handoff_ok", 2.0, kind="notify", peer_uid=1001, token="T", rejections=1),
+              ev("dir_removed", 2.1)]
+    ctx = ctx_for(events)
+    j = ctx.judge(wrap(ctx), [intrusion(ctx, attempt("handoff"))])
+    assert (j.verdict, j.guard) == (engine.DEFENDED, "peer-check")
+
+
+def test_intruder_token_arriving_is_vulnerable():
+    events = [INIT, ev("handoff_ok", 0.5, kind="notify", peer_uid=1003, token="EVIL"),
+              ev("dir_removed", 0.6)]
+    ctx = ctx_for(events)
+    j = ctx.judge(wrap(ctx, ok=False, step="connect-notify", errno="ENOENT"),
+                  [intrusion(ctx, attempt("handoff", accepted=True))])
+    assert j.verdict is engine.VULNERABLE and "1003" in j.reason
+
+
+def test_attacker_ending_the_loop_is_a_denial_of_service():
+    events = [INIT, ev("peer_rejected", 0.5, kind="notify", peer_uid=1003, count=1),
+              ev("handoff_failed", 0.5, kind="notify", peer_uid=1003, reason="wrong_peer"),
+              ev("dir_removed", 0.6)]
+    ctx = ctx_for(events)
+    j = ctx.judge(wrap(ctx, ok=False, step="connect-notify", errno="ENOENT"),
+                  [intrusion(ctx, attempt("handoff"))])
+    assert j.verdict is engine.VULNERABLE and "denial of service" in j.reason
+
+
+def test_owner_failing_alone_is_broken():
+    ctx = ctx_for([INIT])
+    j = ctx.judge(wrap(ctx, ok=False, step="connect-notify", errno="EACCES"),
+                  [intrusion(ctx, attempt("handoff", "EACCES"))])
+    assert j.verdict is engine.BROKEN
+
+
+@pytest.mark.parametrize("owner_ok", [True, False])
+def test_directory_removed_under_a_waiting_loop_is_broken_either_way(owner_ok):
+    events = [INIT, ev("handoff_ok", 2.0, kind="notify", peer_uid=1001, token="T"),
+              ev("dir_removed", 2.001)]
+    if owner_ok:
+        events.append(ev("handoff_ok", 2.01, kind="signal", peer_uid=1001, token="T"))
+    ctx = ctx_for(events, socket="signal")
+    w = wrap(ctx, ok=owner_ok, step="done" if owner_ok else "connect-signal",
+             errno=None if owner_ok else "ENOENT")
+    assert ctx.judge(w).verdict is engine.BROKEN
+
+
+def test_owner_ok_without_the_servers_record_is_an_error():
+    ctx = ctx_for([INIT])
+    assert ctx.judge(wrap(ctx)).verdict is engine.ERROR
+
+
+def test_an_intruder_who_was_not_first_is_an_error():
+    ctx = ctx_for([INIT, ev("handoff_ok", 2.0, kind="notify", peer_uid=1001, token="T")])
+    late = attempt("handoff", "EACCES")
+    late["t"] = 9.0
+    assert ctx.judge(wrap(ctx), [intrusion(ctx, late)]).verdict is engine.ERROR
+
+
+def test_combine_takes_the_worst():
+    d, v, b = (engine.Judgement(x, x.value) for x in (engine.DEFENDED, engine.VULNERABLE,
+                                                      engine.BROKEN))
+    assert engine.combine([d, v, d]).verdict is engine.VULNERABLE
+    assert engine.combine([v, b]).verdict is engine.BROKEN
+    assert engine.combine([]).verdict is engine.ERROR
+
+
+def test_outcome_ok_needs_the_expected_verdict():
+    cell = engine.get_scenario("wrong-uid").cells(profiles=["permissive"])[0]
+    out = engine.Outcome(cell=cell, verdict=engine.DEFENDED, reason="")
+    assert not out.ok
+    assert engine.Outcome(cell=cell, verdict=engine.VULNERABLE, reason="").ok
+    assert not engine.Outcome(cell=SimpleNamespace(expected=engine.ERROR),
+                              verdict=engine.ERROR, reason="").ok
