@@ -86,6 +86,7 @@ def flood(path: str, deadline: float, follow: dict | None = None, waiters: int =
                 path = newest[-1]
                 paths.append(path)
                 state["path"] = path
+    now = time.time()  # the loop may not have run at all (stopped before its first turn)
     for t in threads:
         t.join(1.0)
     with lock:

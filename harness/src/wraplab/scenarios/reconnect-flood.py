@@ -1,7 +1,9 @@
 """Mallory floods alice's socket with connect+close while alice hands off.
 
 Alice wraps up to five times in a row; each time her client does wrap-init, then dials half a
-second later. Mallory (the flooder: two processes, one per core) finds the socket (temp base
+second later (1.5 s the first time, so the flood has found the socket: the run checks that
+it had, and is an ``error`` otherwise — unless the kernel refused alice herself, which no
+flood can cause). Mallory (the flooder: two processes, one per core) finds the socket (temp base
 listing or /proc/net/unix) and connects and closes it as fast as she can (non-blocking
 AF_UNIX connects), moving on to each new socket as it appears, for the whole time alice
 works. Recorded: the flood's attempts and rate, the kernel's answers by errno (EACCES: the
@@ -62,6 +64,7 @@ FLOODERS = 2  # one per core: the server and the owner must win a core from them
 WAITERS = int(os.environ.get("WRAPLAB_FLOOD_WAITERS", 16))  # blocking connects per flooder
 HANDOFFS = 5  # the owner's wraps under one flood (a flood wins each one by chance)
 OWNER_DELAY = 0.5  # between wrap-init and the dial: the flood fills the backlog meanwhile
+FIRST_DELAY = 1.5  # the first wrap: the flood must find the socket first (checked below)
 EXPECT = {
     "hardened": DEFENDED,
     "agentsh": {"root": DEFENDED, "root-no-chown": VULNERABLE, "root/signal": BROKEN,
@@ -77,7 +80,7 @@ def run(ctx):
                                      waiters=WAITERS, follow=True, wait=4.0)
     wraps = []
     while len(wraps) < HANDOFFS:
-        wrap = ctx.owner.wraps(connect_delay=OWNER_DELAY)
+        wrap = ctx.owner.wraps(connect_delay=FIRST_DELAY if not wraps else OWNER_DELAY)
         wraps.append(wrap)
         if not wrap.ok:
             break  # a denied handoff: the worst verdict is in (vulnerable, or broken)
@@ -90,11 +93,15 @@ def run(ctx):
         flood_procs=FLOODERS, owner_handoffs=len(wraps), owner_ok=len(ok),
         owner_failures=sorted({f"{w.step}:{w.errno}" for w in wraps if not w.ok}),
         owner_handoff_ms=[None if w.latency_ms is None
-                          else round(w.latency_ms - OWNER_DELAY * 1000, 1) for w in wraps])
+                          else round(w.latency_ms - w.connect_delay * 1000, 1) for w in wraps])
     if not flood.attempts:
         if not any(w.ok or w.step not in ("session", "wrap-init") for w in wraps):
             return combine([ctx.judge(w) for w in wraps])  # no socket ever: owner alone
         return ctx.error("the flood never started: " + str(flood.data.get("error")))
+    if all(w.errno == "EACCES" and (w.step or "").startswith("connect")
+           for w in wraps if not w.ok) and not all(w.ok for w in wraps):
+        # The kernel refused the owner herself: no flood can cause that, whenever it ran.
+        return combine([ctx.judge(w, [flood], first=False) for w in wraps])
     t0, t1 = flood.data.get("t0", 0), flood.data.get("t1", 0)
     first_dial = ctx.earliest_dial(wraps[0])
     if t0 >= first_dial:
