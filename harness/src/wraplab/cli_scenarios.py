@@ -112,7 +112,9 @@ def cmd_run(args) -> int:
     prepare_labs(labs_[:1], args.base)
     cells = _cells(args, [scenario], labs_[:1])
     if not cells:
-        print("wraplab: no cell matches those options (see `wraplab list`)", file=sys.stderr)
+        why = scenario.lab_notes.get(labs_[0])
+        print(f"wraplab: {scenario.slug} does not run in the {labs_[0]} lab: {why}" if why else
+              "wraplab: no cell matches those options (see `wraplab list`)", file=sys.stderr)
         return 2
     failed = 0
     for i, cell in enumerate(cells):

@@ -90,6 +90,8 @@ class Scenario:
     server: Mapping[str, Any] = field(default_factory=dict)
     order: int = 100
     exclusive: bool = False  # runs alone (a flood needs the machine's cores to itself)
+    labs: tuple[str, ...] = LABS  # where it can run; LAB_NOTES say why not elsewhere
+    lab_notes: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def title(self) -> str:
@@ -125,6 +127,8 @@ class Scenario:
         def pick(mine, wanted):
             return [x for x in mine if wanted is None or x in set(wanted)]
 
+        if lab not in self.labs:
+            return []  # LAB_NOTES[lab] says why (wraplab list shows it)
         return [
             Cell(self.slug, profile, sock, placement, transport, lab, base,
                  self.expected(profile, sock, placement, transport),
@@ -201,13 +205,21 @@ def load_scenario(path: str | Path) -> Scenario:
     run = getattr(module, "run", None)
     if not callable(run):
         raise ScenarioError(f"{path}: a scenario needs run(ctx)")
+    labs = _tuple_of("LABS", getattr(module, "LABS", LABS), LABS, path)
+    lab_notes = getattr(module, "LAB_NOTES", {})
+    if not labs or not isinstance(lab_notes, Mapping) or any(
+            not isinstance(lab_notes.get(lab), str) or not lab_notes[lab].strip()
+            for lab in LABS if lab not in labs):
+        raise ScenarioError(f"{path}: LABS must name at least one lab, and LAB_NOTES must say "
+                            "why the scenario cannot run in each lab it leaves out")
     scenario = Scenario(
         slug=slug, path=path, doc=doc, actors=dict(actors), sockets=sockets,
         placements=placements, transports=transports, expect=dict(expect), run=run,
         server=dict(getattr(module, "SERVER", {})), order=int(getattr(module, "ORDER", 100)),
-        exclusive=bool(getattr(module, "EXCLUSIVE", False)),
+        exclusive=bool(getattr(module, "EXCLUSIVE", False)), labs=labs,
+        lab_notes={k: v for k, v in lab_notes.items() if k not in labs},
     )
-    scenario.cells()  # every cell must have an expectation (raises otherwise)
+    scenario.cells(lab=labs[0])  # every cell must have an expectation (raises otherwise)
     return scenario
 
 

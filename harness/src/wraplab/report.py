@@ -364,6 +364,8 @@ def list_lines(scenarios: Iterable) -> list[str]:
     for s in scenarios:
         where = "/".join(s.placements) + " " + "/".join(s.transports)
         out.append(f"{s.slug:<22} {s.title}  [{'/'.join(s.sockets)}; {where}]")
+        for lab, why in sorted(s.lab_notes.items()):
+            out.append(f"{'':<22}   not in the {lab} lab: {why}")
     return out
 
 

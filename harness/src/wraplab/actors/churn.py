@@ -1,0 +1,93 @@
+"""Many small operations, counted. Stdlib only; prints one JSON object.
+
+    python3 -m wraplab.actors.churn connects --path SOCK --count N [--seconds S]
+    python3 -m wraplab.actors.churn wrap-inits --count N [--api unix:SOCK] [--seconds S]
+
+``connects``: N blocking connect+close on a socket (each bounded by a 2 s SO_SNDTIMEO),
+outcomes counted by errno name (``ok`` when connected). ``wrap-inits``: N sessions, each
+with one wrap-init (``caller_uid`` = getuid()) that is never dialled, answers counted by
+HTTP status. Both stop early at ``--seconds``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import json
+import os
+import socket
+import struct
+import sys
+import time
+
+from wraplab.actors.malformed import request
+
+
+def connects(path: str, count: int, seconds: float) -> dict:
+    out: dict[str, int] = {}
+    tv = struct.pack("ll", 2, 0)
+    t0 = time.monotonic()
+    n = 0
+    while n < count:
+        n += 1
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, tv)
+        try:
+            s.connect(path)
+            key = "ok"
+        except OSError as exc:
+            key = errno.errorcode.get(exc.errno or 0, type(exc).__name__)
+        finally:
+            s.close()
+        out[key] = out.get(key, 0) + 1
+        if time.monotonic() - t0 > seconds:
+            break
+    return {"attempts": n, "outcomes": out, "seconds": round(time.monotonic() - t0, 3)}
+
+
+def wrap_inits(api: str, count: int, seconds: float) -> dict:
+    out: dict[str, int] = {}
+    uid = os.getuid()
+    t0 = time.monotonic()
+    n = 0
+    while n < count:
+        n += 1
+        st, body = request(api, "POST", "/api/v1/sessions", {})
+        if st == 201 and isinstance(body, dict):
+            req = {"agent_command": "true", "agent_args": []}
+            if uid:
+                req["caller_uid"] = uid
+            st, _ = request(api, "POST", f"/api/v1/sessions/{body['id']}/wrap-init", req)
+            key = str(st)
+        else:
+            key = f"session:{st}"
+        out[key] = out.get(key, 0) + 1
+        if time.monotonic() - t0 > seconds:
+            break
+    return {"attempts": n, "outcomes": out, "seconds": round(time.monotonic() - t0, 3)}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="churn", description=__doc__.splitlines()[0])
+    ap.add_argument("mode", choices=("connects", "wrap-inits"))
+    ap.add_argument("--path")
+    ap.add_argument("--api", default="unix:/run/wrapref/api.sock")
+    ap.add_argument("--count", type=int, required=True)
+    ap.add_argument("--seconds", type=float, default=30.0)
+    args = ap.parse_args(argv)
+    if not 0 < args.count <= 100000:
+        ap.error("--count: 1..100000")
+    if args.mode == "connects":
+        if not args.path:
+            ap.error("connects needs --path")
+        res = connects(args.path, args.count, args.seconds)
+    else:
+        res = wrap_inits(args.api, args.count, args.seconds)
+    res.update(uid=os.getuid(), mode=args.mode)
+    json.dump(res, sys.stdout, sort_keys=True)
+    sys.stdout.write("\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

