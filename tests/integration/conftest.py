@@ -102,6 +102,8 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "requires_docker: needs a Docker engine and images")
     config.addinivalue_line("markers", "requires_root: needs root (local lab)")
     config.addinivalue_line("markers", "scenario(slug): the cell's scenario")
+    config.addinivalue_line("markers", "exclusive: needs the machine to itself (floods, races): "
+                                       "run these without xdist")
     for s in engine.discover():
         config.addinivalue_line("markers", f"{marker_of(s.slug)}: scenario {s.slug}")
 
@@ -125,6 +127,7 @@ class ScenarioItem(pytest.Item):
         self.add_marker(marker_of(cell.scenario))
         self.add_marker(pytest.mark.scenario(cell.scenario))
         if engine.get_scenario(cell.scenario).exclusive:
+            self.add_marker("exclusive")
             self.add_marker(pytest.mark.xdist_group("flood"))
 
     def setup(self) -> None:
