@@ -3,6 +3,7 @@ process mid-run, and (swept at the next start) after the harness was killed outr
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -13,7 +14,7 @@ from pathlib import Path
 import docker
 import psutil
 import pytest
-from conftest import LAB_PARAMS
+from conftest import DOCKER_PARAMS, LAB_PARAMS
 from wraplab.labs import LabRun, LocalRun, ServerSpec, lab_by_name
 from wraplab.labs.cleanup import LABEL_RUN, processes_of_local_run, wait_for
 
@@ -110,3 +111,41 @@ def test_a_killed_harness_is_swept_at_the_next_start(lab):
         assert leftovers(lab, info["run"], info.get("labdir")) == []
     if lab == "local":
         wait_for(lambda: not psutil.pid_exists(info["server_pid"]), 10, what="server gone")
+
+
+def volumes_of(run_id: str) -> list[str]:
+    client = docker.from_env()
+    try:
+        return [v.name for v in client.volumes.list(filters={"label": f"{LABEL_RUN}={run_id}"})]
+    finally:
+        client.close()
+
+
+@pytest.mark.parametrize("lab", DOCKER_PARAMS)
+@pytest.mark.parametrize("how", ["normal-end", "exception"])
+def test_peer_container_and_volumes_removed_with_the_run(lab, how):
+    """``ServerSpec(peer=True)``: the peer container and the two shared volumes are
+    labelled with the run and removed at its end like the main container; what one
+    container writes to the shared temp base the other sees, with the same numeric uid."""
+    seen: dict = {}
+    with contextlib.ExitStack() as stack:
+        if how == "exception":
+            stack.enter_context(pytest.raises(Boom))
+        run = stack.enter_context(lab_by_name(lab).start(ServerSpec.wrapref("agentsh",
+                                                                            peer=True)))
+        seen["id"] = run.id
+        names = sorted(c.name for c in containers_of(run.id))
+        assert names == sorted([run.container_name, run.peer.name]), names
+        assert sorted(volumes_of(run.id)) == sorted(run.volumes) and len(run.volumes) == 2
+        made = run.peer.exec("owner", ["touch", f"{run.temp_base}/from-peer"])
+        assert made.ok, made.describe() + made.stderr
+        facts = run.stat(f"{run.temp_base}/from-peer")
+        assert facts.exists and facts.uid == run.users["owner"].uid, facts
+        probe = run.peer.tool("probe", ["--connect", run.api_path], as_user="owner")
+        assert probe["uid"] == run.users["owner"].uid, probe
+        assert probe["connect"]["result"] == "ok" and probe["connect"]["peer"]["uid"] == 0, probe
+        run.peer.spawn("attacker", ["sleep", "60"])  # still running at the end
+        if how == "exception":
+            raise Boom()
+    assert containers_of(seen["id"]) == []
+    assert volumes_of(seen["id"]) == []

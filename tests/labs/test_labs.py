@@ -11,7 +11,7 @@ import time
 
 import docker
 import pytest
-from conftest import LAB_PARAMS, LABS
+from conftest import DOCKER_PARAMS, LAB_PARAMS, LABS
 from wraplab.labs import LabRun, Placement, ServerSpec
 from wraplab.labs.cleanup import LABEL_RUN
 
@@ -241,3 +241,26 @@ def test_tcp_api_and_server_stop(start_lab, lab):
     assert stopped.exit_code == 0 and not stopped.timed_out, stopped.describe() + stopped.stderr
     status, error = run.api_request("GET", "/healthz")
     assert status is None and error in ("ENOENT", "ECONNREFUSED"), (status, error)
+
+
+@pytest.mark.parametrize("lab", DOCKER_PARAMS)
+def test_userns_option_lets_an_actor_unshare_in_docker(start_lab, lab):
+    """``ServerSpec(userns=True)``: the owner can ``unshare -Ur`` (root in its own user
+    namespace, itself outside); without it Docker's default seccomp profile says EPERM."""
+    plain = start_lab(lab, ServerSpec.wrapref("agentsh"))
+    refused = plain.exec("owner", ["unshare", "-Ur", "id", "-u"], timeout=30)
+    assert refused.exit_code != 0, refused.describe()
+    assert "Operation not permitted" in refused.stderr, refused.stderr
+
+    run = start_lab(lab, ServerSpec.wrapref("agentsh", userns=True))
+    inside = run.exec("owner", ["unshare", "-Ur", "id", "-u"], timeout=30)
+    assert inside.ok and inside.stdout.strip() == "0", inside.describe() + inside.stderr
+    outside = run.exec("owner", ["unshare", "-Ur", "cat", "/proc/self/uid_map"], timeout=30)
+    assert outside.ok and outside.stdout.split()[:3] == ["0", str(run.users["owner"].uid), "1"]
+    client = docker.from_env()
+    try:
+        opts = client.containers.get(run.container_id).attrs["HostConfig"]["SecurityOpt"]
+        assert opts == ["seccomp=unconfined"], opts
+        assert not client.containers.get(plain.container_id).attrs["HostConfig"]["SecurityOpt"]
+    finally:
+        client.close()

@@ -132,6 +132,7 @@ def cmd_clean(args: argparse.Namespace) -> int:
         return 0
     with contextlib.closing(client):
         containers = cleanup.remove_all_containers(client, log=_say)
+        cleanup.sweep_stale_volumes(client, log=_say, everyone=True)
         old = images.remove_stale_lab_images(client, log=_say)
         extra = 0
         if args.all:

@@ -10,7 +10,8 @@ module docstring telling the attack, and declares::
     PLACEMENTS = ("root",)                   # root | root-no-chown | service
     TRANSPORTS = ("unix",)                   # unix | tcp
     EXPECT = {"hardened": DEFENDED, "agentsh": {"*": DEFENDED, "tcp": VULNERABLE}, ...}
-    SERVER = {"accept_window": 6}            # optional server options
+    SERVER = {"accept_window": 6}            # optional server and lab options (userns,
+                                             # peer: see wraplab.labs.ServerSpec)
     def run(ctx): ...                        # steps; returns ctx.judge(...) or ctx.<verdict>(...)
 
 ``EXPECT`` names every profile. A value is a verdict, or a mapping from a variant key to a
@@ -618,23 +619,37 @@ class Actor:
                                 timeout=connect_delay + self.ctx.client_timeout + 60)
         return self._wrap_done(res, started, connect_delay, argv)
 
+    def _where(self, peer: bool):
+        """The lab run, or its peer container (``ServerSpec(peer=True)``, DockerLab)."""
+        if not peer:
+            return self.ctx.run
+        where = getattr(self.ctx.run, "peer", None)
+        if where is None:
+            raise HarnessError(f"the {self.ctx.cell.lab} lab started no peer container "
+                               "(SERVER = {'peer': True})")
+        return where
+
     def starts_wrap(self, *, connect_delay: float, legacy: bool = False,
-                    dial: str | None = None) -> Pending:
+                    dial: str | None = None, peer: bool = False) -> Pending:
         """Start the client in the background; it does wrap-init, then waits
-        ``connect_delay`` seconds before dialling (a slow owner: the window attackers use)."""
+        ``connect_delay`` seconds before dialling (a slow owner: the window attackers use).
+        ``peer``: in the lab's peer container."""
         argv = self._wrap_argv(legacy, connect_delay, dial)
         started = time.time()
-        handle = self.ctx.run.spawn(self.user_role, argv)
+        handle = self._where(peer).spawn(self.user_role, argv)
         self.ctx._pending.append(handle)
         return Pending(handle, lambda res: self._wrap_done(res, started, connect_delay, argv))
 
     # -- attacks ----------------------------------------------------------------------
     def attacks_socket(self, kind: str, *, steps: str = "handoff,connect",
-                       wait: float = 8.0) -> Intrusion:
-        """Find the ``kind`` socket the way a local user can, then try it."""
-        argv = self._tool("intrude", "--kind", kind, "--base", self.ctx.run.temp_base,
-                          "--wait", f"{wait:g}", "--do", steps)
-        res = self.ctx.run.exec(self.user_role, argv, timeout=wait + 30)
+                       wait: float = 8.0, path: str | None = None,
+                       peer: bool = False) -> Intrusion:
+        """Find the ``kind`` socket the way a local user can, then try it (``path``: try
+        that socket, no search; ``peer``: from the lab's peer container)."""
+        where = ["--path", path] if path else ["--base", self.ctx.run.temp_base,
+                                                "--wait", f"{wait:g}"]
+        argv = self._tool("intrude", "--kind", kind, *where, "--do", steps)
+        res = self._where(peer).exec(self.user_role, argv, timeout=wait + 30)
         data = _json_of(res)
         if not data:
             raise HarnessError(f"intrude printed no JSON (exit {res.exit_code}): "
@@ -1011,7 +1026,7 @@ def run_cell(cell: Cell, *, scenario: Scenario | None = None, lab=None,
         spec = target.server_spec(
             placement=cell.placement, socket=cell.socket, transport=cell.transport,
             lab=cell.lab, **{k: v for k, v in scenario.server.items()
-               if k in ("accept_window", "handshake_timeout", "backlog")})
+               if k in ("accept_window", "handshake_timeout", "backlog", "userns", "peer")})
         with lab.start(spec) as run:
             timings["setup_s"] = round(time.time() - t0, 3)
             ctx = Context(scenario, cell, run, target)

@@ -57,6 +57,8 @@ class Target:
         handshake_timeout: float | None = None,
         backlog: int | None = None,
         lab: str = "docker",
+        userns: bool = False,
+        peer: bool = False,
     ):
         from wraplab.labs import Placement, ServerSpec
 
@@ -68,6 +70,8 @@ class Target:
             accept_window=accept_window,
             handshake_timeout=handshake_timeout,
             backlog=backlog,
+            userns=userns,
+            peer=peer,
             tcp_port=(TCP_PORT if lab == "docker" else free_port()) if transport == "tcp"
             else None,
         )

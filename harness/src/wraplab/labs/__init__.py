@@ -20,6 +20,25 @@ This is the contract the scenario engine codes against::
         run.server_log() -> [log line dicts];  run.server_info() -> {pid, uid, cap_eff, ...}
         run.stop_server("TERM") -> ActorResult;  run.tool("probe", [...], as_user="owner")
         run.transcript; run.format_transcript()
+        run.peer.exec(actor, argv); run.peer.spawn(...); run.peer.tool(...)  # peer=True only
+
+Lab options (:class:`ServerSpec` fields, also ``ServerSpec.wrapref(..., userns=, peer=)``
+and a scenario's ``SERVER = {"userns": True}`` / ``{"peer": True}``):
+
+* ``userns=True``: actors may create user namespaces (``unshare -Ur``). DockerLab starts the
+  container with ``security_opt=["seccomp=unconfined"]`` -- the one thing it relaxes, and
+  for the whole container -- because Docker's default seccomp profile refuses
+  ``unshare``/``clone`` with CLONE_NEWUSER without CAP_SYS_ADMIN (EPERM). LocalLab ignores it.
+* ``peer=True`` (DockerLab only; LocalLab raises :class:`LabUnavailable`): a second
+  container from the same image (``run.peer``, :class:`~wraplab.labs.docker.DockerPeer`),
+  same labels, network mode, capabilities and seccomp setting, whose ``/run/wrapref`` (API)
+  and ``/tmp`` (temp base) are the main container's: two per-run tmpfs volumes (local
+  driver, labelled like the containers) mounted in both. Same user namespace (a numeric uid
+  is the same kernel user in both), separate PID and network namespaces (SO_PEERCRED gives
+  the server peer pid 0 for a process of the peer; the peer's /proc/net/unix does not list
+  the server's sockets). ``run.peer.exec/spawn/tool`` take the same arguments as the run's
+  own; the transcript names such actors ``<actor>@peer``. The peer container and the
+  volumes are removed with the run, and swept like it.
 
 Actors are named by role (``owner``, ``bystander``, ``attacker``, ``service``), by user
 name (``alice``...), ``"root"``, a :class:`~wraplab.users.User`, or a raw uid (int).

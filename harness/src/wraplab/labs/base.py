@@ -48,6 +48,22 @@ class ServerSpec:
     that speaks other flags sets ``lab_flags=False`` and places the placeholders it needs.
     ``extra_apis`` are further addresses the server serves (``tcp:127.0.0.1:PORT``), inside
     the lab; the first TCP one becomes ``run.tcp_api``.
+
+    Lab options (what a scenario may ask of the lab beyond the server):
+
+    * ``userns``: actors may create user namespaces (``unshare -Ur``). DockerLab starts the
+      container with ``security_opt=["seccomp=unconfined"]``: Docker's default seccomp
+      profile refuses ``unshare``/``clone`` with CLONE_NEWUSER to a process without
+      CAP_SYS_ADMIN (EPERM). This relaxes the whole seccomp filter of that container (for
+      every actor and the server), not only that call: Docker's default profile is built
+      into the daemon, and shipping a copy of it plus one rule would go stale with the
+      daemon. Capabilities, AppArmor and the network stay as they are. LocalLab ignores it
+      (the host's own policy applies).
+    * ``peer``: a second container (DockerLab only) from the same image that shares the
+      server's API directory and temp base through two per-run tmpfs volumes; actors run
+      in it through ``run.peer`` (a :class:`~wraplab.labs.docker.DockerPeer` with ``exec``,
+      ``spawn`` and ``tool``). LocalLab refuses it (:class:`LabUnavailable`: one host has
+      no second container).
     """
 
     argv: tuple[str, ...]
@@ -57,6 +73,8 @@ class ServerSpec:
     env: tuple[tuple[str, str], ...] = ()
     health_path: str = "/healthz"
     ready_timeout: float = 30.0
+    userns: bool = False
+    peer: bool = False
 
     @classmethod
     def wrapref(
@@ -70,6 +88,8 @@ class ServerSpec:
         handshake_timeout: float | None = None,
         backlog: int | None = None,
         tcp_port: int | None = None,
+        userns: bool = False,
+        peer: bool = False,
     ) -> ServerSpec:
         """``wrapref serve --profile PROFILE ...`` (the reference server)."""
         argv = ["wrapref", "serve", "--profile", profile]
@@ -87,7 +107,8 @@ class ServerSpec:
         if tcp_port is not None:
             extra = (f"tcp:127.0.0.1:{tcp_port}",)
             argv += ["--api", extra[0]]
-        return cls(argv=tuple(argv), placement=Placement(placement), extra_apis=extra)
+        return cls(argv=tuple(argv), placement=Placement(placement), extra_apis=extra,
+                   userns=userns, peer=peer)
 
     def command(self, *, api_path: str, temp_base: str, log_file: str) -> list[str]:
         values = {

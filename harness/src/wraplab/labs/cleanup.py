@@ -7,6 +7,8 @@
   ``wraplab.owner-pid=<pid>``, ``wraplab.owner-started=<process start time>`` and
   ``wraplab.host=<hostname>``. Containers of this host whose owner process is gone are
   removed at the next start (``sweep_stale_containers``); ``wraplab clean`` removes all.
+  The per-run volumes of a run with a peer container carry the same labels and are swept
+  the same way, after the containers that use them (``sweep_stale_volumes``).
 * A LocalLab keeps everything under one private directory with an owner file; dead
   owners' directories and processes are swept likewise (``sweep_stale_local``).
 """
@@ -161,6 +163,34 @@ def remove_all_containers(client: Any, log: Callable[[str], None] | None = None)
 
 def containers_of_run(client: Any, run_id: str) -> list[Any]:
     return _our_containers(client, **{LABEL_RUN: run_id})
+
+
+def _our_volumes(client: Any, **filters: str) -> list[Any]:
+    labels = [f"{LABEL}=1"] + [f"{k}={v}" for k, v in filters.items()]
+    return client.volumes.list(filters={"label": labels})
+
+
+def volumes_of_run(client: Any, run_id: str) -> list[Any]:
+    return _our_volumes(client, **{LABEL_RUN: run_id})
+
+
+def sweep_stale_volumes(client: Any, log: Callable[[str], None] | None = None,
+                        *, everyone: bool = False) -> int:
+    """Remove this host's run volumes whose owner process is gone (``everyone``: every
+    wraplab volume, any host or owner). Call after the containers using them are gone."""
+    removed = 0
+    host = socket.gethostname()
+    for volume in _our_volumes(client):
+        labels = volume.attrs.get("Labels") or {}
+        if not everyone and (labels.get(LABEL_HOST) != host or owner_alive(
+                labels.get(LABEL_OWNER_PID), labels.get(LABEL_OWNER_STARTED))):
+            continue
+        with contextlib.suppress(Exception):
+            volume.remove(force=True)
+            removed += 1
+            if log:
+                log(f"removed volume {volume.name}")
+    return removed
 
 
 # ------------------------------------------------------------------ LocalLab

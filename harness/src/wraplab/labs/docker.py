@@ -11,6 +11,17 @@ Placements: ``ROOT`` (default capabilities), ``ROOT_NO_CHOWN`` (the container is
 with ``cap_drop=["CHOWN"]``, so every process in it, root actors included, lacks
 CAP_CHOWN), ``SERVICE`` (the server is exec-ed as the service user). ``/run/wrapref`` and
 ``/var/log/wrapref`` are fresh tmpfs mounts owned by the server's user.
+
+Lab options (:class:`~wraplab.labs.ServerSpec`): ``userns=True`` starts the container(s)
+with ``security_opt=["seccomp=unconfined"]`` so actors can ``unshare -Ur`` (Docker's
+default seccomp profile refuses CLONE_NEWUSER without CAP_SYS_ADMIN; this is the one thing
+relaxed, for the whole container). ``peer=True`` adds a second container, ``run.peer``
+(:class:`DockerPeer`), from the same image, with the same labels, network mode,
+capabilities and seccomp setting: the API directory and the temp base are then two
+per-run tmpfs *volumes* (local driver, ``type=tmpfs``; labelled like the containers)
+mounted at the same paths in both containers, so a numeric uid in the peer is the same
+kernel user as in the server's container. Both containers and both volumes are removed
+with the run.
 """
 
 from __future__ import annotations
@@ -29,7 +40,10 @@ from testcontainers.core.container import DockerContainer
 from wraplab import images, users
 from wraplab.labs import cleanup
 from wraplab.labs.base import (
+    ACTOR_TOOLS,
+    DEFAULT_TIMEOUT,
     ActorHandle,
+    ActorResult,
     Lab,
     LabError,
     LabRun,
@@ -94,9 +108,11 @@ class LabContainer(DockerContainer):
 
 class DockerActor(ActorHandle):
     def __init__(self, run: DockerRun, actor: str, user: User, argv: Sequence[str],
-                 env: Mapping[str, str] | None, cwd: str | None, action: str) -> None:
+                 env: Mapping[str, str] | None, cwd: str | None, action: str,
+                 container_id: str | None = None) -> None:
         super().__init__(run, actor, user, argv, action)
         self._run = run
+        self._container_id = container_id or run.container_id
         self._pid: int | None = None
         self._pid_ready = threading.Event()
         self._done = threading.Event()
@@ -113,7 +129,7 @@ class DockerActor(ActorHandle):
             docker_user = f"{user.uid}:{user.gid}"
         environment = {cleanup.RUN_ENV: run.id, **(env or {})}
         self._exec_id = api.exec_create(
-            run.container_id, [*LAUNCH, *self.argv], user=docker_user,
+            self._container_id, [*LAUNCH, *self.argv], user=docker_user,
             environment=environment, workdir=cwd or "/",
         )["Id"]
         stream = api.exec_start(self._exec_id, stream=True, demux=True)
@@ -172,7 +188,47 @@ class DockerActor(ActorHandle):
 
     def signal(self, sig: str = "KILL") -> None:
         if self.pid is not None:
-            self._run._reap(self.pid, sig, tree=True)
+            self._run._reap(self.pid, sig, tree=True, container_id=self._container_id)
+
+
+class DockerPeer:
+    """The run's second container (``ServerSpec(peer=True)``): same image, same users,
+    sharing the server container's API directory and temp base (per-run tmpfs volumes).
+
+    ``run.peer.exec(actor, argv, timeout=)``, ``run.peer.spawn(actor, argv)`` and
+    ``run.peer.tool(tool, args, as_user=)`` behave like the run's own, but in the peer;
+    their transcript entries name the actor ``<actor>@peer``.
+    """
+
+    def __init__(self, run: DockerRun, container: LabContainer, name: str) -> None:
+        self.run = run
+        self.container = container
+        self.container_id = container.get_container_id()
+        self.name = name
+
+    def spawn(self, actor: str | int | User, argv: Sequence[str], *,
+              env: Mapping[str, str] | None = None, cwd: str | None = None,
+              action: str = "spawn") -> ActorHandle:
+        self.run._check_open()
+        user = self.run.user(actor)
+        label = actor.role if isinstance(actor, User) else str(actor)
+        return DockerActor(self.run, f"{label}@peer", user, argv, env, cwd, action,
+                           container_id=self.container_id)
+
+    def exec(self, actor: str | int | User, argv: Sequence[str], *,
+             timeout: float = DEFAULT_TIMEOUT, env: Mapping[str, str] | None = None,
+             cwd: str | None = None) -> ActorResult:
+        return self.spawn(actor, argv, env=env, cwd=cwd, action="exec").wait(timeout)
+
+    def tool(self, tool: str, args: Sequence[str], *, as_user: str | int | User = "root",
+             timeout: float = 30.0) -> dict[str, Any]:
+        argv = ["python3", "-m", f"{ACTOR_TOOLS}.{tool}", *args]
+        result = self.spawn(as_user, argv, action=f"tool:{tool}").wait(timeout)
+        try:
+            return result.json()
+        except ValueError as exc:
+            raise LabError(f"{tool} failed in the peer: {result.describe()}\n"
+                           f"{result.stderr[-2000:]}") from exc
 
 
 class DockerRun(LabRun):
@@ -187,35 +243,79 @@ class DockerRun(LabRun):
         self.container: LabContainer | None = None
         self.container_id = ""
         self.container_name = f"wraplab-{lab.base_name}-{self.id[:12]}"
+        self.peer: DockerPeer | None = None
+        self._peer_container: LabContainer | None = None
+        self.volumes: list[str] = []
+
+    def _container(self, name: str, hostname: str, role: str) -> LabContainer:
+        container = (
+            LabContainer(self.image.tag)
+            .with_name(name)
+            .with_command(["sleep", "infinity"])
+            .with_labels(**cleanup.owner_labels(self.id), **{
+                "wraplab.lab": self.lab_name,
+                "wraplab.placement": self.spec.placement.value,
+                "wraplab.container": role,
+            })
+            .with_option(network_mode="none", init=True, hostname=hostname)
+        )
+        if self.spec.placement is Placement.ROOT_NO_CHOWN:
+            container.with_option(cap_drop=["CHOWN"])
+        if self.spec.userns:
+            container.with_option(security_opt=["seccomp=unconfined"])
+        return container
+
+    def _volume(self, what: str, options: str) -> str:
+        """A per-run tmpfs volume (removed by close(), swept like the containers)."""
+        name = f"{self.container_name}-{what}"
+        self._docker.volumes.create(name=name, driver="local", driver_opts={
+            "type": "tmpfs", "device": "tmpfs", "o": options,
+        }, labels={**cleanup.owner_labels(self.id), "wraplab.lab": self.lab_name})
+        self.volumes.append(name)
+        return name
 
     def _launch(self) -> None:
         t0 = time.monotonic()
         server = self.server_user
         owner = f"uid={server.uid},gid={server.gid}"
-        container = (
-            LabContainer(self.image.tag)
-            .with_name(self.container_name)
-            .with_command(["sleep", "infinity"])
-            .with_labels(**cleanup.owner_labels(self.id), **{
-                "wraplab.lab": self.lab_name,
-                "wraplab.placement": self.spec.placement.value,
-            })
-            .with_tmpfs(API_DIR, f"mode=0755,{owner}")
-            .with_tmpfs(LOG_DIR, f"mode=0750,{owner}")
-            .with_option(network_mode="none", init=True, hostname="wraplab")
-        )
-        if self.spec.placement is Placement.ROOT_NO_CHOWN:
-            container.with_option(cap_drop=["CHOWN"])
+        container = self._container(self.container_name, "wraplab", "main")
+        container.with_tmpfs(LOG_DIR, f"mode=0750,{owner}")
+        shared: list[tuple[str, str]] = []
+        if self.spec.peer:
+            shared = [(self._volume("api", f"mode=0755,{owner}"), API_DIR),
+                      (self._volume("tmp", "mode=1777"), TEMP_BASE)]
+            for volume, path in shared:
+                container.with_volume_mapping(volume, path, "rw")
+        else:
+            container.with_tmpfs(API_DIR, f"mode=0755,{owner}")
         self.container = container
         container.start()
         self.container_id = container.get_container_id()
         container.assert_no_network()
+        options = "".join([", seccomp unconfined" if self.spec.userns else "",
+                           f", volumes {', '.join(v for v, _ in shared)}" if shared else ""])
         self._record(TranscriptEntry(
             action="lab", actor="lab", user="root", uid=None, argv=(),
             duration=time.monotonic() - t0,
             note=f"container {self.container_name} from {self.image.tag} "
-                 f"(network none; placement {self.spec.placement.value})",
+                 f"(network none; placement {self.spec.placement.value}{options})",
         ))
+        if self.spec.peer:
+            t1 = time.monotonic()
+            name = f"{self.container_name}-peer"
+            peer = self._container(name, "wraplab-peer", "peer")
+            for volume, path in shared:
+                peer.with_volume_mapping(volume, path, "rw")
+            self._peer_container = peer
+            peer.start()
+            peer.assert_no_network()
+            self.peer = DockerPeer(self, peer, name)
+            self._record(TranscriptEntry(
+                action="lab", actor="lab", user="root", uid=None, argv=(),
+                duration=time.monotonic() - t1,
+                note=f"peer container {name} (network none; shares "
+                     f"{', '.join(f'{v} at {p}' for v, p in shared)})",
+            ))
         self._start_server()
         self.startup_seconds = time.monotonic() - t0
 
@@ -223,12 +323,13 @@ class DockerRun(LabRun):
                cwd: str | None, action: str) -> ActorHandle:
         return DockerActor(self, actor, user, argv, env, cwd, action)
 
-    def _reap(self, pid: int, sig: str, tree: bool) -> None:
+    def _reap(self, pid: int, sig: str, tree: bool, container_id: str | None = None) -> None:
         argv = ["python3", "-m", "wraplab.actors.reap", "--signal", sig, str(pid)]
         if not tree:
             argv.insert(-1, "--only")
         t0 = time.monotonic()
-        exec_id = self._docker.api.exec_create(self.container_id, argv, user="root")["Id"]
+        exec_id = self._docker.api.exec_create(container_id or self.container_id, argv,
+                                               user="root")["Id"]
         out = self._docker.api.exec_start(exec_id, demux=True)
         code = self._docker.api.exec_inspect(exec_id).get("ExitCode")
         stdout, stderr = ((b or b"").decode(errors="replace") for b in (out or (None, None)))
@@ -251,21 +352,27 @@ class DockerRun(LabRun):
         with cleanup.signals_deferred():
             self._closed = True
             try:
-                if self.container is not None and self.container._container is not None:
-                    with contextlib.suppress(docker.errors.NotFound):
-                        self.container.get_wrapped_container().remove(force=True, v=True)
+                for box in (self.container, self._peer_container):
+                    if box is not None and box._container is not None:
+                        with contextlib.suppress(docker.errors.NotFound):
+                            box.get_wrapped_container().remove(force=True, v=True)
                 # Whatever create() left even if start() failed half-way:
                 for leftover in cleanup.containers_of_run(self._docker, self.id):
                     with contextlib.suppress(docker.errors.NotFound):
                         leftover.remove(force=True, v=True)
+                # The run's volumes, once no container uses them.
+                for volume in cleanup.volumes_of_run(self._docker, self.id):
+                    with contextlib.suppress(docker.errors.NotFound):
+                        volume.remove(force=True)
             finally:
                 cleanup.unregister(self)
                 for client in (self._docker, self._stream):
                     with contextlib.suppress(Exception):
                         client.close()
-                if self.container is not None:
-                    with contextlib.suppress(Exception):
-                        self.container.get_docker_client().client.close()
+                for box in (self.container, self._peer_container):
+                    if box is not None:
+                        with contextlib.suppress(Exception):
+                            box.get_docker_client().client.close()
 
 
 class DockerLab(Lab):
@@ -319,6 +426,7 @@ class DockerLab(Lab):
         image = self.image()
         with contextlib.closing(_client(60)) as client:
             cleanup.sweep_stale_containers(client)
+            cleanup.sweep_stale_volumes(client)
         run = DockerRun(self, spec, image)
         cleanup.register(run)
         try:

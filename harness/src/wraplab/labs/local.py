@@ -294,6 +294,10 @@ class LocalLab(Lab):
         problem = self.problem()
         if problem:
             raise LabUnavailable(problem)
+        if spec.peer:
+            raise LabUnavailable("the local lab is one host: there is no second container "
+                                 "(ServerSpec.peer)")
+        # spec.userns is ignored: the host's own policy decides about user namespaces.
         self.base_dir.mkdir(parents=True, exist_ok=True)
         cleanup.sweep_stale_local(self.base_dir)
         labdir = Path(tempfile.mkdtemp(prefix=cleanup.LOCAL_PREFIX, dir=self.base_dir))

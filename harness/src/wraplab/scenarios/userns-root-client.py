@@ -13,7 +13,7 @@ scenario also records what the server learned: ``api_peer_uid`` (alice's real ui
 Actors: owner (alice, inside ``unshare -Ur``), intruder (mallory). Placement: root.
 Transport: unix. Socket: notify.
 
-Expected (decided from runs on the local lab):
+Expected (decided from runs on the local and Docker labs):
 - agentsh, accept-once, permissive: vulnerable: legacy wrap, mallory's token is accepted.
 - hardened: defended: the caller is the API peer (SO_PEERCRED: alice's real uid), the
   directory is alice's 0700 and the kernel refuses mallory; alice's client, "root" inside
@@ -21,11 +21,12 @@ Expected (decided from runs on the local lab):
 - pre-235: broken: the root 0700 directory refuses alice (root in her namespace is not
   root outside).
 
-Docker lab: cannot run. Docker's default seccomp profile refuses ``unshare`` with
-CLONE_NEWUSER to a process without CAP_SYS_ADMIN (``unshare: unshare failed: Operation not
-permitted``; the same image run with ``--security-opt seccomp=unconfined`` works). The
-cell says so and ends in ``error`` until the Docker lab can start a container with a
-seccomp profile that allows user namespaces (``LAB_NOTES``).
+Docker lab: Docker's default seccomp profile refuses ``unshare`` with CLONE_NEWUSER to a
+process without CAP_SYS_ADMIN (``unshare: unshare failed: Operation not permitted``), so
+the scenario asks the lab for ``userns`` (``SERVER``): DockerLab then starts the container
+with ``seccomp=unconfined`` (the only thing relaxed; see ``wraplab.labs.ServerSpec``).
+The local lab ignores the option (the host's policy applies). The verdicts are the same
+in both labs.
 """
 
 import time
@@ -38,10 +39,8 @@ ACTORS = {"owner": "owner", "intruder": "attacker"}
 SOCKETS = ("notify",)
 PLACEMENTS = ("root",)
 TRANSPORTS = ("unix",)
-SERVER = {"accept_window": 8}
-LABS = ("local",)
-LAB_NOTES = {"docker": "Docker's default seccomp profile refuses unshare(CLONE_NEWUSER) "
-                       "(EPERM); needs a lab option for a seccomp profile allowing it"}
+SERVER = {"accept_window": 8, "userns": True}
+LABS = ("docker", "local")
 EXPECT = {
     "hardened": DEFENDED,
     "agentsh": VULNERABLE,
@@ -57,8 +56,7 @@ def run(ctx):
              (probe.stdout or probe.stderr or "").strip()[-200:] or f"exit {probe.exit_code}")
     if probe.exit_code != 0 or probe.stdout.strip() != "0":
         return ctx.error(f"user namespaces unavailable on the {ctx.cell.lab} lab "
-                         f"({(probe.stderr or '').strip()[-200:]}): "
-                         f"{LAB_NOTES.get(ctx.cell.lab, '')}")
+                         f"({(probe.stderr or '').strip()[-200:]})")
     # The owner's client, run inside a new user namespace (uid 0 there), slow to dial.
     delay = 2.0
     argv = ["unshare", "-Ur", *ctx.owner._wrap_argv(False, delay, None)]
