@@ -26,7 +26,8 @@ demo: $(STAMP) ## the main job: every attack against every profile, in the Docke
 demo-local: $(STAMP) ## one owner/intruder exchange against the reference server on this host (root), no Docker
 	$(VENV)/bin/python scripts/demo.py
 
-test: $(STAMP) docker-up ## run the tests: unit, labs, integration (through tox)
+test: $(STAMP) ## run the tests: unit, labs, integration (through tox)
+	@bash containers/docker-up.sh || echo "make test: no Docker engine can be had here; the Docker lab's tests skip (and fail when CI is set)"
 	$(TOX) -e unit,labs,integration
 
 unit: $(STAMP) ## reference server unit tests only (no Docker)
