@@ -300,22 +300,80 @@ def test_h6_wrong_uid_peer(servers, profile, expected):
 @expect({"hardened": "timeout", "agentsh": "waiting", "accept-once": "waiting",
          "permissive": "waiting", "pre-235": "waiting"})
 def test_h7_handshake_deadline(servers, profile, expected):
-    s = servers(profile, handshake_timeout=0.3)
+    s = servers(profile, handshake_timeout=0.3, accept_window=2)
     sid = s.new_session()
     status, resp = s.call("POST", WRAP % sid, {})
     sock = connect_unix(resp["notify_socket"])  # admitted (root/legacy), then silent
     try:
-        if holds_for(lambda: not s.events(sid, "handoff_failed"), 0.9):
+        if holds_for(lambda: not s.events(sid, "peer_dropped")
+                     and not s.events(sid, "handoff_failed"), 0.9):
             got = "waiting"
             assert os.path.isdir(os.path.dirname(resp["notify_socket"]))
         else:
-            got = s.events(sid, "handoff_failed")[0]["reason"]
+            ev = (s.events(sid, "peer_dropped") or s.events(sid, "handoff_failed"))[0]
+            got = ev["reason"]
             sock.settimeout(2)
             assert sock.recv(1) == bytes([wire.STATUS_FAIL])
     finally:
         sock.close()
     assert got == expected
     s.wait_event(sid, "dir_removed")
+
+
+@expect({"hardened": "served", "agentsh": "lost", "accept-once": "lost",
+         "permissive": "lost", "pre-235": "lost"})
+@pytest.mark.parametrize("kind", ["notify", "ptrace"])
+def test_h7_stalled_peer_does_not_cost_the_owner_the_wrap(servers, profile, expected, kind):
+    """A silent peer is dropped at the deadline and the loop still serves the owner."""
+    s = servers(profile, handshake_timeout=0.3, accept_window=5, ptrace_mode=kind == "ptrace")
+    sid = s.new_session()
+    _status, resp = s.call("POST", WRAP % sid, {})
+    path = resp["notify_socket"]
+    ended = lambda: s.events(sid, "peer_dropped") or s.events(sid, "handoff_failed")  # noqa: E731
+    with connect_unix(path):  # admitted (root/legacy), sends nothing
+        # No deadline on notify outside hardened: the staller then leaves by itself.
+        if kind == "ptrace" or profile == "hardened":
+            assert wait_for(ended, 3, what="the stall's end")[0]["reason"] == "timeout"
+    wait_for(ended, 3, what="the stall's end")
+    if kind == "notify":
+        wrapper = Actor(None, sleeper)  # a child of this process, for H10
+        try:
+            got = notify_attempt(path, "tok-owner", wrapper_pid=wrapper.pid)
+        finally:
+            wrapper.kill()
+        served = got["status"] == wire.STATUS_OK
+    else:
+        try:
+            with connect_unix(path) as sock:
+                sock.sendall(wire.encode_pid(os.getpid()))
+                served = sock.recv(1) == bytes([wire.ACK])
+        except OSError:
+            served = False
+    assert ("served" if served else "lost") == expected
+    if served:
+        ev = s.wait_event(sid, "handoff_ok")
+        assert ev["token"] == ("tok-owner" if kind == "notify" else None)
+        assert [e["reason"] for e in s.events(sid, "peer_dropped")] == ["timeout"]
+    else:
+        assert not s.events(sid, "peer_dropped")
+    s.wait_event(sid, "dir_removed")
+
+
+@expect({"hardened": ("peer_dropped", "eof"), "agentsh": ("handoff_failed", "eof"),
+         "accept-once": ("handoff_failed", "eof"), "permissive": ("handoff_failed", "eof"),
+         "pre-235": ("handoff_failed", "eof")})
+def test_h7_peer_that_hangs_up_without_a_byte(servers, profile, expected):
+    s = servers(profile, handshake_timeout=5, accept_window=3)
+    sid = s.new_session()
+    _status, resp = s.call("POST", WRAP % sid, {})
+    connect_unix(resp["notify_socket"]).close()
+    ev = wait_for(lambda: s.events(sid, "peer_dropped") or s.events(sid, "handoff_failed"),
+                  3, what="the hang-up's event")[0]
+    assert (ev["type"], ev["reason"]) == expected
+    if ev["type"] == "peer_dropped":  # the loop still waits, until its window ends
+        assert os.path.isdir(os.path.dirname(resp["notify_socket"]))
+        assert s.wait_event(sid, "window_expired", timeout=5)
+    s.wait_event(sid, "dir_removed", timeout=6)
 
 
 # ------------------------------------------------------------------------- H8

@@ -1158,7 +1158,8 @@ _EVENT_FIELDS = {
     "peer_rejected": ("kind", "peer_uid", "peer_pid", "expected_uid", "count"),
     "handoff_ok": ("kind", "peer_uid", "peer_pid", "token", "wrapper_pid", "pid", "rejections"),
     "handoff_failed": ("kind", "peer_uid", "peer_pid", "reason", "rejections"),
-    "window_expired": ("kind", "rejections"),
+    "peer_dropped": ("kind", "peer_uid", "peer_pid", "reason", "count"),
+    "window_expired": ("kind", "rejections", "dropped"),
     "dir_removed": ("dir",),
 }
 

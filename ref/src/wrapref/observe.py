@@ -53,8 +53,8 @@ class EventLog:
 
     At most :attr:`max_events` events are kept (later ones are counted in
     ``dropped``), and at most :attr:`max_rejections_kept` ``peer_rejected``
-    events per (wrap, kind); later rejections only update the running count
-    that the loop reports in its final event.
+    (and as many ``peer_dropped``) events per (wrap, kind); later ones only
+    update the running count that the loop reports in its final event.
     """
 
     max_events = 10000
@@ -73,8 +73,8 @@ class EventLog:
             event["wrap"] = wrap
         event.update(fields)
         with self._lock:
-            if type_ == "peer_rejected":
-                key = (wrap, fields.get("kind"))
+            if type_ in ("peer_rejected", "peer_dropped"):
+                key = (type_, wrap, fields.get("kind"))
                 kept = self._rejections_kept.get(key, 0)
                 if kept >= self.max_rejections_kept:
                     return event

@@ -96,6 +96,10 @@ class Profile:
     stop_on_wrong_peer: bool
     #: H7 -- handshake deadline on every accepted socket (else only on ptrace).
     handshake_deadline_all: bool
+    #: H7 -- a peer that stalls (no handoff before the deadline, or hangs up without a
+    #: byte) is dropped and the loop goes on accepting until the window ends; else the
+    #: stalled connection was the loop's one connection (B19) and ends it.
+    drop_stalled_peers: bool
     #: H8 -- how received fds become close-on-exec (see CLOEXEC_*).
     cloexec: str
     #: H9 -- the ptrace PID must be the peer or a descendant running as the peer's uid.
@@ -131,6 +135,7 @@ _AGENTSH = Profile(
     peer_check=True,
     stop_on_wrong_peer=False,
     handshake_deadline_all=False,
+    drop_stalled_peers=False,
     cloexec=CLOEXEC_AGENTSH,
     ptrace_pid_bound=False,
     validate_wrapper_pid=False,
@@ -151,6 +156,7 @@ _HARDENED = Profile(
     peer_check=True,
     stop_on_wrong_peer=False,
     handshake_deadline_all=True,
+    drop_stalled_peers=True,
     cloexec=CLOEXEC_RECVMSG,
     ptrace_pid_bound=True,
     validate_wrapper_pid=True,

@@ -8,7 +8,10 @@ directly from Python (tests do) or through the API listeners it starts.
 A wrap-init produces a :class:`Wrap`: a :class:`~wrapref.wrapdir.WrapDir`
 plus one :class:`AcceptLoop` thread per socket.  Each loop has one absolute
 deadline (``accept_window``) that rejections never extend, reads SO_PEERCRED
-on every accept, and serves at most one connection.
+on every accept, and serves at most one handoff: the first admitted peer's
+(B19).  A hardened loop drops an admitted peer that stalls (sends nothing
+before the handshake deadline, or hangs up without a byte) and keeps accepting
+until the window ends (H7), so a stray connection cannot cost the owner the wrap.
 
 Threat model (SPEC.md §3): the server is privileged; the API is reachable by
 every local user (0666 socket); any local user may connect to any wrap socket
@@ -102,7 +105,10 @@ class _Stopped(Exception):
 
 
 class AcceptLoop(threading.Thread):
-    """Accept on one wrap socket until one connection is served or the window ends."""
+    """Accept on one wrap socket until one handoff is attempted or the window ends."""
+
+    #: Handshake failures that mean the peer never attempted a handoff (H7).
+    stall_reasons = frozenset({"timeout", "eof"})
 
     def __init__(self, wrap: Wrap, kind: str, listener: socket.socket, deadline: float):
         super().__init__(name=f"wrap-{kind}-{wrap.name}", daemon=True)
@@ -114,7 +120,10 @@ class AcceptLoop(threading.Thread):
         self.deadline = deadline
         self.rejections = {}  # peer uid -> count
         self.limiter = RejectionLimiter(self.profile.rate_limit_logs)
+        self.drop_limiter = RejectionLimiter(self.profile.rate_limit_logs)
         self.outcome = None
+        self.dropped = 0  # stalled peers dropped (H7, drop_stalled_peers)
+        self._drop = False
 
     # -- plumbing ------------------------------------------------------------------
 
@@ -155,7 +164,8 @@ class AcceptLoop(threading.Thread):
         while True:
             if time.monotonic() >= self.deadline:
                 self.outcome = "window_expired"
-                self.event("window_expired", rejections=self.total_rejections)
+                self.event("window_expired", rejections=self.total_rejections,
+                           dropped=self.dropped)
                 self.server.log.info("wrap: accept window expired", session=self.wrap.session.id,
                                      kind=self.kind, rejections=self.total_rejections)
                 return
@@ -182,6 +192,9 @@ class AcceptLoop(threading.Thread):
                 verdict = self.admit(cred)
                 if verdict is None:
                     self.handshake(conn, cred)
+                    if self._drop:  # a stalled peer, dropped: keep accepting (H7)
+                        self._drop = False
+                        continue
                     return
                 self.reject(cred, verdict)
                 if self.profile.stop_on_wrong_peer or verdict == "invalid_expected":
@@ -228,13 +241,32 @@ class AcceptLoop(threading.Thread):
         getattr(self, "handshake_" + self.kind)(conn, cred)
 
     def fail(self, conn, cred, reason: str, status=None, **fields) -> None:
-        """Record a failed handoff; send *status* (notify/ptrace) best-effort."""
+        """Record a failed handoff; send *status* (notify/ptrace) best-effort.
+
+        A stall (:attr:`stall_reasons`) under ``drop_stalled_peers`` is not the loop's
+        end: it becomes a ``peer_dropped`` event and the loop accepts again.
+        """
+        if self.profile.drop_stalled_peers and reason in self.stall_reasons:
+            self.drop(conn, cred, reason, status)
+            return
         self.outcome = reason
         self.event("handoff_failed", peer_uid=cred.uid, peer_pid=cred.pid, reason=reason,
                    rejections=self.total_rejections, **fields)
         self.server.log.warn(f"wrap: {self.kind} handoff failed", session=self.wrap.session.id,
                              kind=self.kind, reason=reason, peer_uid=cred.uid,
                              peer_pid=cred.pid, **fields)
+        if status is not None:
+            self.send_status(conn, status)
+
+    def drop(self, conn, cred, reason: str, status=None) -> None:
+        self.dropped += 1
+        self._drop = True
+        self.event("peer_dropped", peer_uid=cred.uid, peer_pid=cred.pid, reason=reason,
+                   count=self.dropped)
+        if self.drop_limiter.should_log(cred.uid, self.dropped):
+            self.server.log.warn(f"wrap: dropped a stalled {self.kind} peer",
+                                 session=self.wrap.session.id, kind=self.kind, reason=reason,
+                                 peer_uid=cred.uid, peer_pid=cred.pid, count=self.dropped)
         if status is not None:
             self.send_status(conn, status)
 
@@ -347,7 +379,10 @@ class AcceptLoop(threading.Thread):
                 self.fail(conn, cred, "recv_error", wire.NACK, errno=wire.errno_name(exc.errno))
                 return
             if not chunk:
-                self.fail(conn, cred, "short_read", wire.NACK, bytes=len(raw))
+                if raw:
+                    self.fail(conn, cred, "short_read", wire.NACK, bytes=len(raw))
+                else:
+                    self.fail(conn, cred, "eof", wire.NACK)
                 return
             raw += chunk
         pid = wire.decode_pid(raw)

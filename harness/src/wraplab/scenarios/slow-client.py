@@ -5,35 +5,38 @@ agentsh's world, the wrapped agent itself, or anything else running as alice) co
 to the socket and sends nothing, holding the connection for longer than the accept window
 plus the handshake timeout. The server admits it (its uid is the expected one) and starts
 the handshake. Recorded: how long the server kept the stalled connection, its events
-(``handoff_failed`` with reason ``timeout``/``eof``), and alice's client outcome.
+(``peer_dropped``/``handoff_failed`` with reason ``timeout``), and whether alice's own
+handoff still worked.
 
 AGENTSH.md B20/G3, SPEC H7: agentsh sets no read deadline after accept on notify (and
 signal): the loop, the listener and the directory are held for as long as the peer likes,
 past the accept window; agentsh's client gives up after 30 s and the goroutine leaks. On
-ptrace agentsh applies a 10 s deadline (B28; the reference uses the handshake timeout).
-hardened puts a deadline on every handshake.
+ptrace agentsh applies a 10 s deadline (B28; the reference uses the handshake timeout),
+but each accept loop serves one connection (B19), so the stalled one ends the loop and
+alice's dial finds no socket. hardened puts a deadline on every handshake, drops a peer
+that sent nothing by then (``peer_dropped``) and goes on accepting until the window ends.
 
 Here the window is 4 s and the handshake timeout 1.5 s (``SERVER``); the staller holds
-for 7.5 s.
+for 7.5 s; alice's client dials 2.5 s after wrap-init, once the staller is connected.
 
 Actors: owner (alice's client), staller (alice, a second process). Placement: root.
 Transport: unix. Sockets: notify and ptrace.
 
 Expected (decided from runs):
 - agentsh, accept-once, permissive on notify: vulnerable: the server still held the
-  stalled connection when the staller gave up at 7.5 s, past the 4 s window.
-- agentsh, accept-once, permissive on ptrace: defended: the ptrace deadline closes it
-  after the handshake timeout.
-- hardened: defended: closed after the 1.5 s handshake timeout (``handoff_failed``
-  ``timeout``), and the directory removed.
+  stalled connection when the staller gave up at 7.5 s, past the 4 s window, and alice's
+  wrap failed.
+- agentsh, accept-once, permissive on ptrace: vulnerable: the deadline closed the stalled
+  connection after 1.5 s, but it was the loop's one connection: the loop ended with it
+  and alice's wrap failed (a denial of service by one silent connection).
+- hardened: defended: the stalled connection dropped after the 1.5 s handshake timeout
+  (``peer_dropped`` ``timeout``), the loop still accepting, and alice's handoff worked.
 - pre-235: broken: the directory is root's 0700, neither the staller nor alice can
   connect.
 
-In every profile alice's own handoff fails in this scenario, because each accept loop
-serves one connection (B19) and the staller's was it; hardened does not keep accepting
-after a failed handshake either. That is recorded (``owner_ok``), not judged: the
-staller is alice's own process. (A hardened server that went on accepting after a
-handshake timeout until the window ends would let her succeed; see the report of issue 5.)
+The staller runs as alice (the peer check admits no one else: a stray or compromised
+process of hers, or the wrapped agent itself); an admitted peer is the only one that can
+stall a handshake at all.
 """
 
 import json
@@ -52,10 +55,10 @@ HOLD = WINDOW + HANDSHAKE + 2.0
 SERVER = {"accept_window": WINDOW, "handshake_timeout": HANDSHAKE}
 EXPECT = {
     "hardened": DEFENDED,
-    "agentsh": {"notify": VULNERABLE, "ptrace": DEFENDED},
+    "agentsh": VULNERABLE,
     "pre-235": BROKEN,
-    "permissive": {"notify": VULNERABLE, "ptrace": DEFENDED},
-    "accept-once": {"notify": VULNERABLE, "ptrace": DEFENDED},
+    "permissive": VULNERABLE,
+    "accept-once": VULNERABLE,
 }
 
 
@@ -83,11 +86,11 @@ def run(ctx):
     wrap = slow.result()
     events = ctx.events(wrap.session)
     ends = [e for e in events if e.get("kind") == ctx.socket and e.get("type") in
-            ("handoff_ok", "handoff_failed", "window_expired")]
+            ("peer_dropped", "handoff_ok", "handoff_failed", "window_expired")]
     ctx.metrics.update(held_s=round(held, 2), server=step.get("server"),
                        owner_ok=wrap.ok, owner=wrap.failure() if not wrap.ok else "ok",
-                       loop_end=[{k: e.get(k) for k in ("type", "reason", "peer_uid")}
-                                 for e in ends])
+                       loop_events=[{k: e.get(k) for k in ("type", "reason", "peer_uid")}
+                                    for e in ends])
     if step.get("errno"):
         if not wrap.ok:
             return ctx.broken(f"the staller could not connect ({step['errno']}) and alice's "
@@ -100,14 +103,20 @@ def run(ctx):
     if step.get("server") == "open":
         return ctx.vulnerable(
             f"the server held the stalled connection for all {held:.1f} s the staller waited, "
-            f"past its {WINDOW:g} s accept window (no handshake deadline); {owner}; loop end "
-            f"events after the staller left: {json.dumps(ctx.metrics['loop_end'])}")
-    if held <= HANDSHAKE + 1.5:
-        why = next((e.get("reason") for e in ends if e.get("type") == "handoff_failed"), None)
-        return ctx.defended(f"the server dropped the stalled connection after {held:.1f} s "
-                            f"(handshake timeout {HANDSHAKE:g} s; reason {why}); {owner}",
-                            guard="handshake-deadline")
-    return ctx.error(f"the server closed the stalled connection after {held:.1f} s: neither "
-                     f"at its handshake timeout nor held past the window")
-
-
+            f"past its {WINDOW:g} s accept window (no handshake deadline); {owner}")
+    if held > HANDSHAKE + 1.5:
+        return ctx.error(f"the server closed the stalled connection after {held:.1f} s: "
+                         "neither at its handshake timeout nor held past the window")
+    why = next((e.get("reason") for e in ends
+                if e.get("type") in ("peer_dropped", "handoff_failed")), None)
+    if not wrap.ok:
+        return ctx.vulnerable(
+            f"the server closed the stalled connection after {held:.1f} s (reason {why}), "
+            f"but it was the loop's one connection: the loop ended with it and {owner}",
+            guard="handshake-deadline")
+    verdict = ctx.judge(wrap)
+    if verdict.verdict is not DEFENDED:
+        return verdict
+    return ctx.defended(f"the server dropped the stalled connection after {held:.1f} s "
+                        f"(handshake timeout {HANDSHAKE:g} s; reason {why}) and kept "
+                        f"accepting; {owner}", guard="handshake-deadline")
