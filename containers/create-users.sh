@@ -4,6 +4,7 @@
 #   group NAME GID - -            -> groupadd -g GID NAME
 #   user  NAME UID ROLE GROUPS    -> a private group NAME with gid = UID, then the user,
 #                                    in GROUPS (comma separated, or -)
+#   system NAME UID ROLE -         -> a user the base image must already have (checked)
 # The user whose role is "service" is the non-root server's account: a system
 # account without a login shell, owning /run/wrapref and /var/log/wrapref.
 # Runs in the image build (POSIX sh + shadow's groupadd/useradd; no network).
@@ -24,6 +25,12 @@ ensure_group() { # name gid
 
 strip | while read -r kind name id role groups; do
     if [ "$kind" = group ]; then ensure_group "$name" "$id"; fi
+done
+strip | while read -r kind name id role groups; do
+    [ "$kind" = system ] || continue
+    existing=$(getent passwd "$id") || die "system user $name ($id) is missing from the base image"
+    [ "${existing%%:*}" = "$name" ] || die "uid $id is ${existing%%:*} in the base image, not $name"
+    echo "create-users: $name uid=$id role=$role (from the base image)"
 done
 strip | while read -r kind name id role groups; do
     [ "$kind" = user ] || continue

@@ -137,3 +137,18 @@ def test_outcome_ok_needs_the_expected_verdict():
     assert engine.Outcome(cell=cell, verdict=engine.VULNERABLE, reason="").ok
     assert not engine.Outcome(cell=SimpleNamespace(expected=engine.ERROR),
                               verdict=engine.ERROR, reason="").ok
+
+
+@pytest.mark.parametrize("seen_as,verdict", [(65534, engine.VULNERABLE),
+                                             (1001, engine.BROKEN)])
+def test_loop_ended_by_a_rejected_peer_under_another_uid(seen_as, verdict):
+    """accept-once: a loop ended at a wrong-uid peer is the attacker's doing even when the
+    server saw it under another uid (unmapped in its user namespace: the overflow uid);
+    the owner's own rejection is not."""
+    events = [INIT, ev("peer_rejected", 0.5, kind="notify", peer_uid=seen_as, count=1),
+              ev("handoff_failed", 0.5, kind="notify", peer_uid=seen_as, reason="wrong_peer",
+                 rejections=1), ev("dir_removed", 0.6)]
+    ctx = ctx_for(events, profile="accept-once")
+    j = ctx.judge(wrap(ctx, ok=False, step="connect-notify", errno="ENOENT"),
+                  [intrusion(ctx, attempt("connect"))])
+    assert j.verdict is verdict, j.reason

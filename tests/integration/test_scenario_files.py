@@ -94,3 +94,14 @@ def test_ambiguous_expectation_fails(tmp_path):
                                            '{"*": BROKEN, "tcp": DEFENDED, "notify": BROKEN}')
     with pytest.raises(engine.ScenarioError, match="ambiguous"):
         engine.load_scenario(write(tmp_path, "tie", text))
+
+
+def test_unknown_server_option_fails(tmp_path):
+    """A misspelt lab option must not be dropped silently (the scenario would run without it)."""
+    text = GOOD.format(slug="typo") + '    SERVER = {"accept_window": 3, "peer_share_pids": True}\n'
+    with pytest.raises(engine.ScenarioError,
+                       match=r"SERVER has unknown option\(s\) peer_share_pids \(known: "):
+        engine.load_scenario(write(tmp_path, "typo", text))
+    text = GOOD.format(slug="fine-options") + '    SERVER = {"server_userns": ("owner",)}\n'
+    s = engine.load_scenario(write(tmp_path, "fine-options", text))
+    assert s.server == {"server_userns": ("owner",)}

@@ -264,3 +264,56 @@ def test_userns_option_lets_an_actor_unshare_in_docker(start_lab, lab):
         assert not client.containers.get(plain.container_id).attrs["HostConfig"]["SecurityOpt"]
     finally:
         client.close()
+
+
+@pytest.mark.parametrize("placement", ["root", "root-no-chown"])
+@pytest.mark.parametrize("lab", LAB_PARAMS)
+def test_server_userns_shows_unmapped_users_as_the_overflow_uid(start_lab, lab, placement):
+    """``ServerSpec(server_userns=("owner",))``: the server is root of its own user namespace
+    that maps root and alice only; SO_PEERCRED shows it alice as alice and mallory as 65534,
+    and a placement's dropped capability stays dropped inside the namespace."""
+    run = start_lab(lab, ServerSpec.wrapref("agentsh", Placement(placement),
+                                            server_userns=("owner",)))
+    owner, attacker = run.users["owner"], run.users["attacker"]
+    pid = run.server.pid
+    maps = run.exec("root", ["cat", f"/proc/{pid}/uid_map", f"/proc/{pid}/gid_map"])
+    lines = [line.split() for line in maps.stdout.splitlines()]
+    want = [["0", "0", "1"], [str(owner.uid), str(owner.uid), "1"]]
+    assert lines == want + want, maps.describe()
+    ns = run.exec("root", ["readlink", f"/proc/{pid}/ns/user", "/proc/self/ns/user"])
+    server_ns, own_ns = ns.stdout.split()
+    assert server_ns != own_ns, ns.stdout
+    caps = run.server_info()["cap_eff_names"]
+    assert ("chown" in caps) == (placement == "root"), caps
+    seen = {}
+    for actor in ("owner", "attacker"):
+        status, body = run.api_request("POST", "/api/v1/sessions", as_user=actor)
+        assert status == 201, (status, body)
+        sid = body["id"]
+        status, body = run.api_request("POST", f"/api/v1/sessions/{sid}/wrap-init", {},
+                                       as_user=actor)
+        assert status == 200, (status, body)
+        init = [e for e in run.events(sid) if e["type"] == "wrap_init"]
+        seen[actor] = init[0]["api_peer_uid"]
+    assert seen == {"owner": owner.uid, "attacker": 65534}, (seen, attacker.uid)
+
+
+def test_server_userns_and_peer_options_are_checked():
+    with pytest.raises(ValueError, match="needs a root placement"):
+        ServerSpec.wrapref("agentsh", Placement.SERVICE, server_userns=("owner",))
+    with pytest.raises(ValueError, match="needs peer=True"):
+        ServerSpec.wrapref("agentsh", peer_shares_pids=True)
+
+
+@pytest.mark.parametrize("shared", [True, False], ids=["shared-pids", "own-pids"])
+@pytest.mark.parametrize("lab", DOCKER_PARAMS)
+def test_peer_pid_namespace(start_lab, lab, shared):
+    """``peer_shares_pids``: the peer joins the server container's PID namespace, so each
+    side's SO_PEERCRED names the other's real pid; apart, the pid reads 0. The shared
+    volumes belong to the server's user (no copy of the image's directory owner)."""
+    run = start_lab(lab, ServerSpec.wrapref("agentsh", peer=True, peer_shares_pids=shared))
+    probe = run.peer.tool("probe", ["--connect", run.api_path], as_user="owner")
+    assert probe["connect"]["result"] == "ok", probe
+    assert probe["connect"]["peer"]["pid"] == (run.server.pid if shared else 0), probe
+    api_dir = run.stat(run.api_path.rsplit("/", 1)[0])
+    assert (api_dir.uid, api_dir.mode) == (run.server_user.uid, 0o755), api_dir

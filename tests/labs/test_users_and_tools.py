@@ -19,12 +19,13 @@ ACTOR_MODULES = sorted(p.stem for p in paths.ACTORS_DIR.glob("*.py") if p.stem !
 def test_users_conf_declares_the_spec_users():
     declared = users.load()
     want = {"owner": ("alice", 1001), "bystander": ("bob", 1002), "attacker": ("mallory", 1003),
-            "service": ("wrapd", 990)}
+            "service": ("wrapd", 990), "overflow": ("nobody", 65534)}
     assert {r: (u.name, u.uid) for r, u in declared.by_role().items()} == want
     assert [(g.name, g.gid) for g in declared.groups] == [("wrapusers", 1100)]
     assert declared["owner"] is declared["alice"]
     assert declared["owner"].gid == 1001 and declared["owner"].groups == (1100,)
     assert declared["attacker"].groups == ()
+    assert declared["overflow"].system and not declared["owner"].system
     assert declared["root"].uid == 0
 
 
@@ -33,6 +34,7 @@ def test_local_users_are_shifted_into_the_reserved_range():
     assert shifted["owner"].uid == UID_OFFSET + 1001
     assert shifted["owner"].gid == UID_OFFSET + 1001
     assert shifted["owner"].groups == (UID_OFFSET + 1100,)
+    assert shifted["overflow"].uid == 65534  # the image's own nobody, never shifted
     assert shifted["root"].uid == 0
 
 

@@ -45,7 +45,10 @@ from wraplab.targets import PLACEMENTS, PROFILES, SOCKETS, TRANSPORTS
 SCENARIO_DIR = Path(__file__).resolve().parent / "scenarios"
 LABS = ("docker", "local")
 BASES = ("bookworm", "trixie")
-USER_ROLES = ("owner", "bystander", "attacker", "service", "root")
+USER_ROLES = ("owner", "bystander", "attacker", "service", "overflow", "root")
+#: What a scenario's SERVER may set (server and lab options, see wraplab.labs.ServerSpec).
+SERVER_OPTIONS = ("accept_window", "handshake_timeout", "backlog", "userns", "peer",
+                  "peer_shares_pids", "server_userns")
 
 __all__ = [
     "Verdict", "DEFENDED", "VULNERABLE", "BROKEN", "ERROR", "Scenario", "ScenarioError",
@@ -216,12 +219,23 @@ def load_scenario(path: str | Path) -> Scenario:
     scenario = Scenario(
         slug=slug, path=path, doc=doc, actors=dict(actors), sockets=sockets,
         placements=placements, transports=transports, expect=dict(expect), run=run,
-        server=dict(getattr(module, "SERVER", {})), order=int(getattr(module, "ORDER", 100)),
+        server=_server_options(getattr(module, "SERVER", {}), path),
+        order=int(getattr(module, "ORDER", 100)),
         exclusive=bool(getattr(module, "EXCLUSIVE", False)), labs=labs,
         lab_notes={k: v for k, v in lab_notes.items() if k not in labs},
     )
     scenario.cells(lab=labs[0])  # every cell must have an expectation (raises otherwise)
     return scenario
+
+
+def _server_options(server, path: Path) -> dict:
+    if not isinstance(server, Mapping):
+        raise ScenarioError(f"{path}: SERVER must be a dict of server and lab options")
+    unknown = sorted(set(server) - set(SERVER_OPTIONS))
+    if unknown:
+        raise ScenarioError(f"{path}: SERVER has unknown option(s) {', '.join(unknown)} "
+                            f"(known: {', '.join(SERVER_OPTIONS)})")
+    return dict(server)
 
 
 def discover(directory: str | Path | None = None) -> list[Scenario]:
@@ -864,7 +878,7 @@ class Context:
         ``first``: the attacks must have been made before the owner could dial.
         """
         attacks = list(attacks)
-        owner_uid = self.owner.uid
+        owner_uid = wrap.actor.uid  # the owner of this wrap (a scenario may have several)
         events = self.events(wrap.session)
         attacker_uids = {a.uid for a in attacks}
         foreign = [e for e in events if e.get("type") == "handoff_ok"
@@ -903,8 +917,13 @@ class Context:
             # owner failure of another cause (a directory already removed by another loop,
             # AGENTSH.md G8) is ``broken`` even with an attacker around.
             failed_kind = (wrap.step or "").partition("-")[2] or None
+            # A loop ended by a rejected peer that is not the owner counts too: the server
+            # may see the attacker under another uid (unmapped: the overflow uid).
             ended = [e for e in events if e.get("type") in ("handoff_ok", "handoff_failed")
-                     and e.get("kind") == failed_kind and e.get("peer_uid") in attacker_uids]
+                     and e.get("kind") == failed_kind
+                     and (e.get("peer_uid") in attacker_uids
+                          or (e.get("reason") == "wrong_peer"
+                              and e.get("peer_uid") != owner_uid))]
             flooded = wrap.errno == "EAGAIN" and any(isinstance(a, Flood) and a.reached_server
                                                      for a in attacks)
             if reached and not (ended or flooded):
@@ -1074,8 +1093,7 @@ def run_cell(cell: Cell, *, scenario: Scenario | None = None, lab=None,
         lab = lab or make_lab(cell.lab, cell.base)
         spec = target.server_spec(
             placement=cell.placement, socket=cell.socket, transport=cell.transport,
-            lab=cell.lab, **{k: v for k, v in scenario.server.items()
-               if k in ("accept_window", "handshake_timeout", "backlog", "userns", "peer")})
+            lab=cell.lab, **scenario.server)
         with lab.start(spec) as run:
             timings["setup_s"] = round(time.time() - t0, 3)
             ctx = Context(scenario, cell, run, target)

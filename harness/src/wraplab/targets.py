@@ -59,6 +59,8 @@ class Target:
         lab: str = "docker",
         userns: bool = False,
         peer: bool = False,
+        peer_shares_pids: bool = False,
+        server_userns: tuple[str, ...] = (),
     ):
         from wraplab.labs import Placement, ServerSpec
 
@@ -72,6 +74,8 @@ class Target:
             backlog=backlog,
             userns=userns,
             peer=peer,
+            peer_shares_pids=peer_shares_pids,
+            server_userns=server_userns,
             tcp_port=(TCP_PORT if lab == "docker" else free_port()) if transport == "tcp"
             else None,
         )

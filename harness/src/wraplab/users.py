@@ -4,9 +4,11 @@ Format (whitespace separated, ``#`` comments)::
 
     group  NAME  GID  -     -
     user   NAME  UID  ROLE  GROUPS     # GROUPS: comma separated supplementary groups, or -
+    system NAME  UID  ROLE  -          # a user the base image already has (nobody)
 
 Every user gets a private primary group of the same name with ``gid == uid``
-(containers/create-users.sh does the same in the images).
+(containers/create-users.sh does the same in the images). A ``system`` user is checked in
+the images, never created, and keeps its numbers in every lab (LocalLab does not shift it).
 """
 
 from __future__ import annotations
@@ -29,10 +31,12 @@ class User:
     role: str
     groups: tuple[int, ...] = ()
     group_names: tuple[str, ...] = ()
+    system: bool = False  # the image's own user (users.conf kind ``system``)
 
     def shifted(self, offset: int) -> User:
-        """The same user with every id moved by ``offset`` (LocalLab's reserved range)."""
-        if offset == 0 or self.uid == 0:
+        """The same user with every id moved by ``offset`` (LocalLab's reserved range);
+        root and system users stay as they are."""
+        if offset == 0 or self.uid == 0 or self.system:
             return self
         return replace(
             self,
@@ -100,13 +104,14 @@ class Users(Mapping[str, User]):
 
 def parse(text: str, source: str = "users.conf") -> Users:
     groups: dict[str, Group] = {}
-    raw_users: list[tuple[str, int, str, list[str]]] = []
+    raw_users: list[tuple[str, int, str, list[str], bool]] = []
     for lineno, line in enumerate(text.splitlines(), 1):
         fields = line.split("#", 1)[0].split()
         if not fields:
             continue
-        if len(fields) != 5 or fields[0] not in ("group", "user"):
-            raise UsersError(f"{source}:{lineno}: expected 'group|user NAME ID ROLE GROUPS'")
+        if len(fields) != 5 or fields[0] not in ("group", "user", "system"):
+            raise UsersError(f"{source}:{lineno}: expected 'group|user|system NAME ID ROLE "
+                             "GROUPS'")
         kind, name, ident, role, extra = fields
         try:
             num = int(ident)
@@ -114,10 +119,13 @@ def parse(text: str, source: str = "users.conf") -> Users:
             raise UsersError(f"{source}:{lineno}: id {ident!r} is not a number") from None
         if kind == "group":
             groups[name] = Group(name, num)
+        elif kind == "system" and extra != "-":
+            raise UsersError(f"{source}:{lineno}: a system user has no groups here (-)")
         else:
-            raw_users.append((name, num, role, [] if extra == "-" else extra.split(",")))
+            raw_users.append((name, num, role, [] if extra == "-" else extra.split(","),
+                              kind == "system"))
     users = []
-    for name, uid, role, group_names in raw_users:
+    for name, uid, role, group_names, system in raw_users:
         for g in group_names:
             if g not in groups:
                 raise UsersError(f"{source}: user {name} is in undeclared group {g!r}")
@@ -129,6 +137,7 @@ def parse(text: str, source: str = "users.conf") -> Users:
                 role=role,
                 groups=tuple(groups[g].gid for g in group_names),
                 group_names=tuple(group_names),
+                system=system,
             )
         )
     return Users(users=tuple(users), groups=tuple(groups.values()))

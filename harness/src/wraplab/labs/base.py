@@ -63,7 +63,14 @@ class ServerSpec:
       server's API directory and temp base through two per-run tmpfs volumes; actors run
       in it through ``run.peer`` (a :class:`~wraplab.labs.docker.DockerPeer` with ``exec``,
       ``spawn`` and ``tool``). LocalLab refuses it (:class:`LabUnavailable`: one host has
-      no second container).
+      no second container). ``peer_shares_pids``: the peer joins the server container's
+      PID namespace (``pid_mode="container:<main>"``), so SO_PEERCRED names real pids of
+      peer processes to the server; without it the server sees peer pid 0.
+    * ``server_userns``: the server runs as root of its own user namespace that maps only
+      root and the users of these roles (uid and gid, each to itself; ``wraplab.actors.userns``
+      does it). Every other uid, and so every other user of the lab, is unmapped there: the
+      server sees it as the overflow uid (65534) in SO_PEERCRED, ``stat`` and ``/proc``.
+      Needs a root placement; DockerLab relaxes seccomp as for ``userns``.
     """
 
     argv: tuple[str, ...]
@@ -75,6 +82,20 @@ class ServerSpec:
     ready_timeout: float = 30.0
     userns: bool = False
     peer: bool = False
+    peer_shares_pids: bool = False
+    server_userns: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.server_userns and self.placement is Placement.SERVICE:
+            raise ValueError("server_userns needs a root placement: only root can map "
+                             "other users' ids into the server's user namespace")
+        if self.peer_shares_pids and not self.peer:
+            raise ValueError("peer_shares_pids needs peer=True")
+
+    @property
+    def relaxed_seccomp(self) -> bool:
+        """Whether a container lab must allow CLONE_NEWUSER (``userns``/``server_userns``)."""
+        return self.userns or bool(self.server_userns)
 
     @classmethod
     def wrapref(
@@ -90,6 +111,8 @@ class ServerSpec:
         tcp_port: int | None = None,
         userns: bool = False,
         peer: bool = False,
+        peer_shares_pids: bool = False,
+        server_userns: tuple[str, ...] = (),
     ) -> ServerSpec:
         """``wrapref serve --profile PROFILE ...`` (the reference server)."""
         argv = ["wrapref", "serve", "--profile", profile]
@@ -108,7 +131,8 @@ class ServerSpec:
             extra = (f"tcp:127.0.0.1:{tcp_port}",)
             argv += ["--api", extra[0]]
         return cls(argv=tuple(argv), placement=Placement(placement), extra_apis=extra,
-                   userns=userns, peer=peer)
+                   userns=userns, peer=peer, peer_shares_pids=peer_shares_pids,
+                   server_userns=tuple(server_userns))
 
     def command(self, *, api_path: str, temp_base: str, log_file: str) -> list[str]:
         values = {
@@ -397,6 +421,8 @@ class LabRun(abc.ABC):
         user = self.server_user
         argv = self.spec.command(api_path=self.api_path, temp_base=self.temp_base,
                                  log_file=self.log_file)
+        if self.spec.server_userns:
+            argv = [*self.userns_launcher(self.spec.server_userns), *argv]
         self.server = self._spawn(f"server[{self.spec.placement.value}]", user, argv,
                                   dict(self.spec.env), None, action="server")
         wait = ServerReady(self.spec.health_path).with_startup_timeout(self.spec.ready_timeout)
@@ -415,6 +441,15 @@ class LabRun(abc.ABC):
             stdout=json.dumps(wait.body, sort_keys=True),
             note=f"{wait.polls} health polls; pid {self.server.pid}",
         ))
+
+    def userns_launcher(self, roles: Sequence[str]) -> list[str]:
+        """argv prefix: run the rest as root of a user namespace mapping only ``roles``."""
+        ids: set[int] = set()
+        for role in roles:
+            user = self.user(role)
+            ids.update((user.uid, user.gid))
+        return ["python3", "-m", f"{ACTOR_TOOLS}.userns",
+                *(f"--id={i}" for i in sorted(ids)), "--"]
 
     @property
     def server_user(self) -> User:

@@ -261,7 +261,7 @@ class DockerRun(LabRun):
         )
         if self.spec.placement is Placement.ROOT_NO_CHOWN:
             container.with_option(cap_drop=["CHOWN"])
-        if self.spec.userns:
+        if self.spec.relaxed_seccomp:
             container.with_option(security_opt=["seccomp=unconfined"])
         return container
 
@@ -285,14 +285,14 @@ class DockerRun(LabRun):
             shared = [(self._volume("api", f"mode=0755,{owner}"), API_DIR),
                       (self._volume("tmp", "mode=1777"), TEMP_BASE)]
             for volume, path in shared:
-                container.with_volume_mapping(volume, path, "rw")
+                container.with_volume_mapping(volume, path, "rw,nocopy")
         else:
             container.with_tmpfs(API_DIR, f"mode=0755,{owner}")
         self.container = container
         container.start()
         self.container_id = container.get_container_id()
         container.assert_no_network()
-        options = "".join([", seccomp unconfined" if self.spec.userns else "",
+        options = "".join([", seccomp unconfined" if self.spec.relaxed_seccomp else "",
                            f", volumes {', '.join(v for v, _ in shared)}" if shared else ""])
         self._record(TranscriptEntry(
             action="lab", actor="lab", user="root", uid=None, argv=(),
@@ -304,8 +304,10 @@ class DockerRun(LabRun):
             t1 = time.monotonic()
             name = f"{self.container_name}-peer"
             peer = self._container(name, "wraplab-peer", "peer")
+            if self.spec.peer_shares_pids:
+                peer.with_option(pid_mode=f"container:{self.container_id}")
             for volume, path in shared:
-                peer.with_volume_mapping(volume, path, "rw")
+                peer.with_volume_mapping(volume, path, "rw,nocopy")
             self._peer_container = peer
             peer.start()
             peer.assert_no_network()
@@ -314,7 +316,8 @@ class DockerRun(LabRun):
                 action="lab", actor="lab", user="root", uid=None, argv=(),
                 duration=time.monotonic() - t1,
                 note=f"peer container {name} (network none; shares "
-                     f"{', '.join(f'{v} at {p}' for v, p in shared)})",
+                     f"{', '.join(f'{v} at {p}' for v, p in shared)}"
+                     f"{' and the PID namespace' if self.spec.peer_shares_pids else ''})",
             ))
         self._start_server()
         self.startup_seconds = time.monotonic() - t0

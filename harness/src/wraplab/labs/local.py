@@ -155,7 +155,7 @@ class LocalRun(LabRun):
                 os.chmod(os.path.join(root, name), 0o755)
             for name in files:
                 os.chmod(os.path.join(root, name), 0o644)
-        for user in self.users.users:
+        for user in (u for u in self.users.users if not u.system):
             home = d / "home" / user.name
             home.mkdir(mode=0o700)
             os.chown(home, user.uid, user.gid)

@@ -1,61 +1,69 @@
 """Server and client in two containers sharing the socket directory through a volume.
 
-The server runs in the lab's container; alice's client and mallory run in a second
-container (the lab's peer, from the same image) that mounts the same API directory and
-temp base (per-run tmpfs volumes). Both containers are in the same (initial) user
-namespace, so uid 1001 in the peer is uid 1001 to the kernel: file modes, ACLs and
-SO_PEERCRED treat alice in the peer exactly as alice next to the server. Alice's client is
-slow to dial. Mallory in the peer cannot find the socket the usual way: the peer has its
-own network namespace, so its /proc/net/unix does not list the server's sockets, and the
-wrap directory is not listable (0700/0711); the scenario records that, then hands her the
-path the harness saw (an attacker who guessed it) and she tries it first: a full handoff
-with her own token, then a bare connect. Then alice dials from the peer.
+The server runs in the lab's container; the clients and mallory run in a second container
+(the lab's peer, from the same image) that mounts the same API directory and temp base
+(per-run tmpfs volumes) and shares the server container's PID namespace. The server runs
+as root of its own user namespace that maps only root, alice (1001) and nobody (65534),
+each to itself, as a server in a user-namespaced container would be: alice in the peer is
+alice to the server, but mallory (1003) has no mapping there, so the kernel shows her to
+the server as the overflow uid, 65534: the same number as the genuine nobody.
 
-Actors: owner (alice, in the peer), intruder (mallory, in the peer). Placement: root.
-Transport: unix. Socket: notify.
+1. Mapped: alice wraps from the peer, slow to dial. Mallory in the peer cannot find the
+   socket the usual way (her /proc/net/unix is her own network namespace's, the wrap
+   directory is not listable); the scenario records that, hands her the path the harness
+   saw, and she tries it first: a full handoff with her own token, then a bare connect.
+2. Unmapped: once alice's directory is gone, nobody (a service account, 65534 everywhere)
+   wraps from the peer, slow to dial, and mallory tries nobody's socket first. Her uid
+   reaches the server as 65534, so a server that expects 65534 cannot tell her from
+   nobody: the overflow uid must never be an expected uid (SPEC H2).
 
-Expected (decided from runs on the Docker lab). The containers share the user namespace
-but not the PID namespace, so SO_PEERCRED gives the server peer pid 0 for anyone in the
-peer, and the wrapper pid in the notify payload is a pid of the peer's namespace:
-- agentsh, accept-once: defended. The directory is alice's 0700 (chown to the numeric uid
-  1001, which is alice in both containers): the kernel refuses mallory (EACCES) and
-  alice's token arrives from the other container (handoff_ok peer_uid=1001, peer_pid=0;
-  the wrapper pid it accepts names a process of the other container's PID namespace).
-- permissive: vulnerable. 0711 directory, 0666 socket, no peer check: mallory's token
-  arrives from the other container and alice's wrap then fails.
-- pre-235: broken. The root 0700 directory refuses alice too.
-- hardened: broken. The kernel refuses mallory as under agentsh, but the server refuses
-  alice's handoff too: her peer pid is 0 (not visible in the server's PID namespace), so
-  it cannot check the wrapper pid and fails closed (handoff_failed
-  ``reason=bad_wrapper_pid``, "missing notify peer pid"). Alice in another container
-  cannot wrap at all against hardened: safe, but broken for the legitimate user.
+Actors: owner (alice, in the peer), nobody (the overflow role, in the peer), intruder
+(mallory, in the peer). Placements: root, and root without CAP_CHOWN (where agentsh falls
+back to a 0711 directory and 0666 sockets, H4). Transport: unix. Socket: notify.
+The verdict is the worse of the two halves.
 
-Not covered: an unmapped uid. SO_PEERCRED shows a peer whose uid has no mapping in the
-*receiver's* user namespace as the overflow uid (65534), and that must never match the
-caller. Producing it needs the server (not the client) inside a user namespace that does
-not map the client's uid (a Docker daemon with userns-remap, or the server started under
-``unshare -U``, where it could not chown to alice at all); the lab does neither, so this
-scenario only shows the mapped half. ``uid-range`` covers a caller_uid of 65534 sent by
-a client.
+Expected (decided from runs on the Docker lab):
+- hardened: defended. Mapped: the kernel refuses mallory (alice's 0700 directory, or the
+  ACL granting only alice) and alice's token arrives, her wrapper pid checked in the
+  shared PID namespace (H10). Unmapped: nobody's wrap-init is refused, 400 "invalid
+  caller uid: 65534 (the overflow uid)", so no socket ever expects 65534.
+- agentsh: root: defended (the directory chowned to alice, then to nobody; the kernel
+  refuses mallory both times). Without CAP_CHOWN: vulnerable: behind the 0666 socket the
+  peer check alone decides, it expects nobody's 65534 and mallory arrives as 65534: her
+  token is taken as nobody's.
+- accept-once: as agentsh as root; without CAP_CHOWN vulnerable in both halves (mallory's
+  rejection on alice's socket also ends that loop).
+- permissive: vulnerable (0711/0666, no peer check).
+- pre-235: broken (the root 0700 directory refuses alice and nobody).
+
+Measured before the peer shared the PID namespace: with a PID namespace of its own, the
+server sees peer pid 0 for every peer process, so hardened could not check alice's wrapper
+pid and failed closed (``bad_wrapper_pid``, "missing notify peer pid"): safe, but alice
+could not wrap across containers at all. agentsh accepted, trusting a wrapper pid of the
+other namespace.
 """
 
-from wraplab.engine import BROKEN, DEFENDED, VULNERABLE
+import time
+
+from wraplab.engine import BROKEN, DEFENDED, ERROR, VULNERABLE, Judgement, combine
 
 SLUG = "shared-volume"
 ORDER = 215
-ACTORS = {"owner": "owner", "intruder": "attacker"}
+ACTORS = {"owner": "owner", "nobody": "overflow", "intruder": "attacker"}
 SOCKETS = ("notify",)
-PLACEMENTS = ("root",)
+PLACEMENTS = ("root", "root-no-chown")
 TRANSPORTS = ("unix",)
-SERVER = {"accept_window": 8, "peer": True}
+WINDOW = 8
+SERVER = {"accept_window": WINDOW, "peer": True, "peer_shares_pids": True,
+          "server_userns": ("owner", "overflow")}
 LABS = ("docker",)
 LAB_NOTES = {"local": "one host: there is no second container"}
 EXPECT = {
-    "hardened": BROKEN,
-    "agentsh": DEFENDED,
+    "hardened": DEFENDED,
+    "agentsh": {"root": DEFENDED, "root-no-chown": VULNERABLE},
     "pre-235": BROKEN,
     "permissive": VULNERABLE,
-    "accept-once": DEFENDED,
+    "accept-once": {"root": DEFENDED, "root-no-chown": VULNERABLE},
 }
 
 
@@ -64,12 +72,25 @@ def run(ctx):
     who = peer.tool("probe", [], as_user=ctx.owner.user_role)
     ctx.step(ctx.owner, "runs in the peer container",
              f"uid {who.get('uid')}, hostname {peer.name}", detail=who)
-    slow = ctx.owner.starts_wrap(connect_delay=2.0, peer=True)
+    mapped = handoff_under_attack(ctx, ctx.owner, discover=True)
+    if mapped.verdict is ERROR:
+        return mapped
+    unmapped = handoff_under_attack(ctx, ctx.nobody)
+    worst = combine([mapped, unmapped])
+    return Judgement(worst.verdict, f"alice (mapped): {mapped.verdict}: {mapped.reason} | "
+                     f"nobody (65534; mallory unmapped): {unmapped.verdict}: "
+                     f"{unmapped.reason}", worst.guard)
+
+
+def handoff_under_attack(ctx, owner, discover: bool = False):
+    """``owner`` wraps from the peer, slow to dial; mallory tries its socket first."""
+    slow = owner.starts_wrap(connect_delay=2.0, peer=True)
     attempts = []
     path = ctx.waits_for_socket(ctx.socket)
-    if path:
-        found = peer.tool("find_sockets", ["--base", ctx.run.temp_base, "--kind", ctx.socket],
-                          as_user=ctx.intruder.user_role)
+    if path and discover:
+        found = ctx.run.peer.tool("find_sockets", ["--base", ctx.run.temp_base,
+                                                   "--kind", ctx.socket],
+                                  as_user=ctx.intruder.user_role)
         via = next((f["via"] for f in found.get("found", [])
                     if f["path"] == found.get("path")), [])
         ctx.step(ctx.intruder, f"looks for a {ctx.socket} socket from the peer container "
@@ -78,11 +99,34 @@ def run(ctx):
                  if found.get("path") else "nothing found (other network namespace; "
                  "the wrap directory is not listable)", detail=found)
         ctx.metrics.update(peer_discovered=found.get("path"), peer_discovered_via=via)
+    if path:
         attempts.append(ctx.intruder.attacks_socket(ctx.socket, path=path, peer=True))
     wrap = slow.result()
-    init = next((e for e in ctx.events(wrap.session) if e.get("type") == "wrap_init"), {})
-    ok = [e for e in ctx.events(wrap.session) if e.get("type") == "handoff_ok"]
-    ctx.metrics.update(api_peer_uid=init.get("api_peer_uid"),
-                       fs_isolation=init.get("fs_isolation"),
-                       handoff_peer_uids=[e.get("peer_uid") for e in ok])
-    return ctx.judge(wrap, attempts)
+    events = ctx.events(wrap.session) if wrap.session else []
+    init = next((e for e in events if e.get("type") == "wrap_init"), {})
+    ctx.metrics[owner.role] = {
+        "api_peer_uid": init.get("api_peer_uid"), "caller_uid": init.get("caller_uid"),
+        "fs_isolation": init.get("fs_isolation"),
+        "handoffs": [{k: e.get(k) for k in ("peer_uid", "peer_pid", "token")}
+                     for e in events if e.get("type") == "handoff_ok"],
+        "rejected_uids": sorted({e.get("peer_uid") for e in events
+                                 if e.get("type") == "peer_rejected"})}
+    if not path and wrap.step == "wrap-init" and wrap.data.get("http_status") == 400:
+        return ctx.defended(f"{owner.name}'s wrap-init was refused ({wrap.failure()}): the "
+                            f"server never expects uid {owner.uid}, so no unmapped peer "
+                            "can match it", guard="uid-range")
+    verdict = ctx.judge(wrap, attempts)
+    waits_for_dir_removed(ctx, wrap, events)
+    return verdict
+
+
+def waits_for_dir_removed(ctx, wrap, events) -> None:
+    """Until the wrap's directory is gone (its loops ended), so the next wrap's socket is
+    the only one the harness can see."""
+    deadline = time.time() + WINDOW + 5
+    while wrap.session and time.time() < deadline:
+        if not any(e.get("type") == "wrap_init" for e in events) or \
+                any(e.get("type") == "dir_removed" for e in events):
+            return
+        time.sleep(0.2)  # between lab round trips; the condition is the event
+        events = ctx.events(wrap.session)

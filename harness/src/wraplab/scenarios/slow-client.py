@@ -39,8 +39,6 @@ process of hers, or the wrapped agent itself); an admitted peer is the only one 
 stall a handshake at all.
 """
 
-import json
-
 from wraplab.engine import BROKEN, DEFENDED, VULNERABLE
 
 SLUG = "slow-client"
