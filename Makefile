@@ -54,7 +54,7 @@ images: $(STAMP) docker-up ## build the lab images (bootstraps the Debian base i
 doctor: $(STAMP) ## say which labs are usable here, and why not
 	$(VENV)/bin/wraplab doctor
 
-clean: ## remove wraplab containers (by label), .tox and caches
+clean: ## remove what dead wraplab runs left (by label), .tox and caches
 	-@if [ -x $(VENV)/bin/wraplab ]; then $(VENV)/bin/wraplab clean; \
 	  elif docker info >/dev/null 2>&1; then docker ps -aq --filter label=wraplab | xargs -r docker rm -f; fi
 	rm -rf .tox .pytest_cache .ruff_cache reports

@@ -149,3 +149,21 @@ def test_peer_container_and_volumes_removed_with_the_run(lab, how):
             raise Boom()
     assert containers_of(seen["id"]) == []
     assert volumes_of(seen["id"]) == []
+
+
+@pytest.mark.requires_docker
+def test_clean_keeps_a_live_run_and_removes_a_dead_one(capsys):
+    """``wraplab clean`` (no ``--force``) removes what a killed harness left, never the
+    containers of a run that is still going (another terminal's, another xdist worker's)."""
+    from wraplab.cli import main
+
+    proc, dead = hold("docker-bookworm")
+    proc.kill()  # SIGKILL: its containers stay behind, owner gone
+    proc.wait(30)
+    with lab_by_name("docker-bookworm").start(ServerSpec.wrapref("agentsh")) as live:
+        assert main(["clean"]) == 0
+        out = capsys.readouterr().out
+        assert containers_of(dead["run"]) == [], out
+        assert [c.name for c in containers_of(live.id)] == [live.container_name], out
+        assert "--force removes them" in out and live.container_name in out, out
+        assert live.exec("owner", ["true"]).ok

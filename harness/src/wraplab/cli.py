@@ -112,12 +112,14 @@ def cmd_images(args: argparse.Namespace) -> int:
 
 
 def _configure_clean(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--force", action="store_true",
+                   help="also remove the containers of runs still going (any owner, any host)")
     p.add_argument("--all", action="store_true",
                    help="also remove the current lab images and the base images")
 
 
-@subcommand("clean", help="remove every wraplab container, leftover local labs and old lab images",
-            configure=_configure_clean)
+@subcommand("clean", help="remove what dead wraplab runs left (containers, volumes, local "
+            "labs) and old lab images; --force: running labs too", configure=_configure_clean)
 def cmd_clean(args: argparse.Namespace) -> int:
     from wraplab import images
     from wraplab.labs import cleanup
@@ -131,8 +133,15 @@ def cmd_clean(args: argparse.Namespace) -> int:
         _say(f"clean: Docker not reachable ({type(exc).__name__}); removed {removed} local lab(s)")
         return 0
     with contextlib.closing(client):
-        containers = cleanup.remove_all_containers(client, log=_say)
-        cleanup.sweep_stale_volumes(client, log=_say, everyone=True)
+        if args.force:
+            containers = cleanup.remove_all_containers(client, log=_say)
+        else:
+            containers = cleanup.sweep_stale_containers(client, log=_say)
+            live = cleanup.live_containers(client)
+            if live:
+                _say(f"clean: kept {len(live)} container(s) of runs still going "
+                     f"({', '.join(sorted(c.name for c in live))}); --force removes them")
+        cleanup.sweep_stale_volumes(client, log=_say, everyone=args.force)
         old = images.remove_stale_lab_images(client, log=_say)
         extra = 0
         if args.all:

@@ -22,8 +22,8 @@ This is the contract the scenario engine codes against::
         run.transcript; run.format_transcript()
         run.peer.exec(actor, argv); run.peer.spawn(...); run.peer.tool(...)  # peer=True only
 
-Lab options (:class:`ServerSpec` fields, also ``ServerSpec.wrapref(..., userns=, peer=)``
-and a scenario's ``SERVER = {"userns": True}`` / ``{"peer": True}``):
+Lab options (:class:`ServerSpec` fields, also ``ServerSpec.wrapref(..., userns=, peer=,
+peer_shares_pids=, server_userns=)`` and a scenario's ``SERVER = {"peer": True, ...}``):
 
 * ``userns=True``: actors may create user namespaces (``unshare -Ur``). DockerLab starts the
   container with ``security_opt=["seccomp=unconfined"]`` -- the one thing it relaxes, and
@@ -33,14 +33,23 @@ and a scenario's ``SERVER = {"userns": True}`` / ``{"peer": True}``):
   container from the same image (``run.peer``, :class:`~wraplab.labs.docker.DockerPeer`),
   same labels, network mode, capabilities and seccomp setting, whose ``/run/wrapref`` (API)
   and ``/tmp`` (temp base) are the main container's: two per-run tmpfs volumes (local
-  driver, labelled like the containers) mounted in both. Same user namespace (a numeric uid
-  is the same kernel user in both), separate PID and network namespaces (SO_PEERCRED gives
-  the server peer pid 0 for a process of the peer; the peer's /proc/net/unix does not list
-  the server's sockets). ``run.peer.exec/spawn/tool`` take the same arguments as the run's
-  own; the transcript names such actors ``<actor>@peer``. The peer container and the
-  volumes are removed with the run, and swept like it.
+  driver, labelled like the containers, mounted ``nocopy`` so they belong to the server's
+  user) mounted in both. Same user namespace (a numeric uid is the same kernel user in
+  both), separate PID and network namespaces (SO_PEERCRED gives the server peer pid 0 for a
+  process of the peer; the peer's /proc/net/unix does not list the server's sockets).
+  ``run.peer.exec/spawn/tool`` take the same arguments as the run's own; the transcript
+  names such actors ``<actor>@peer``. The peer container and the volumes are removed with
+  the run, and swept like it.
+* ``peer_shares_pids=True`` (with ``peer``): the peer joins the main container's PID
+  namespace, so SO_PEERCRED names real pids of peer processes to the server.
+* ``server_userns=("owner", ...)``: the server runs as root of its own user namespace
+  mapping only root and these roles' uid and gid (each to itself); every other user reaches
+  it as the overflow uid 65534 (SO_PEERCRED, stat, /proc). The placement's capabilities
+  hold inside it (root-no-chown stays without CAP_CHOWN). Root placements only; DockerLab
+  relaxes seccomp as for ``userns``; LocalLab supports it too.
 
-Actors are named by role (``owner``, ``bystander``, ``attacker``, ``service``), by user
+Actors are named by role (``owner``, ``bystander``, ``attacker``, ``service``,
+``overflow``), by user
 name (``alice``...), ``"root"``, a :class:`~wraplab.users.User`, or a raw uid (int).
 Everything a run did is in ``run.transcript`` (who, uid, argv, exit code, output).
 

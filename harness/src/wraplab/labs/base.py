@@ -16,6 +16,7 @@ from typing import Any
 
 from testcontainers.core.waiting_utils import WaitStrategy
 
+from wraplab.labs import cleanup
 from wraplab.users import ROOT, User, Users
 
 ACTOR_TOOLS = "wraplab.actors"
@@ -623,9 +624,29 @@ class Lab(abc.ABC):
 
     name: str
 
-    @abc.abstractmethod
     def start(self, spec: ServerSpec) -> LabRun:
-        """Make a fresh lab, start the server in its placement, wait until it is healthy."""
+        """Make a fresh lab, start the server in its placement, wait until it is healthy.
+
+        Whatever was made is removed again if any of that fails (the exception carries the
+        transcript so far); a run that starts is removed at exit, on SIGINT/SIGTERM, or by
+        ``close()``."""
+        problem = self.problem()
+        if problem:
+            raise LabUnavailable(problem)
+        run = self._new_run(spec)
+        cleanup.register(run)
+        try:
+            run._launch()
+        except BaseException as exc:
+            run.close()
+            exc.add_note(run.format_transcript())
+            raise
+        return run
+
+    @abc.abstractmethod
+    def _new_run(self, spec: ServerSpec) -> LabRun:
+        """Check ``spec`` against this lab, sweep what crashed runs left, and return the
+        (not yet launched) run; raise :class:`LabUnavailable` for what it cannot do."""
 
     @abc.abstractmethod
     def problem(self) -> str | None:

@@ -6,7 +6,8 @@
 * Every container carries ``wraplab=1``, ``wraplab.run=<uuid>``,
   ``wraplab.owner-pid=<pid>``, ``wraplab.owner-started=<process start time>`` and
   ``wraplab.host=<hostname>``. Containers of this host whose owner process is gone are
-  removed at the next start (``sweep_stale_containers``); ``wraplab clean`` removes all.
+  removed at the next start (``sweep_stale_containers``) and by ``wraplab clean``, which
+  keeps live runs' containers unless ``--force``.
   The per-run volumes of a run with a peer container carry the same labels and are swept
   the same way, after the containers that use them (``sweep_stale_volumes``).
 * A LocalLab keeps everything under one private directory with an owner file; dead
@@ -147,6 +148,15 @@ def sweep_stale_containers(client: Any, log: Callable[[str], None] | None = None
                 log(f"removed stale container {container.name} "
                     f"(owner pid {labels.get(LABEL_OWNER_PID)} is gone)")
     return removed
+
+
+def live_containers(client: Any) -> list[Any]:
+    """Lab containers not known to be stale: owner alive here, or another host's."""
+    host = socket.gethostname()
+    return [c for c in _our_containers(client)
+            if (c.labels or {}).get(LABEL_HOST) != host
+            or owner_alive((c.labels or {}).get(LABEL_OWNER_PID),
+                           (c.labels or {}).get(LABEL_OWNER_STARTED))]
 
 
 def remove_all_containers(client: Any, log: Callable[[str], None] | None = None) -> int:

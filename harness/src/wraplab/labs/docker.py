@@ -422,21 +422,10 @@ class DockerLab(Lab):
         finally:
             client.close()
 
-    def start(self, spec: ServerSpec) -> DockerRun:
-        problem = self.problem()
-        if problem:
-            raise LabUnavailable(problem)
+    def _new_run(self, spec: ServerSpec) -> DockerRun:
         image = self.image()
         with contextlib.closing(_client(60)) as client:
             cleanup.sweep_stale_containers(client)
             cleanup.sweep_stale_volumes(client)
-        run = DockerRun(self, spec, image)
-        cleanup.register(run)
-        try:
-            run._launch()
-        except BaseException as exc:
-            run.close()
-            exc.add_note(run.format_transcript())
-            raise
-        return run
+        return DockerRun(self, spec, image)
 

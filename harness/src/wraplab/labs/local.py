@@ -290,10 +290,7 @@ class LocalLab(Lab):
             return str(exc)
         return None
 
-    def start(self, spec: ServerSpec) -> LocalRun:
-        problem = self.problem()
-        if problem:
-            raise LabUnavailable(problem)
+    def _new_run(self, spec: ServerSpec) -> LocalRun:
         if spec.peer:
             raise LabUnavailable("the local lab is one host: there is no second container "
                                  "(ServerSpec.peer)")
@@ -301,12 +298,4 @@ class LocalLab(Lab):
         self.base_dir.mkdir(parents=True, exist_ok=True)
         cleanup.sweep_stale_local(self.base_dir)
         labdir = Path(tempfile.mkdtemp(prefix=cleanup.LOCAL_PREFIX, dir=self.base_dir))
-        run = LocalRun(self, spec, labdir)
-        cleanup.register(run)
-        try:
-            run._launch()
-        except BaseException as exc:
-            run.close()
-            exc.add_note(run.format_transcript())
-            raise
-        return run
+        return LocalRun(self, spec, labdir)
