@@ -152,3 +152,19 @@ def test_loop_ended_by_a_rejected_peer_under_another_uid(seen_as, verdict):
     j = ctx.judge(wrap(ctx, ok=False, step="connect-notify", errno="ENOENT"),
                   [intrusion(ctx, attempt("connect"))])
     assert j.verdict is verdict, j.reason
+
+
+def test_send_error_after_connect_counts_as_reaching_the_server():
+    """The accept-once race seen in the matrix: the server accepts the attacker, rejects it
+    (ending the loop and removing the directory) while the attacker is still sending
+    (EPIPE), so its next connect finds nothing (ENOENT). It reached the server."""
+    events = [INIT, ev("peer_rejected", 0.5, kind="notify", peer_uid=65534, count=1),
+              ev("handoff_failed", 0.5, kind="notify", peer_uid=65534, reason="wrong_peer",
+                 rejections=1), ev("dir_removed", 0.6)]
+    ctx = ctx_for(events, profile="accept-once")
+    sent = dict(attempt("handoff", "EPIPE"), connected=True)
+    j = ctx.judge(wrap(ctx, ok=False, step="connect-notify", errno="ENOENT"),
+                  [intrusion(ctx, sent, attempt("connect", "ENOENT"))])
+    assert j.verdict is engine.VULNERABLE, j.reason
+    refused = intrusion(ctx, attempt("handoff", "EACCES"), attempt("connect", "EACCES"))
+    assert not refused.reached_server and refused.kernel_refused

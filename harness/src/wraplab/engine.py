@@ -476,7 +476,9 @@ class Intrusion:
 
     @property
     def reached_server(self) -> bool:
-        return any(s.get("errno") is None for s in self.attempts)
+        """An attempt got a connection (the server accepted it, then maybe closed it on
+        the attacker: EPIPE/ECONNRESET on send count as reached)."""
+        return any(s.get("errno") is None or s.get("connected") for s in self.attempts)
 
     @property
     def kernel_refused(self) -> bool:

@@ -93,6 +93,7 @@ def step_connect(path: str, watch: float) -> dict:
     except OSError as exc:
         step.update(errno=_errname(exc), result=_errname(exc))
     else:
+        step["connected"] = True
         with s:
             what, _ = _read_reply(s, 1, watch)
             step["result"] = "connected, server " + {
@@ -121,6 +122,7 @@ def step_handoff(path: str, kind: str, token: str, wait: float) -> dict:
         step["ms"] = round((time.time() - t) * 1000, 2)
         _reap(child)
         return step
+    step["connected"] = True  # what fails from here on failed at the server (EPIPE...)
     r, w = os.pipe()
     try:
         os.write(w, token.encode())
