@@ -53,6 +53,22 @@ def sleeper(seconds: float = 20.0):
     return True
 
 
+def intruder_then_owner(s, sid, path):
+    """The intruder hands off on ``path`` first, then the owner dials once:
+    ``("EACCES" | "served" | "rejected", the owner's client result)``."""
+    out = run_as(INTRUDER_UID, notify_attempt, path, "tok-intruder")
+    if out["errno"] == "EACCES":
+        intruder = "EACCES"
+    elif out["status"] == wire.STATUS_OK:
+        intruder = "served"
+    else:
+        s.wait_event(sid, "peer_rejected")
+        intruder = "rejected"
+    owner = run_as(OWNER_UID, lambda: WrapClient(sockets={"notify": path}, timeout=3,
+                                                 dial="once").run())
+    return intruder, owner
+
+
 # ------------------------------------------------------------------------- H1
 
 
@@ -210,16 +226,7 @@ def test_h4_without_cap_chown(servers, profile, expected):
     if profile == "hardened":
         assert sorted(wd.get_acl(os.path.dirname(path))) == sorted(
             wd.acl_grant(OWNER_UID, 0o1, 0o7))
-    out = run_as(INTRUDER_UID, notify_attempt, path, "tok-intruder")
-    if out["errno"] == "EACCES":
-        intruder = "EACCES"
-    elif out["status"] == wire.STATUS_OK:
-        intruder = "served"
-    else:
-        s.wait_event(sid, "peer_rejected")
-        intruder = "rejected"
-    owner = run_as(OWNER_UID, lambda: WrapClient(sockets={"notify": path}, timeout=3,
-                                                 dial="once").run())
+    intruder, owner = intruder_then_owner(s, sid, path)
     assert (resp["fs_isolation"], intruder, owner["ok"]) == expected
 
 
@@ -279,16 +286,7 @@ def test_h6_wrong_uid_peer(servers, profile, expected):
     sid = s.new_session()
     status, resp = s.wrap_init(sid, {"caller_uid": OWNER_UID}, uid=OWNER_UID)
     path = resp["notify_socket"]
-    out = run_as(INTRUDER_UID, notify_attempt, path, "tok-intruder")
-    if out["errno"] == "EACCES":
-        intruder = "EACCES"
-    elif out["status"] == wire.STATUS_OK:
-        intruder = "served"
-    else:
-        s.wait_event(sid, "peer_rejected")
-        intruder = "rejected"
-    owner = run_as(OWNER_UID, lambda: WrapClient(sockets={"notify": path}, timeout=3,
-                                                 dial="once").run())
+    intruder, owner = intruder_then_owner(s, sid, path)
     assert (intruder, owner["ok"]) == expected
     if intruder == "served":
         assert s.events(sid, "handoff_ok")[0]["token"] == "tok-intruder"

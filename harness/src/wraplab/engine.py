@@ -46,6 +46,8 @@ SCENARIO_DIR = Path(__file__).resolve().parent / "scenarios"
 LABS = ("docker", "local")
 BASES = ("bookworm", "trixie")
 USER_ROLES = ("owner", "bystander", "attacker", "service", "overflow", "root")
+#: The events that end an accept loop: exactly one per loop (docs/design.md §1).
+LOOP_ENDS = ("handoff_ok", "handoff_failed", "window_expired")
 #: What a scenario's SERVER may set (server and lab options, see wraplab.labs.ServerSpec).
 SERVER_OPTIONS = ("accept_window", "handshake_timeout", "backlog", "userns", "peer",
                   "peer_shares_pids", "server_userns")
@@ -842,6 +844,30 @@ class Context:
             raise HarnessError(f"events of {session}: HTTP {status} {body!r}")
         return list(body.get("events") or [])
 
+    def waits_until(self, what: str, check: Callable[[], Any], deadline: float,
+                    pause: float = 0.2) -> Any:
+        """Poll ``check()`` (each poll is a lab round trip) until it is truthy or the epoch
+        time ``deadline`` passes; records the wait as a step; returns the last value."""
+        t0 = time.time()
+        while True:
+            value = check()
+            if value or time.time() >= deadline:
+                self.step("harness", f"waits until {what}", "yes" if value else
+                          "deadline passed", t=t0, ms=(time.time() - t0) * 1000)
+                return value
+            time.sleep(pause)  # between lab round trips, never instead of the condition
+
+    def waits_for_wrap_end(self, wrap: Wrap, timeout: float) -> bool:
+        """Until the wrap's loops have ended and its directory is gone (server events), so a
+        later wrap's socket is the only one to be found; True at once if wrap-init failed."""
+        def ended() -> bool:
+            ev = self.events(wrap.session)
+            return not any(e.get("type") == "wrap_init" for e in ev) or (
+                any(e.get("type") in LOOP_ENDS for e in ev)
+                and any(e.get("type") == "dir_removed" for e in ev))
+        return bool(self.waits_until("the wrap's loops ended and its directory is gone",
+                                     ended, time.time() + timeout))
+
     # -- verdicts -----------------------------------------------------------------------
     def defended(self, reason: str, guard: str | None = None) -> Judgement:
         return Judgement(DEFENDED, reason, guard)
@@ -1042,7 +1068,7 @@ def _removed_under(events: list[dict], kinds: list[str]) -> str | None:
     t = min(removed)
     for kind in kinds:
         ends = [float(e.get("ts") or 0) for e in events if e.get("kind") == kind
-                and e.get("type") in ("handoff_ok", "handoff_failed", "window_expired")]
+                and e.get("type") in LOOP_ENDS]
         if not any(x <= t for x in ends):
             return (f"the server removed the wrap directory while its {kind} loop still "
                     "waited (G8: the notify loop cleans up for the whole wrap)")
@@ -1058,7 +1084,7 @@ def rejections_of(events: list[dict], uids: set) -> int:
             per_kind[k] = max(per_kind.get(k, 0), int(e.get("count") or 1))
     total = sum(per_kind.values())
     finals = sum(int(e.get("rejections") or 0) for e in events
-                 if e.get("type") in ("window_expired", "handoff_ok", "handoff_failed"))
+                 if e.get("type") in LOOP_ENDS)
     return max(total, finals)
 
 

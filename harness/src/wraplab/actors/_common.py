@@ -1,11 +1,13 @@
 """Helpers shared by the in-lab tools (stdlib only)."""
 
 import errno
+import http.client
 import json
 import os
 import socket
 import struct
 import sys
+import time
 
 CAP_NAMES = (
     "chown", "dac_override", "dac_read_search", "fowner", "fsetid", "kill", "setgid",
@@ -26,6 +28,9 @@ def emit(obj, code=0):
 
 
 def errno_name(exc):
+    """The errno's symbolic name (``EACCES``); a socket timeout is ``ETIMEDOUT``."""
+    if isinstance(exc, socket.timeout):
+        return "ETIMEDOUT"
     num = getattr(exc, "errno", None)
     if num is None:
         return type(exc).__name__
@@ -53,6 +58,80 @@ def peercred(sock):
     """(pid, uid, gid) of the other end of a connected Unix socket, from the kernel."""
     raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
     return struct.unpack("3i", raw)
+
+
+def wrapper_child():
+    """Fork a stand-in wrapper child (PPid = us, sleeping 30 s); its pid, or None."""
+    try:
+        pid = os.fork()
+    except OSError:
+        return None
+    if pid == 0:
+        try:
+            time.sleep(30)
+        finally:
+            os._exit(0)
+    return pid
+
+
+# ------------------------------------------------------------------ the server's API
+
+
+class UnixHTTPConnection(http.client.HTTPConnection):
+    """HTTP over a Unix socket (``unix:PATH`` addresses)."""
+
+    def __init__(self, path, timeout):
+        super().__init__("localhost", timeout=timeout)
+        self.unix_path = path
+
+    def connect(self):
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        try:
+            sock.connect(self.unix_path)
+        except OSError:
+            sock.close()
+            raise
+        self.sock = sock
+
+
+def api_connection(api, timeout):
+    """A connection to ``unix:PATH`` or ``tcp:HOST:PORT`` (not yet connected)."""
+    scheme, _, rest = api.partition(":")
+    if scheme == "unix":
+        return UnixHTTPConnection(rest, timeout)
+    if scheme == "tcp":
+        host, _, port = rest.rpartition(":")
+        return http.client.HTTPConnection(host.strip("[]"), int(port), timeout=timeout)
+    raise SystemExit(f"unknown API address {api!r} (want unix:PATH or tcp:HOST:PORT)")
+
+
+def api_request(api, method, path, body=None, timeout=10.0):
+    """One JSON request: ``(status, parsed body)``; ``(None, exception name)`` on failure."""
+    conn = api_connection(api, timeout)
+    try:
+        data = None if body is None else json.dumps(body).encode()
+        conn.request(method, path, body=data, headers={"Connection": "close",
+                                                         "Content-Type": "application/json"})
+        resp = conn.getresponse()
+        raw = resp.read()
+        try:
+            return resp.status, json.loads(raw) if raw else None
+        except ValueError:
+            return resp.status, raw.decode("utf-8", "replace")
+    except (OSError, http.client.HTTPException) as exc:
+        return None, type(exc).__name__
+    finally:
+        conn.close()
+
+
+def wrap_init_body(uid=None):
+    """A wrap-init body as agentsh's client sends it: caller_uid = our uid, omitted if 0."""
+    uid = os.getuid() if uid is None else uid
+    body = {"agent_command": "true", "agent_args": []}
+    if uid:
+        body["caller_uid"] = uid
+    return body
 
 
 def children_map():

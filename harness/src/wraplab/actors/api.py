@@ -11,37 +11,16 @@ Exit 0 when a response arrived (any status), 1 when none did.
 import argparse
 import http.client
 import json
-import socket
 
-from wraplab.actors._common import emit, errno_name, peercred
+from wraplab.actors._common import (
+    UnixHTTPConnection,
+    api_connection,
+    emit,
+    errno_name,
+    peercred,
+)
 
 DEFAULT_API = "unix:/run/wrapref/api.sock"
-
-
-class UnixHTTPConnection(http.client.HTTPConnection):
-    def __init__(self, path, timeout):
-        super().__init__("localhost", timeout=timeout)
-        self.unix_path = path
-
-    def connect(self):
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
-        try:
-            sock.connect(self.unix_path)
-        except OSError:
-            sock.close()
-            raise
-        self.sock = sock
-
-
-def connection(api, timeout):
-    scheme, _, rest = api.partition(":")
-    if scheme == "unix":
-        return UnixHTTPConnection(rest, timeout)
-    if scheme == "tcp":
-        host, _, port = rest.rpartition(":")
-        return http.client.HTTPConnection(host.strip("[]"), int(port), timeout=timeout)
-    raise SystemExit(f"api: unknown API address {api!r} (want unix:PATH or tcp:HOST:PORT)")
 
 
 def main(argv=None):
@@ -52,7 +31,7 @@ def main(argv=None):
     parser.add_argument("--body", help="request body (JSON text)")
     parser.add_argument("--timeout", type=float, default=10.0)
     args = parser.parse_args(argv)
-    conn = connection(args.api, args.timeout)
+    conn = api_connection(args.api, args.timeout)
     out = {"status": None, "body": None, "error": None, "peer": None}
     headers = {"Connection": "close"}
     body = None

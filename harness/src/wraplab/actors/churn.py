@@ -20,7 +20,7 @@ import struct
 import sys
 import time
 
-from wraplab.actors.malformed import request
+from wraplab.actors._common import api_request, wrap_init_body
 
 
 def connects(path: str, count: int, seconds: float) -> dict:
@@ -52,12 +52,10 @@ def wrap_inits(api: str, count: int, seconds: float) -> dict:
     n = 0
     while n < count:
         n += 1
-        st, body = request(api, "POST", "/api/v1/sessions", {})
+        st, body = api_request(api, "POST", "/api/v1/sessions", {})
         if st == 201 and isinstance(body, dict):
-            req = {"agent_command": "true", "agent_args": []}
-            if uid:
-                req["caller_uid"] = uid
-            st, _ = request(api, "POST", f"/api/v1/sessions/{body['id']}/wrap-init", req)
+            st, _ = api_request(api, "POST", f"/api/v1/sessions/{body['id']}/wrap-init",
+                                wrap_init_body(uid))
             key = str(st)
         else:
             key = f"session:{st}"

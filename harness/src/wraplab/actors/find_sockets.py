@@ -11,19 +11,16 @@ The temp base is public knowledge (it is ``$TMPDIR`` of the server, and ``/healt
 from __future__ import annotations
 
 import argparse
-import errno
 import json
 import os
 import re
 import sys
 import time
 
+from wraplab.actors._common import errno_name
+
 KINDS = ("notify", "signal", "ptrace")
 _NAME = re.compile(r"^(notify|signal|ptrace)-[^/]+\.sock$")
-
-
-def _errname(exc: OSError) -> str:
-    return errno.errorcode.get(exc.errno or 0, str(exc.errno))
 
 
 def from_proc_net_unix(base: str) -> tuple[list[str], str | None]:
@@ -40,7 +37,7 @@ def from_proc_net_unix(base: str) -> tuple[list[str], str | None]:
                     if path.startswith(prefix) and _NAME.match(os.path.basename(path)):
                         found.append(path)
     except OSError as exc:
-        return [], _errname(exc)
+        return [], errno_name(exc)
     return sorted(set(found)), None
 
 
@@ -51,7 +48,7 @@ def from_listing(base: str) -> tuple[list[str], dict]:
     try:
         entries = sorted(os.listdir(base))
     except OSError as exc:
-        info["errno"] = _errname(exc)
+        info["errno"] = errno_name(exc)
         return [], info
     for name in entries:
         if not name.startswith(("wrap-", "agentsh-wrap-")):
@@ -61,7 +58,7 @@ def from_listing(base: str) -> tuple[list[str], dict]:
             inner = sorted(os.listdir(d))
             info["dirs"][name] = None
         except OSError as exc:
-            info["dirs"][name] = _errname(exc)
+            info["dirs"][name] = errno_name(exc)
             continue
         found.extend(os.path.join(d, n) for n in inner if _NAME.match(n))
     return found, info

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import array
-import errno
 import json
 import os
 import secrets
@@ -27,15 +26,10 @@ import struct
 import sys
 import time
 
+from wraplab.actors._common import errno_name, wrapper_child
 from wraplab.actors.find_sockets import discover
 
 MAGIC = 0xA7
-
-
-def _errname(exc: OSError) -> str:
-    if isinstance(exc, socket.timeout):
-        return "ETIMEDOUT"
-    return errno.errorcode.get(exc.errno or 0, type(exc).__name__)
 
 
 def _connect(path: str, timeout: float) -> socket.socket:
@@ -59,21 +53,8 @@ def _read_reply(s: socket.socket, n: int, wait: float) -> tuple[str, bytes]:
     except socket.timeout:
         return "open", b""
     except OSError as exc:
-        return _errname(exc), b""
+        return errno_name(exc), b""
     return ("eof" if not data else "data"), data
-
-
-def _wrapper_child() -> int | None:
-    try:
-        pid = os.fork()
-    except OSError:
-        return None
-    if pid == 0:
-        try:
-            time.sleep(30)
-        finally:
-            os._exit(0)
-    return pid
 
 
 def _reap(child: int | None) -> None:
@@ -91,7 +72,7 @@ def step_connect(path: str, watch: float) -> dict:
     try:
         s = _connect(path, 2.0)
     except OSError as exc:
-        step.update(errno=_errname(exc), result=_errname(exc))
+        step.update(errno=errno_name(exc), result=errno_name(exc))
     else:
         step["connected"] = True
         with s:
@@ -112,13 +93,13 @@ def step_handoff(path: str, kind: str, token: str, wait: float) -> dict:
     # Like the real client, name a stand-in wrapper child of ours (its PPid is us, the
     # peer), so a server that validates the wrapper pid (SPEC H10) has nothing to object.
     # Forked first, so it holds neither the socket nor the pipe.
-    child = _wrapper_child() if kind == "notify" else None
+    child = wrapper_child() if kind == "notify" else None
     if child:
         step["wrapper_pid"] = child
     try:
         s = _connect(path, 2.0)
     except OSError as exc:
-        step.update(errno=_errname(exc), result=_errname(exc), accepted=False)
+        step.update(errno=errno_name(exc), result=errno_name(exc), accepted=False)
         step["ms"] = round((time.time() - t) * 1000, 2)
         _reap(child)
         return step
@@ -137,7 +118,7 @@ def step_handoff(path: str, kind: str, token: str, wait: float) -> dict:
                 fds = array.array("i", [r])
                 s.sendmsg([payload], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds)])
         except OSError as exc:
-            step.update(errno=_errname(exc), result="send " + _errname(exc), accepted=False)
+            step.update(errno=errno_name(exc), result="send " + errno_name(exc), accepted=False)
         else:
             what, data = _read_reply(s, 1, wait)
             if what == "data":

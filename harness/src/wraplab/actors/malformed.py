@@ -20,14 +20,14 @@ from __future__ import annotations
 
 import argparse
 import array
-import errno
-import http.client
 import json
 import os
 import socket
 import struct
 import sys
 import time
+
+from wraplab.actors._common import api_request, errno_name, wrap_init_body, wrapper_child
 
 MAGIC = 0xA7
 CASES = {
@@ -37,62 +37,11 @@ CASES = {
 }
 
 
-class UnixHTTP(http.client.HTTPConnection):
-    def __init__(self, path, timeout):
-        super().__init__("localhost", timeout=timeout)
-        self.unix_path = path
-
-    def connect(self):
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        s.settimeout(self.timeout)
-        s.connect(self.unix_path)
-        self.sock = s
-
-
-def request(api, method, path, body=None):
-    scheme, _, rest = api.partition(":")
-    if scheme == "unix":
-        conn = UnixHTTP(rest, 10)
-    else:
-        host, _, port = rest.rpartition(":")
-        conn = http.client.HTTPConnection(host, int(port), timeout=10)
-    try:
-        conn.request(method, path, body=None if body is None else json.dumps(body).encode(),
-                     headers={"Connection": "close", "Content-Type": "application/json"})
-        resp = conn.getresponse()
-        raw = resp.read()
-        try:
-            return resp.status, json.loads(raw) if raw else None
-        except ValueError:
-            return resp.status, raw.decode("utf-8", "replace")
-    except (OSError, http.client.HTTPException) as exc:
-        return None, type(exc).__name__
-    finally:
-        conn.close()
-
-
-def errname(exc: OSError) -> str:
-    if isinstance(exc, socket.timeout):
-        return "ETIMEDOUT"
-    return errno.errorcode.get(exc.errno or 0, type(exc).__name__)
-
-
 def token_fd(tag: str) -> int:
     r, w = os.pipe()
     os.write(w, f"malformed-{tag}-{os.getpid()}".encode())
     os.close(w)
     return r
-
-
-def child() -> int:
-    """A stand-in wrapper child (PPid = us), so only the malformation is wrong."""
-    pid = os.fork()
-    if pid == 0:
-        try:
-            time.sleep(30)
-        finally:
-            os._exit(0)
-    return pid
 
 
 def send(s: socket.socket, payload: bytes, nfds: int, tag: str) -> list[int]:
@@ -115,7 +64,7 @@ def reply(s: socket.socket, wait: float, kind: str) -> str:
     except socket.timeout:
         return "open"
     except OSError as exc:
-        return errname(exc)
+        return errno_name(exc)
     if not data:
         return "eof"
     if kind == "ptrace":
@@ -125,7 +74,7 @@ def reply(s: socket.socket, wait: float, kind: str) -> str:
 
 def do_case(kind: str, case: str, path: str, wait: float) -> dict:
     out: dict = {"case": case, "path": path}
-    kid = child() if kind == "notify" else None
+    kid = wrapper_child() if kind == "notify" else None
     meta = bytes([MAGIC]) + struct.pack("<I", kid or os.getpid())
     t = time.time()
     try:
@@ -133,7 +82,7 @@ def do_case(kind: str, case: str, path: str, wait: float) -> dict:
         s.settimeout(3)
         s.connect(path)
     except OSError as exc:
-        out.update(errno=errname(exc), result=errname(exc))
+        out.update(errno=errno_name(exc), result=errno_name(exc))
         return out
     try:
         first = meta if kind == "notify" else b"\x00"
@@ -164,7 +113,7 @@ def do_case(kind: str, case: str, path: str, wait: float) -> dict:
             raise SystemExit(f"unknown case {case!r} for {kind}")
         out["result"] = reply(s, wait, kind)
     except OSError as exc:
-        out.update(errno=errname(exc), result="send " + errname(exc))
+        out.update(errno=errno_name(exc), result="send " + errno_name(exc))
     finally:
         s.close()
         if kid:
@@ -188,15 +137,13 @@ def main(argv=None) -> int:
     uid = os.getuid()
     results = []
     for case in cases:
-        st, body = request(args.api, "POST", "/api/v1/sessions", {})
+        st, body = api_request(args.api, "POST", "/api/v1/sessions", {})
         if st != 201 or not isinstance(body, dict):
             results.append({"case": case, "error": f"session: HTTP {st} {body!r}"})
             continue
         sid = body["id"]
-        req = {"agent_command": "true", "agent_args": []}
-        if uid:
-            req["caller_uid"] = uid
-        st, resp = request(args.api, "POST", f"/api/v1/sessions/{sid}/wrap-init", req)
+        st, resp = api_request(args.api, "POST", f"/api/v1/sessions/{sid}/wrap-init",
+                               wrap_init_body())
         if st != 200 or not isinstance(resp, dict):
             results.append({"case": case, "session": sid,
                             "error": f"wrap-init: HTTP {st} {resp!r}"})

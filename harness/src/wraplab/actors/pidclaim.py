@@ -26,7 +26,7 @@ import struct
 import sys
 import time
 
-from wraplab.actors.malformed import request
+from wraplab.actors._common import api_request, wrap_init_body
 
 MAGIC = 0xA7
 
@@ -76,16 +76,14 @@ def main(argv=None) -> int:
             json.dump(out, sys.stdout)
             return 1
     out.update(claimed_pid=claim, claimed_comm=comm)
-    st, body = request(args.api, "POST", "/api/v1/sessions", {})
+    st, body = api_request(args.api, "POST", "/api/v1/sessions", {})
     if st != 201 or not isinstance(body, dict):
         out["error"] = f"session: HTTP {st} {body!r}"
         json.dump(out, sys.stdout)
         return 1
     out["session"] = sid = body["id"]
-    req = {"agent_command": "true", "agent_args": []}
-    if out["uid"]:
-        req["caller_uid"] = out["uid"]
-    st, resp = request(args.api, "POST", f"/api/v1/sessions/{sid}/wrap-init", req)
+    st, resp = api_request(args.api, "POST", f"/api/v1/sessions/{sid}/wrap-init",
+                           wrap_init_body(out["uid"]))
     out["http"] = st
     if st != 200 or not isinstance(resp, dict):
         out["error"] = f"wrap-init: HTTP {st} {resp!r}"

@@ -28,17 +28,16 @@ import ctypes
 import ctypes.util
 import errno
 import hashlib
-import http.client
 import json
 import os
 import re
 import secrets
 import select
-import socket
 import stat
 import struct
-import sys
 import time
+
+from wraplab.actors._common import api_request, emit, wrap_init_body
 
 IN_CREATE = 0x00000100
 IN_ISDIR = 0x40000000
@@ -46,12 +45,6 @@ IN_NONBLOCK = 0o4000
 IN_CLOEXEC = 0o2000000
 _EVENT = struct.Struct("iIII")
 PATH_LIMIT = 104
-
-
-def emit(obj, code=0):
-    sys.stdout.write(json.dumps(obj, sort_keys=True) + "\n")
-    sys.stdout.flush()
-    sys.exit(code)
 
 
 def canary(d: str, i: int) -> str:
@@ -103,42 +96,6 @@ def check(args) -> dict:
 # ------------------------------------------------------------------------ the race
 
 
-class UnixHTTP(http.client.HTTPConnection):
-    def __init__(self, path, timeout):
-        super().__init__("localhost", timeout=timeout)
-        self.unix_path = path
-
-    def connect(self):
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        s.settimeout(self.timeout)
-        s.connect(self.unix_path)
-        self.sock = s
-
-
-def request(api: str, method: str, path: str, body=None, timeout=10.0):
-    scheme, _, rest = api.partition(":")
-    if scheme == "unix":
-        conn = UnixHTTP(rest, timeout)
-    else:
-        host, _, port = rest.rpartition(":")
-        conn = http.client.HTTPConnection(host, int(port), timeout=timeout)
-    try:
-        data = None if body is None else json.dumps(body).encode()
-        conn.request(method, path, body=data, headers={"Connection": "close",
-                                                         "Content-Type": "application/json"})
-        resp = conn.getresponse()
-        raw = resp.read()
-        try:
-            parsed = json.loads(raw) if raw else None
-        except ValueError:
-            parsed = raw.decode("utf-8", "replace")
-        return resp.status, parsed
-    except (OSError, http.client.HTTPException) as exc:
-        return None, type(exc).__name__
-    finally:
-        conn.close()
-
-
 def socket_ident(dirpath: str, session_id: str) -> str:
     """The id part of the socket name (SPEC §1 path budget)."""
     ident = os.path.basename(session_id)
@@ -157,10 +114,8 @@ def helper(api: str, r: int, w: int) -> None:
         sid = line.strip()
         if not sid:
             break
-        body = {"agent_command": "true", "agent_args": []}
-        if uid:
-            body["caller_uid"] = uid
-        status, resp = request(api, "POST", f"/api/v1/sessions/{sid}/wrap-init", body)
+        status, resp = api_request(api, "POST", f"/api/v1/sessions/{sid}/wrap-init",
+                                   wrap_init_body(uid))
         err = resp.get("error") if isinstance(resp, dict) else (resp if status is None else None)
         out.write(json.dumps({"status": status, "error": err}) + "\n")
         out.flush()
@@ -238,7 +193,7 @@ def race(args) -> dict:
         for i in range(args.count):
             if time.monotonic() >= deadline:
                 break
-            status, body = request(args.api, "POST", "/api/v1/sessions", {})
+            status, body = api_request(args.api, "POST", "/api/v1/sessions", {})
             if status != 201 or not isinstance(body, dict):
                 tally["errors"][f"session:{status}"] = tally["errors"].get(
                     f"session:{status}", 0) + 1

@@ -32,7 +32,7 @@ Expected (decided from runs):
 
 import time
 
-from wraplab.engine import BROKEN, DEFENDED
+from wraplab.engine import BROKEN, DEFENDED, LOOP_ENDS
 
 SLUG = "malformed-handoff"
 ORDER = 160
@@ -54,7 +54,6 @@ MUST_REFUSE = {
     "signal": {"fds0", "no_payload"},
     "ptrace": {"short", "zero", "nonexistent"},
 }
-ENDS = ("handoff_ok", "handoff_failed", "window_expired")
 
 
 def fds_of(ctx) -> int:
@@ -80,30 +79,30 @@ def run(ctx):
     if errors:
         return ctx.error(f"cases could not be set up: {errors}")
     # Every case's loops must have ended before the fd count means anything.
-    deadline = time.time() + WINDOW + 5
     ends: dict = {}
-    while True:
-        pending = []
+    pending: list = []
+
+    def every_loop_ended() -> bool:
+        pending.clear()
         for r in results:
             ev = ctx.events(r["session"])
             kinds = set((next((e for e in ev if e.get("type") == "wrap_init"), {})
                          .get("sockets") or {}).keys())
-            done = {e.get("kind") for e in ev if e.get("type") in ENDS}
+            done = {e.get("kind") for e in ev if e.get("type") in LOOP_ENDS}
             ends[r["case"]] = [(e.get("kind"), e.get("type"), e.get("reason"))
-                               for e in ev if e.get("type") in ENDS]
+                               for e in ev if e.get("type") in LOOP_ENDS]
             r["accepted"] = any(e.get("type") == "handoff_ok" and e.get("kind") == ctx.socket
                                 for e in ev)
             if not kinds <= done:
                 pending.append(r["case"])
-        if not pending or time.time() >= deadline:
-            break
-        time.sleep(0.3)  # between lab round trips; the condition is the events above
+        return not pending
+
+    ctx.waits_until("every case's loops have ended", every_loop_ended,
+                    time.time() + WINDOW + 5, pause=0.3)
     ctx.note(f"loop ends per case: {ends}" + (f"; still pending: {pending}" if pending else ""))
-    after = fds_of(ctx)
-    t_fd = time.time() + 3
-    while after != base and time.time() < t_fd:
-        time.sleep(0.2)
-        after = fds_of(ctx)
+    after = ctx.waits_until("the server's fds are back to the baseline",
+                            lambda: (lambda n: n if n == base else None)(fds_of(ctx)),
+                            time.time() + 3) or fds_of(ctx)
     table = {r["case"]: {"answer": r.get("result"), "accepted": r.get("accepted"),
                          "ends": ends.get(r["case"])} for r in results}
     ctx.metrics.update(cases=table, fds_baseline=base, fds_after=after)

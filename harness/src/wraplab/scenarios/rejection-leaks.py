@@ -88,14 +88,10 @@ def run(ctx):
              f"{inits.get('attempts')} in {inits.get('seconds')} s: {inits.get('outcomes')}",
              t=t1, ms=(inits.get("seconds") or 0) * 1000, detail=inits)
     peak = state(ctx)
-    deadline = time.time() + WINDOW + 10
-    now = state(ctx)
-    while now != base and time.time() < deadline:
-        time.sleep(0.5)  # between lab round trips; the condition is the state above
-        now = state(ctx)
-    ctx.step("harness", "waits until fds, threads and wrap directories are back to the "
-             "baseline", f"{now} (baseline {base}, peak {peak})", t=t1,
-             ms=(time.time() - t1) * 1000)
+    now = ctx.waits_until("fds, threads and wrap directories are back to the baseline",
+                          lambda: (lambda s: s if s == base else None)(state(ctx)),
+                          time.time() + WINDOW + 10, pause=0.5) or state(ctx)
+    ctx.note(f"after the churn: {now} (baseline {base}, peak {peak})")
     log = ctx.run.server_log()
     lines = sum(1 for r in log if "rejecting" in str(r.get("msg", "")))
     ctx.metrics.update(baseline=base, peak=peak, after=now, rejection_log_lines=lines,

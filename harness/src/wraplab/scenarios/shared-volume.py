@@ -43,7 +43,6 @@ could not wrap across containers at all. agentsh accepted, trusting a wrapper pi
 other namespace.
 """
 
-import time
 
 from wraplab.engine import BROKEN, DEFENDED, ERROR, VULNERABLE, Judgement, combine
 
@@ -116,17 +115,5 @@ def handoff_under_attack(ctx, owner, discover: bool = False):
                             f"server never expects uid {owner.uid}, so no unmapped peer "
                             "can match it", guard="uid-range")
     verdict = ctx.judge(wrap, attempts)
-    waits_for_dir_removed(ctx, wrap, events)
+    ctx.waits_for_wrap_end(wrap, WINDOW + 5)  # nobody's socket must be the only one left
     return verdict
-
-
-def waits_for_dir_removed(ctx, wrap, events) -> None:
-    """Until the wrap's directory is gone (its loops ended), so the next wrap's socket is
-    the only one the harness can see."""
-    deadline = time.time() + WINDOW + 5
-    while wrap.session and time.time() < deadline:
-        if not any(e.get("type") == "wrap_init" for e in events) or \
-                any(e.get("type") == "dir_removed" for e in events):
-            return
-        time.sleep(0.2)  # between lab round trips; the condition is the event
-        events = ctx.events(wrap.session)

@@ -24,7 +24,6 @@ Expected (decided from runs):
   directory root 0700, so no non-root client can connect (multi-user wrap does not work).
 """
 
-import time
 
 from wraplab.engine import BROKEN, DEFENDED, VULNERABLE, combine
 
@@ -43,7 +42,6 @@ EXPECT = {
     "permissive": VULNERABLE,
     "accept-once": VULNERABLE,
 }
-ENDS = ("handoff_ok", "handoff_failed", "window_expired")
 
 
 def row(ctx, client: str):
@@ -53,14 +51,7 @@ def row(ctx, client: str):
         attempts.append(ctx.intruder.attacks_socket(ctx.socket))
     wrap = slow.result()
     j = ctx.judge(wrap, attempts)
-    # The next row must not find this row's socket: wait until its loops have ended.
-    deadline = time.time() + WINDOW + 3
-    while wrap.session and time.time() < deadline:
-        ev = ctx.events(wrap.session)
-        if any(e.get("type") in ENDS for e in ev) and any(e.get("type") == "dir_removed"
-                                                         for e in ev):
-            break
-        time.sleep(0.2)  # between lab round trips; the condition is the events above
+    ctx.waits_for_wrap_end(wrap, WINDOW + 3)  # the next row must not find this row's socket
     return j
 
 

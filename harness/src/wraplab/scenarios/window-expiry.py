@@ -22,7 +22,7 @@ loop, ``dir_removed``, no directory or socket left, fds and threads back to base
 
 import time
 
-from wraplab.engine import DEFENDED
+from wraplab.engine import DEFENDED, LOOP_ENDS
 
 SLUG = "window-expiry"
 ORDER = 150
@@ -39,18 +39,6 @@ EXPECT = {p: DEFENDED for p in ("hardened", "agentsh", "pre-235", "permissive",
 def counts(ctx) -> dict:
     info = ctx.run.server_info()
     return {"fds": info.get("fd_count"), "threads": info.get("threads")}
-
-
-def wait_for(ctx, what: str, check, deadline: float, pause: float = 0.2):
-    """Poll ``check()`` (each poll is a lab round trip) until truthy or ``deadline``."""
-    t0 = time.time()
-    while True:
-        value = check()
-        if value or time.time() >= deadline:
-            ctx.step("harness", f"waits until {what}", "yes" if value else "deadline passed",
-                     t=t0, ms=(time.time() - t0) * 1000)
-            return value
-        time.sleep(pause)  # between lab round trips, never instead of the condition
 
 
 def run(ctx):
@@ -80,21 +68,19 @@ def run(ctx):
 
     def all_ended():
         ev = ctx.events(sid)
-        ended = {e.get("kind") for e in ev if e.get("type") in
-                 ("window_expired", "handoff_ok", "handoff_failed")}
+        ended = {e.get("kind") for e in ev if e.get("type") in LOOP_ENDS}
         return ev if set(kinds) <= ended and any(e.get("type") == "dir_removed"
                                                   for e in ev) else None
 
-    ev = wait_for(ctx, "every loop ended and the directory was removed", all_ended,
-                  t_init + WINDOW + 5)
+    ev = ctx.waits_until("every loop ended and the directory was removed", all_ended,
+                         t_init + WINDOW + 5)
     if not ev:
         return ctx.vulnerable(f"{WINDOW + 5:g} s after wrap-init the wrap had not ended "
                               f"(events: {[e.get('type') for e in ctx.events(sid)]})")
-    ends = [(e.get("kind"), e.get("type")) for e in ev if e.get("type") in
-            ("window_expired", "handoff_ok", "handoff_failed")]
-    after = wait_for(ctx, "the server's fds and threads are back to the baseline",
-                     lambda: (lambda c: c if c == base else None)(counts(ctx)),
-                     time.time() + 3) or counts(ctx)
+    ends = [(e.get("kind"), e.get("type")) for e in ev if e.get("type") in LOOP_ENDS]
+    after = ctx.waits_until("the server's fds and threads are back to the baseline",
+                            lambda: (lambda c: c if c == base else None)(counts(ctx)),
+                            time.time() + 3) or counts(ctx)
     left = [f.path for f in ctx.run.stat_many(paths) if f.exists]
     ctx.metrics.update(after=after, loop_ends=ends, left=left)
     problems = []
