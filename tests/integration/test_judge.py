@@ -284,3 +284,13 @@ def test_send_error_after_connect_counts_as_reaching_the_server():
     assert j.verdict is engine.VULNERABLE, j.reason
     refused = intrusion(ctx, attempt("handoff", "EACCES"), attempt("connect", "EACCES"))
     assert not refused.reached_server and refused.kernel_refused
+
+
+def test_an_owner_never_released_is_an_error():
+    """The harness was too slow to release the held client (a loaded machine): not a
+    verdict on the server."""
+    ctx = ctx_for([INIT])
+    w = wrap(ctx, ok=False, step="hold", errno="ETIMEDOUT")
+    w.data["t_dial"] = None
+    j = ctx.judge(w, [intrusion(ctx, attempt("handoff", "EACCES"))])
+    assert j.verdict is engine.ERROR and "never released" in j.reason

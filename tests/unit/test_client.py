@@ -206,3 +206,19 @@ def test_held_client_never_released_fails_at_hold(server, base_dir):
                    hold_before_dial=os.path.join(base_dir, "never")).run()
     assert (r["ok"], r["step"], r["errno"]) == (False, "hold", "ETIMEDOUT")
     assert r["t_dial"] is None
+
+
+def test_hold_timeout_is_its_own_bound(server, base_dir):
+    """The hold may outlast the dial budget (--timeout): a loaded harness is slow to
+    release, and the dial's budget starts only then."""
+    release = os.path.join(base_dir, "release")
+    client = WrapClient(api="unix:" + server.api_path, timeout=0.2, hold_timeout=5,
+                        hold_before_dial=release)
+    box = {}
+    t = threading.Thread(target=lambda: box.update(r=client.run()))
+    t.start()
+    wait_for(lambda: client.session is not None, 5.0, what="the session")
+    assert holds_for(lambda: t.is_alive(), 0.4)  # past --timeout, still held
+    open(release, "w").close()
+    t.join(10)
+    assert box["r"]["ok"], box["r"]

@@ -104,7 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "to FILE as one JSON object")
     w.add_argument("--hold-before-dial", metavar="FILE",
                    help="after wrap-init, wait until FILE exists before the first dial "
-                        "(bounded by --timeout; the dial's own budget starts then)")
+                        "(bounded by --hold-timeout; the --timeout budget starts then)")
+    w.add_argument("--hold-timeout", type=_positive_float, metavar="S",
+                   help="how long --hold-before-dial waits at most (default: --timeout)")
     w.add_argument("--timeout", type=_positive_float, default=30.0, metavar="S")
     w.add_argument("--dial", choices=("retry", "once"), default="retry")
     w.add_argument("--wrapper-pid", type=_wrapper_pid, default="child",
@@ -184,6 +186,7 @@ def wrap(args, parser) -> int:
         connect_delay=args.connect_delay, timeout=args.timeout, dial=args.dial,
         wrapper_pid=args.wrapper_pid, token=args.token, sockets=sockets or None,
         announce=args.announce, hold_before_dial=args.hold_before_dial,
+        hold_timeout=args.hold_timeout,
     )
     result = client.run()
     sys.stdout.write(json.dumps(result) + "\n")

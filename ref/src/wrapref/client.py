@@ -191,7 +191,7 @@ class WrapClient:
 
     def __init__(self, api=DEFAULT_API, session=None, caller_uid="getuid", mode=None,
                  connect_delay=0.0, timeout=30.0, dial="retry", wrapper_pid="child", token=None,
-                 sockets=None, announce=None, hold_before_dial=None):
+                 sockets=None, announce=None, hold_before_dial=None, hold_timeout=None):
         self.api = api
         self.session = session
         self.caller_uid = caller_uid  # "getuid", None (legacy) or an int
@@ -204,6 +204,7 @@ class WrapClient:
         self.sockets = dict(sockets) if sockets else None  # skip the API: attack these
         self.announce_path = announce  # write the wrap-init answer here before dialling
         self.hold_path = hold_before_dial  # dial only once this file exists
+        self.hold_timeout = float(hold_timeout) if hold_timeout else self.timeout
 
     def new_result(self) -> dict:
         return {
@@ -295,13 +296,13 @@ class WrapClient:
 
     def hold(self, result: dict) -> None:
         """Wait, before the first dial, until the file ``hold_path`` exists (bounded by
-        ``timeout``): the harness releases the client when its scenario says so."""
+        ``hold_timeout``): the harness releases the client when its scenario says so."""
         result["step"] = "hold"
         t0 = time.monotonic()
-        limit = t0 + self.timeout
+        limit = t0 + self.hold_timeout
         while not os.path.lexists(self.hold_path):
             if time.monotonic() >= limit:
-                raise _StepFailed("hold", f"not released within {self.timeout:g} s "
+                raise _StepFailed("hold", f"not released within {self.hold_timeout:g} s "
                                   f"({self.hold_path} never appeared)", errno.ETIMEDOUT)
             time.sleep(self.hold_poll)  # a look at a real condition, bounded above
         result["held_ms"] = round((time.monotonic() - t0) * 1000.0, 3)

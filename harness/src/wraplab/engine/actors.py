@@ -218,6 +218,10 @@ class HeldWrap:
     ``--hold-before-dial``): the engine learns the sockets the server announced, lets the
     attackers act, then releases the client."""
 
+    #: Seconds the client waits for its release at most: generous, the server's accept
+    #: window (not the harness's speed on a loaded machine) is what a scenario measures.
+    hold_limit = 120.0
+
     def __init__(self, actor: Actor, argv: list[str], *, peer: bool = False,
                  launcher: Sequence[str] = ()):
         self.actor = actor
@@ -225,7 +229,8 @@ class HeldWrap:
         self.peer = peer
         self.barrier = Barrier(self.ctx, actor, peer)
         self.argv = [*launcher, *argv, "--announce", self.barrier.file("announced.json"),
-                     "--hold-before-dial", self.barrier.file("release")]
+                     "--hold-before-dial", self.barrier.file("release"),
+                     "--hold-timeout", f"{self.hold_limit:g}"]
         self.started = time.time()
         self.handle = self.ctx.track(actor.where(peer).spawn(actor.user_role, self.argv))
         self._announced: dict | None = None
@@ -279,7 +284,7 @@ class HeldWrap:
             self.barrier.release("release")
             self.ctx.step("harness", f"releases the {self.actor.role}'s client", t=t0,
                           ms=(time.time() - t0) * 1000)
-        res = self.handle.wait(timeout or self.ctx.client_budget + 60)
+        res = self.handle.wait(timeout or self.hold_limit + self.ctx.client_budget + 30)
         self._wrap = self.actor.wrap_done(res, self.started, self.argv)
         return self._wrap
 

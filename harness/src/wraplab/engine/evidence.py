@@ -72,9 +72,10 @@ class Wrap:
         return self.data.get("latency_ms")
 
     @property
-    def t_dial(self) -> float:
-        """When the client started dialling (its own clock; the start if it never said)."""
-        return float(self.data.get("t_dial") or self.started)
+    def t_dial(self) -> float | None:
+        """When the client started dialling (its own clock); None if it never dialled."""
+        t = self.data.get("t_dial")
+        return None if t is None else float(t)
 
     @property
     def dial_ms(self) -> float | None:

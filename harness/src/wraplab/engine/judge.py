@@ -18,21 +18,26 @@ __all__ = ["judge", "attack_did_not_happen"]
 
 def attack_did_not_happen(wrap: Wrap, attacks: list, *, first: bool = True) -> str | None:
     """Why the attacks are no evidence for a verdict on ``wrap``, or None."""
+    if wrap.step == "hold":
+        return f"the owner's client was never released ({wrap.data.get('error')})"
     if not attacks:
         return "no attacker acted"
     missed = [a.did_not_happen() for a in attacks]
     if all(missed):
         return "; ".join(missed)
     for a in attacks:
-        if isinstance(a, Intrusion) and first and a.live_attempts and a.finished > wrap.t_dial:
+        dial = wrap.t_dial
+        if dial is None:
+            continue  # the owner never dialled: no attempt can have come after it
+        if isinstance(a, Intrusion) and first and a.live_attempts and a.finished > dial:
             return (f"the {a.actor.role} finished at +{a.finished - wrap.started:.2f}s, after "
-                    f"the owner dialled (+{wrap.t_dial - wrap.started:.2f}s): not first")
+                    f"the owner dialled (+{dial - wrap.started:.2f}s): not first")
         if isinstance(a, Flood) and not first and a.attempts and not (
-                float(a.data.get("t0") or 0) <= wrap.t_dial <= a.finished):
+                float(a.data.get("t0") or 0) <= dial <= a.finished):
             return (f"the {a.actor.role}'s flood did not run while the owner dialled "
                     f"(flood +{float(a.data.get('t0') or 0) - wrap.started:.2f}s.."
                     f"+{a.finished - wrap.started:.2f}s, dial "
-                    f"+{wrap.t_dial - wrap.started:.2f}s)")
+                    f"+{dial - wrap.started:.2f}s)")
     return None
 
 

@@ -93,7 +93,7 @@ def run(ctx):
     if step.get("errno") in GONE:
         return ctx.error(f"the attack did not happen: the staller's connect met no live "
                          f"socket ({step['errno']})")
-    if step["t"] > wrap.t_dial:
+    if wrap.t_dial is not None and step["t"] > wrap.t_dial:
         return ctx.error("the attack did not happen first: the staller connected after "
                          "alice dialled")
     if step.get("errno"):
