@@ -6,7 +6,7 @@ import textwrap
 
 import pytest
 from wraplab import engine
-from wraplab.targets import PROFILES
+from wraplab.targets import PROFILES, reference
 
 GOOD = '''
     """Tells the attack."""
@@ -105,3 +105,46 @@ def test_unknown_server_option_fails(tmp_path):
     text = GOOD.format(slug="fine-options") + '    SERVER = {"server_userns": ("owner",)}\n'
     s = engine.load_scenario(write(tmp_path, "fine-options", text))
     assert s.server == {"server_userns": ("owner",)}
+
+
+def test_scenarios_touch_no_underscore_name_of_the_engine():
+    """Scenarios use the engine's verbs; a private name (``ctx._pending``,
+    ``actor._wrap_done``) in a scenario is a verb the engine is missing."""
+    import ast
+
+    for s in engine.discover():
+        tree = ast.parse(s.path.read_text())
+        private = sorted({f"{n.attr} (line {n.lineno})" for n in ast.walk(tree)
+                          if isinstance(n, ast.Attribute) and n.attr.startswith("_")
+                          and not n.attr.startswith("__")})
+        imported = sorted({a.name for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)
+                           and (n.module or "").startswith("wraplab.engine")
+                           for a in n.names if a.name.startswith("_")})
+        assert not private and not imported, f"{s.slug}: {private + imported}"
+
+
+def test_server_options_are_declared_once_and_reach_the_lab():
+    """Every SERVER option the engine passes on is a parameter of the lab's ServerSpec; the
+    ones it keeps are read by the engine (client_budget can be set and takes effect)."""
+    import inspect
+
+    from wraplab.engine.axes import SERVER_OPTIONS
+    from wraplab.labs import ServerSpec
+
+    params = set(inspect.signature(ServerSpec.wrapref).parameters)
+    for name, (where, what) in SERVER_OPTIONS.items():
+        assert what
+        if where == "server":
+            assert name in params, f"{name} is declared but ServerSpec.wrapref lacks it"
+        else:
+            assert where == "engine"
+    scenario = engine.get_scenario("wrong-uid")
+    scenario = type(scenario)(**{**scenario.__dict__, "server": {"client_budget": 9.5}})
+    cell = scenario.cells(profiles=["hardened"], sockets=["notify"])[0]
+
+    class Run:
+        users = {"owner": None, "attacker": None}
+        api = "unix:/run/api.sock"
+
+    ctx = engine.Context(scenario, cell, Run(), reference("hardened"))
+    assert ctx.client_budget == 9.5
