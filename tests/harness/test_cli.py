@@ -130,3 +130,66 @@ def test_list_json_and_groups_cover_every_scenario_once_per_lab():
     docker_groups = [g for g in groups if g["lab"] == "docker"]
     assert len([c for c in ci if c["lab"] == "docker"]) == len(docker_groups) * len(engine.BASES)
     assert wraplab("list", "--groups", "0").returncode == 2
+
+
+@pytest.fixture
+def no_lab_image(monkeypatch):
+    """An engine that answers but no lab image can be had (as with debootstrap missing):
+    the Docker lab's problem() is None, its image() raises ImageError."""
+    from wraplab import cli_scenarios, labs
+
+    def image(self, log=None):
+        raise images.ImageError("cannot bootstrap wraplab/base:bookworm: debootstrap is not "
+                                "installed (apt-get install debootstrap)")
+
+    monkeypatch.setattr(cli_scenarios, "_docker_problem", lambda base: None)
+    monkeypatch.setattr(cli_scenarios, "_local_problem", lambda: None)
+    monkeypatch.setattr(labs.DockerLab, "image", image)
+    return cli_scenarios
+
+
+@pytest.mark.parametrize("wanted,ran", [
+    (["auto"], ["local"]),
+    (["auto", "local"], ["local"]),  # make demo's choice: what can run
+])
+def test_auto_without_a_lab_image_runs_local_and_says_why(no_lab_image, wanted, ran):
+    choice = no_lab_image.resolve_labs(wanted, "bookworm")
+    assert choice.labs == ["docker", "local"][: len(wanted)]  # the engine answers
+    no_lab_image.prepare_labs(choice, "bookworm")
+    assert choice.labs == ran
+    assert choice.as_dict()["requested"] == wanted
+    assert "debootstrap is not installed" in choice.notes[0]
+
+
+@pytest.mark.parametrize("wanted", [["docker"], ["both"], ["auto", "docker"]])
+def test_an_explicit_docker_lab_without_a_lab_image_is_refused(no_lab_image, wanted):
+    choice = no_lab_image.resolve_labs(wanted, "bookworm")
+    with pytest.raises(no_lab_image.LabUnavailable, match="debootstrap is not installed"):
+        no_lab_image.prepare_labs(choice, "bookworm")
+
+
+def test_report_merges_job_reports_into_one_table(tmp_path, check_report):
+    from harness_support import make_outcome
+    from wraplab import report
+
+    jobs = tmp_path / "artifacts"
+    for i, (lab, verdict) in enumerate((("docker", "defended"), ("local", "defended"))):
+        d = jobs / f"wraplab-{lab}-{i}"
+        report.write_reports([make_outcome(verdict, lab=lab)],
+                             json_path=str(d / f"outcomes-integration-parallel-gw{i}.json"))
+    (jobs / "verdicts.json").write_text("not even json")  # not outcomes-*: not read
+    md, merged = tmp_path / "v.md", tmp_path / "v.json"
+    out = wraplab("report", str(jobs), "--markdown", str(md), "--json", str(merged))
+    assert out.returncode == 0, out.stderr
+    assert "lab docker/bookworm" in md.read_text() and "lab local" in md.read_text()
+    assert check_report(merged)["summary"]["cells"] == 2
+    # a mismatch anywhere makes the merged report fail
+    report.write_reports([make_outcome("vulnerable", lab="local")],
+                         json_path=str(jobs / "outcomes-integration-exclusive-main.json"))
+    assert wraplab("report", str(jobs)).returncode == 1
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    bad = wraplab("report", str(empty))
+    assert bad.returncode == 2 and bad.stderr.startswith("report: no report files")
+    missing = wraplab("report", str(tmp_path / "missing.json"))
+    assert missing.returncode == 2 and "not a readable JSON report" in missing.stderr
