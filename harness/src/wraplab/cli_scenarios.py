@@ -249,6 +249,8 @@ def _cells(args, scenarios, labs_: list[str]) -> list[engine.Cell]:
 
 
 def _choose_labs(wanted: list[str] | None, base: str, *, first_only: bool = False) -> LabChoice:
+    if first_only and wanted:  # run: the first lab of both is Docker; local need not work
+        wanted = ["docker" if w == "both" else w for w in wanted]
     choice = resolve_labs(wanted, base)
     if first_only:
         choice.labs = choice.labs[:1]
