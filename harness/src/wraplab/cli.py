@@ -106,9 +106,14 @@ def cmd_images(args: argparse.Namespace) -> int:
         for name in names:
             try:
                 image = images.ensure_lab_image(name, client=client, log=_say)
-            except (images.ImageError, images.paths.SourcesMissing,
-                    docker.errors.DockerException) as exc:
-                print(f"images: {name}: {_first_line(exc)}", file=sys.stderr)
+            except (images.ImageError, images.paths.SourcesMissing) as exc:
+                # one line for what is missing; a failed build keeps its log tail below it
+                print(f"images: {name}: {str(exc).strip()}", file=sys.stderr)
+                failed = True
+                continue
+            except docker.errors.DockerException as exc:
+                print(f"images: {name}: the Docker engine failed: {_first_line(exc)}",
+                      file=sys.stderr)
                 failed = True
                 continue
             what = ("built" if image.built else "up to date")
