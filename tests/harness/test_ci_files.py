@@ -189,3 +189,21 @@ def test_junit_is_published_and_the_verdicts_summarised(workflow):
     uploads = [s for s in jobs["integration"]["steps"]
                if s.get("uses", "").startswith("actions/upload-artifact@")]
     assert uploads and uploads[0]["if"] == "always()"
+
+
+def _recipe(target: str) -> str:
+    text = (REPO / "Makefile").read_text()
+    m = re.search(rf"^{target}:.*?\n((?:\t.*\n)+)", text, re.M)
+    assert m, f"Makefile has no recipe for {target}"
+    return m.group(1)
+
+
+def test_one_host_set_up_script_for_make_demo_make_test_and_ci_run():
+    assert "scripts/host-deps.sh" in ci_step_bodies()[SETUP]
+    for target in ("demo", "test", "host-deps"):
+        assert "bash scripts/host-deps.sh" in _recipe(target), target
+    # demo goes on with what can run: host-deps and docker-up failures do not stop it, and
+    # its matrix lets --lab auto fall back (an explicit --lab docker would not)
+    demo = _recipe("demo")
+    assert "host-deps.sh ||" in demo and "docker-up.sh ||" in demo
+    assert "--lab auto --lab local" in demo and "--lab both" not in demo
