@@ -68,7 +68,8 @@ def test_the_xsd_rejects_what_it_should():
                                "errors='0'/></testsuites>")
 
 
-def test_the_xsd_accepts_pytests_own_junit(tmp_path):
+@pytest.mark.parametrize("family", ["xunit1", "xunit2"])
+def test_the_xsd_accepts_pytests_own_junit(tmp_path, family):
     """What pytest writes (a common producer) passes the same schema: it is the common
     format, not one made to fit wraplab's output."""
     (tmp_path / "test_x.py").write_text(
@@ -78,7 +79,7 @@ def test_the_xsd_accepts_pytests_own_junit(tmp_path):
         "@pytest.mark.skip(reason='s')\ndef test_skip():\n    pass\n")
     xml = tmp_path / "out.xml"
     subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                    f"--junitxml={xml}", "-o", "junit_family=xunit1", str(tmp_path)],
+                    f"--junitxml={xml}", "-o", f"junit_family={family}", str(tmp_path)],
                    cwd=tmp_path, capture_output=True)
     xmlschema.XMLSchema(str(XSD)).validate(str(xml))
 
