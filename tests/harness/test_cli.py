@@ -68,13 +68,16 @@ def test_auto_falls_back_to_local_and_the_report_says_so(tmp_path, check_report)
     requires_root("the local lab makes real users by uid")
     j = tmp_path / "r.json"
     out = wraplab("matrix", "--lab", "auto", "--scenario", "wrong-uid", "--profile", "hardened",
-                  "--socket", "notify", "--json", str(j), env={"DOCKER_HOST": NO_DOCKER})
+                  "--socket", "notify", "--json", str(j), "--markdown", str(tmp_path / "r.md"),
+                  env={"DOCKER_HOST": NO_DOCKER})
     assert out.returncode == 0, out.stdout + out.stderr
     assert "the local lab runs instead" in out.stderr
     data = check_report(j)
     assert data["labs"]["requested"] == ["auto"] and data["labs"]["ran"] == ["local"]
     assert "Docker is not reachable" in data["labs"]["notes"][0]
     assert {o["cell"]["lab"] for o in data["outcomes"]} == {"local"}
+    md = (tmp_path / "r.md").read_text()
+    assert "the local lab runs instead" in md and "(local, base bookworm)" in md
 
 
 def test_images_without_an_engine_is_one_clear_line():

@@ -214,7 +214,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         return 2
     outcomes = merged.outcomes
     if args.markdown == "-":
-        print(report.to_markdown(outcomes, None, args.title))
+        print(report.to_markdown(outcomes, None, args.title, merged.labs))
     report.write_reports(outcomes, wall=None, json_path=args.json, junit_path=args.junit,
                          markdown_path=None if args.markdown == "-" else args.markdown,
                          title=args.title, labs=merged.labs)

@@ -294,8 +294,10 @@ def _rich_table(outcomes: Sequence[Outcome], title: str):
 
 
 def to_markdown(outcomes: Sequence[Outcome], wall: float | None = None,
-                title: str = "wraplab verdicts") -> str:
+                title: str = "wraplab verdicts", labs_record: dict | None = None) -> str:
     lines = [f"### {title}", ""]
+    if labs_record and labs_record.get("notes"):
+        lines += [f"> {note}" for note in labs_record["notes"]] + [""]
     labs = by_lab(outcomes)
     for label, group in labs.items():
         if len(labs) > 1:
@@ -422,7 +424,7 @@ def write_reports(outcomes: Sequence[Outcome], *, wall: float | None = None,
     for path, data in ((json_path, lambda: json.dumps(to_json(outcomes, wall, labs), indent=1,
                                                       default=str).encode()),
                        (junit_path, lambda: to_junit(outcomes)),
-                       (markdown_path, lambda: to_markdown(outcomes, wall, title).encode())):
+                       (markdown_path, lambda: to_markdown(outcomes, wall, title, labs).encode())):
         if path:
             p = Path(path)
             p.parent.mkdir(parents=True, exist_ok=True)
