@@ -6,7 +6,7 @@ TOX := $(VENV)/bin/tox
 STAMP := $(VENV)/.wraplab-stamp
 
 .DEFAULT_GOAL := help
-.PHONY: help host-deps venv demo demo-local test unit harness labs integration lint bench docker-up images doctor clean
+.PHONY: help host-deps venv demo demo-local test unit harness labs integration lint bench stress docker-up images doctor clean
 
 help: ## show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -56,6 +56,9 @@ lint: $(STAMP) ## ruff (and actionlint)
 
 bench: $(STAMP) ## benchmarks that print figures (handoffs/s, wrap-init/s)
 	$(VENV)/bin/python scripts/bench_ref.py
+
+stress: $(STAMP) docker-up ## the race-prone cells 20 times over under a CPU burner (REPEAT=N to change)
+	$(VENV)/bin/python scripts/stress_races.py --repeat $(or $(REPEAT),20)
 
 docker-up: ## make a Docker engine reachable (install docker.io and start dockerd if needed)
 	@bash containers/docker-up.sh

@@ -1,5 +1,6 @@
 """The verdict logic (``Context.judge``) on recorded evidence, without a lab: every verdict
-can come out, and for the stated reason."""
+can come out, and for the stated reason; an attack that did not happen is never a
+verdict but an ``error``; events that contradict the actors are an ``error``."""
 
 from __future__ import annotations
 
@@ -33,13 +34,13 @@ def ctx_for(events, socket="notify", profile="agentsh"):
 
 def wrap(ctx, ok=True, step="done", errno=None, token="T"):
     data = {"ok": ok, "step": step, "errno": errno, "token": token, "session": "s-1",
-            "paths": {"notify": "/tmp/w/notify-s-1.sock"}}
-    return engine.Wrap(ctx.owner, started=0.0, connect_delay=1.5,
-                       exit_code=0 if ok else 1, data=data)
+            "paths": {"notify": "/tmp/w/notify-s-1.sock"}, "t_dial": 1.5, "t_end": 1.6}
+    return engine.Wrap(ctx.owner, started=0.0, exit_code=0 if ok else 1, data=data)
 
 
-def intrusion(ctx, *steps):
-    return engine.Intrusion(ctx.intruder, {"uid": 1003, "token": "EVIL", "steps": list(steps)})
+def intrusion(ctx, *steps, path="/tmp/w/notify-s-1.sock"):
+    return engine.Intrusion(ctx.intruder, {"uid": 1003, "token": "EVIL", "path": path,
+                                           "steps": list(steps)})
 
 
 def attempt(action, errno=None, accepted=None):
@@ -135,8 +136,123 @@ def test_outcome_ok_needs_the_expected_verdict():
     out = engine.Outcome(cell=cell, verdict=engine.DEFENDED, reason="")
     assert not out.ok
     assert engine.Outcome(cell=cell, verdict=engine.VULNERABLE, reason="").ok
-    assert not engine.Outcome(cell=SimpleNamespace(expected=engine.ERROR),
-                              verdict=engine.ERROR, reason="").ok
+    err = SimpleNamespace(expected=engine.ERROR, expected_guard=None,
+                          expectation=engine.Expected(engine.ERROR))
+    assert not engine.Outcome(cell=err, verdict=engine.ERROR, reason="").ok
+
+
+def test_outcome_ok_needs_the_expected_guard():
+    """wrong-uid promises that the kernel stops the intruder on hardened: the same verdict
+    from another guard (e.g. the peer check, because the directory let her in) fails."""
+    cell = engine.get_scenario("wrong-uid").cells(profiles=["hardened"])[0]
+    assert cell.expected_guard == "kernel"
+    assert engine.Outcome(cell=cell, verdict=engine.DEFENDED, reason="", guard="kernel").ok
+    out = engine.Outcome(cell=cell, verdict=engine.DEFENDED, reason="", guard="peer-check")
+    assert not out.ok and out.guard_mismatch
+
+
+# -- no attack, no verdict ------------------------------------------------------------
+
+OWNER_OK = [INIT, ev("handoff_ok", 2.0, kind="notify", peer_uid=1001, token="T"),
+            ev("dir_removed", 2.1)]
+
+
+def test_no_attacker_acting_is_an_error():
+    ctx = ctx_for(OWNER_OK)
+    j = ctx.judge(wrap(ctx), [])
+    assert j.verdict is engine.ERROR and "did not happen" in j.reason
+
+
+def test_socket_not_found_is_an_error():
+    ctx = ctx_for(OWNER_OK)
+    j = ctx.judge(wrap(ctx), [intrusion(ctx, path=None)])
+    assert j.verdict is engine.ERROR and "found no socket" in j.reason
+
+
+def test_no_attempt_is_an_error():
+    ctx = ctx_for(OWNER_OK)
+    j = ctx.judge(wrap(ctx), [intrusion(ctx)])
+    assert j.verdict is engine.ERROR and "made no attempt" in j.reason
+
+
+@pytest.mark.parametrize("gone", ["ENOENT", "ECONNREFUSED"])
+def test_attempts_that_met_no_live_socket_are_an_error(gone):
+    """The late attacker of the review: its tool ran after the owner's loop had ended and
+    found nothing; that is not the kernel defending."""
+    ctx = ctx_for(OWNER_OK)
+    j = ctx.judge(wrap(ctx), [intrusion(ctx, attempt("handoff", gone),
+                                        attempt("connect", gone))])
+    assert j.verdict is engine.ERROR and "no live socket" in j.reason
+
+
+def test_a_flood_that_did_not_run_while_the_owner_dialled_is_an_error():
+    ctx = ctx_for(OWNER_OK)
+    late = engine.Flood(ctx.intruder, {"uid": 1003, "attempts": 500, "t0": 1.7, "t1": 3.0,
+                                       "outcomes": {"EACCES": 500}})
+    j = ctx.judge(wrap(ctx), [late], first=False)
+    assert j.verdict is engine.ERROR and "did not run while the owner dialled" in j.reason
+    during = engine.Flood(ctx.intruder, {"uid": 1003, "attempts": 500, "t0": 1.0, "t1": 3.0,
+                                         "outcomes": {"EACCES": 500}})
+    j = ctx.judge(wrap(ctx), [during], first=False)
+    assert (j.verdict, j.guard) == (engine.DEFENDED, "kernel")
+
+
+def test_the_owner_alone_needs_no_attack():
+    ctx = ctx_for(OWNER_OK)
+    assert ctx.judge(wrap(ctx)).verdict is engine.DEFENDED
+
+
+# -- judged from what the actors saw; events corroborate ------------------------------
+
+
+class NoEventsTarget:
+    """A target that keeps no events (a server wraplab did not write)."""
+
+    has_events = False
+    dial = "once"
+
+    def api(self, run, transport):
+        return "unix:/run/api.sock"
+
+
+def blind_ctx(socket="notify"):
+    scenario = engine.get_scenario("wrong-uid")
+    cell = scenario.cells(profiles=["permissive"], sockets=[socket])[0]
+    return engine.Context(scenario, cell, FakeRun([]), NoEventsTarget())
+
+
+def test_status_one_seen_by_the_attacker_is_vulnerable_without_events():
+    ctx = blind_ctx()
+    taken = dict(attempt("handoff"), status=1, accepted=True)
+    j = ctx.judge(wrap(ctx, ok=False, step="connect-notify", errno="ENOENT"),
+                  [intrusion(ctx, taken)])
+    assert j.verdict is engine.VULNERABLE, j.reason
+
+
+def test_a_drained_token_on_the_silent_signal_socket_is_vulnerable():
+    ctx = blind_ctx("signal")
+    drained = dict(attempt("handoff"), status=None, accepted=None, consumed=True)
+    j = ctx.judge(wrap(ctx), [intrusion(ctx, drained)])
+    assert j.verdict is engine.VULNERABLE, j.reason
+    kept = dict(attempt("handoff"), status=None, accepted=None, consumed=False)
+    assert ctx.judge(wrap(ctx), [intrusion(ctx, kept)]).verdict is engine.DEFENDED
+
+
+def test_events_contradicting_the_actors_are_an_error():
+    """The server says it took the intruder's handoff; the intruder saw EACCES."""
+    events = [INIT, ev("handoff_ok", 0.5, kind="notify", peer_uid=1003, token="EVIL")]
+    ctx = ctx_for(events)
+    j = ctx.judge(wrap(ctx, ok=False, step="connect-notify", errno="ENOENT"),
+                  [intrusion(ctx, attempt("handoff", "EACCES"), attempt("connect", "EACCES"))])
+    assert j.verdict is engine.ERROR and "refused outright" in j.reason
+
+
+def test_an_unknown_guard_in_expect_fails_loading(tmp_path):
+    src = engine.SCENARIO_DIR / "wrong-uid.py"
+    bad = tmp_path / "wrong-uid.py"
+    bad.write_text(src.read_text().replace('DEFENDED.by("kernel")', 'DEFENDED.by("luck")'))
+    with pytest.raises(engine.ScenarioError, match="guard 'luck'"):
+        engine.load_scenario(bad)
 
 
 @pytest.mark.parametrize("seen_as,verdict", [(65534, engine.VULNERABLE),
@@ -168,3 +284,13 @@ def test_send_error_after_connect_counts_as_reaching_the_server():
     assert j.verdict is engine.VULNERABLE, j.reason
     refused = intrusion(ctx, attempt("handoff", "EACCES"), attempt("connect", "EACCES"))
     assert not refused.reached_server and refused.kernel_refused
+
+
+def test_an_owner_never_released_is_an_error():
+    """The harness was too slow to release the held client (a loaded machine): not a
+    verdict on the server."""
+    ctx = ctx_for([INIT])
+    w = wrap(ctx, ok=False, step="hold", errno="ETIMEDOUT")
+    w.data["t_dial"] = None
+    j = ctx.judge(w, [intrusion(ctx, attempt("handoff", "EACCES"))])
+    assert j.verdict is engine.ERROR and "never released" in j.reason

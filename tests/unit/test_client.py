@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import struct
@@ -12,7 +13,7 @@ import pytest
 from wrapref import wire
 from wrapref.client import STEPS, WrapClient, dial
 
-from .helpers import INTRUDER_UID, OWNER_UID, need_root, run_as
+from .helpers import INTRUDER_UID, OWNER_UID, holds_for, need_root, run_as, wait_for
 
 RESULT_KEYS = {"ok", "step", "errno", "error", "http_status", "token", "latency_ms", "session",
                "paths", "uid", "pid", "status", "fs_isolation", "wrap_init"}
@@ -170,3 +171,54 @@ def test_session_option_and_tcp_api(servers):
     r = WrapClient(api=tcp, session=sid, caller_uid=None, timeout=5).run()
     assert r["ok"] and r["session"] == "given-id"
     assert s.events(sid, "wrap_init")[0]["transport"] == "tcp"
+
+
+def test_held_client_announces_and_dials_only_when_released(server, base_dir):
+    """--announce/--hold-before-dial: the server's answer is written before any dial, no
+    connection reaches the socket while the client is held, and the release lets it on."""
+    announce = os.path.join(base_dir, "announced.json")
+    release = os.path.join(base_dir, "release")
+    box = {}
+    client = WrapClient(api="unix:" + server.api_path, timeout=5, announce=announce,
+                        hold_before_dial=release)
+    t = threading.Thread(target=lambda: box.update(r=client.run()))
+    t.start()
+    try:
+        wait_for(lambda: os.path.exists(announce), 5.0, what="the announcement")
+        with open(announce, encoding="utf-8") as f:
+            info = json.load(f)
+        assert set(info["paths"]) == {"notify"} and info["session"]
+        assert oct(os.stat(announce).st_mode & 0o777) == "0o600"
+        # Held: the loop is live and nobody has dialled (no loop end, nothing accepted).
+        assert holds_for(lambda: not server.events(info["session"], "handoff_ok"), 0.3)
+        assert t.is_alive()
+    finally:
+        open(release, "w").close()
+        t.join(10)
+    r = box["r"]
+    assert (r["ok"], r["step"]) == (True, "done")
+    assert r["paths"] == info["paths"] and r["held_ms"] >= 300
+    assert info["t"] <= r["t_dial"] <= r["t_end"]
+
+
+def test_held_client_never_released_fails_at_hold(server, base_dir):
+    r = WrapClient(api="unix:" + server.api_path, timeout=0.3,
+                   hold_before_dial=os.path.join(base_dir, "never")).run()
+    assert (r["ok"], r["step"], r["errno"]) == (False, "hold", "ETIMEDOUT")
+    assert r["t_dial"] is None
+
+
+def test_hold_timeout_is_its_own_bound(server, base_dir):
+    """The hold may outlast the dial budget (--timeout): a loaded harness is slow to
+    release, and the dial's budget starts only then."""
+    release = os.path.join(base_dir, "release")
+    client = WrapClient(api="unix:" + server.api_path, timeout=0.2, hold_timeout=5,
+                        hold_before_dial=release)
+    box = {}
+    t = threading.Thread(target=lambda: box.update(r=client.run()))
+    t.start()
+    wait_for(lambda: client.session is not None, 5.0, what="the session")
+    assert holds_for(lambda: t.is_alive(), 0.4)  # past --timeout, still held
+    open(release, "w").close()
+    t.join(10)
+    assert box["r"]["ok"], box["r"]

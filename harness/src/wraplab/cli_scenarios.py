@@ -347,18 +347,18 @@ def _run_with_progress(cells, jobs: int, *, rich: bool):
             from rich.markup import escape
 
             def done(o):
-                mark = "" if o.ok else f"  [red]{o.verdict} (expected {o.cell.expected})[/]"
+                mark = "" if o.ok else f"  [red]{o.verdict} (expected {o.cell.expectation})[/]"
                 prog.update(task, advance=1, description=escape(o.cell.name[:60]) + mark)
                 if not o.ok:
                     prog.console.print(f"[red]MISMATCH[/] {escape(o.cell.name)}: {o.verdict}"
-                                       f" (expected {o.cell.expected})", highlight=False)
+                                       f" (expected {o.cell.expectation})", highlight=False)
 
             return engine.run_cells(cells, jobs=jobs, on_done=done)
     n = [0]
 
     def line(o):
         n[0] += 1
-        flag = "ok" if o.ok else f"MISMATCH (expected {o.cell.expected})"
+        flag = "ok" if o.ok else f"MISMATCH (expected {o.cell.expectation})"
         print(f"[{n[0]:>3}/{len(cells)}] {o.cell.name:<58} {str(o.verdict):<10} {flag} "
               f"{o.timings.get('total_s', 0):.1f}s", file=sys.stderr, flush=True)
 

@@ -100,7 +100,7 @@ def render_outcome(out: Outcome) -> str:
             lines.append(f"  ... {len(warn) - 4} more")
     lines.append("timings: " + ", ".join(f"{k}={v}" for k, v in out.timings.items()))
     verdict = f"verdict: {out.verdict}" + (f" (guard: {out.guard})" if out.guard else "")
-    verdict += f" - expected {c.expected}: " + ("OK" if out.ok else "MISMATCH")
+    verdict += f" - expected {c.expectation}: " + ("OK" if out.ok else "MISMATCH")
     lines += [verdict, f"why: {out.reason}"]
     if out.error:
         lines.append("traceback:\n" + out.error)
@@ -137,7 +137,7 @@ def print_outcome(out: Outcome, stream=None) -> None:
     con.print("  timings: " + ", ".join(f"{k}={v}" for k, v in out.timings.items()))
     style = STYLE[str(out.verdict)]
     body = (f"[{style}]{out.verdict}[/]" + (f" (guard: {out.guard})" if out.guard else "")
-            + f" - expected {c.expected}: " + ("[green]OK[/]" if out.ok else "[red]MISMATCH[/]")
+            + f" - expected {c.expectation}: " + ("[green]OK[/]" if out.ok else "[red]MISMATCH[/]")
             + f"\n{esc(out.reason)}")
     con.print(Panel(body, title="verdict"))
     if out.error:
@@ -197,7 +197,7 @@ def _cell_text(group: list[Outcome]) -> tuple[str, bool]:
     else:
         text = " ".join(f"{o.cell.socket[0]}:{_mark(o)}" for o in group)
     if not ok:
-        exp = {str(o.cell.expected) for o in group if not o.ok}
+        exp = {str(o.cell.expectation) for o in group if not o.ok}
         text += " ≠ " + "/".join(sorted(exp))
     return text, ok
 
@@ -254,7 +254,7 @@ def print_matrix(outcomes: Sequence[Outcome], wall: float | None = None, stream=
         stream.write(render_matrix(outcomes, wall) + "\n")
         bad = [o for o in outcomes if not o.ok]
         for o in bad:
-            stream.write(f"  MISMATCH {o.cell.name}: {o.verdict} (expected {o.cell.expected})"
+            stream.write(f"  MISMATCH {o.cell.name}: {o.verdict} (expected {o.cell.expectation})"
                          f" - {o.reason}\n")
         return
     from rich.console import Console
@@ -266,8 +266,9 @@ def print_matrix(outcomes: Sequence[Outcome], wall: float | None = None, stream=
     con.print(_summary_line(outcomes, wall), highlight=False)
     for o in outcomes:
         if not o.ok:
-            con.print(f"  [red]MISMATCH[/] {esc(o.cell.name)}: {o.verdict} (expected "
-                      f"{o.cell.expected}) - {esc(o.reason)}", highlight=False)
+            con.print(f"  [red]MISMATCH[/] {esc(o.cell.name)}: {o.verdict}"
+                      f"{f' ({o.guard})' if o.guard else ''} (expected "
+                      f"{o.cell.expectation}) - {esc(o.reason)}", highlight=False)
 
 
 def _rich_table(outcomes: Sequence[Outcome], title: str):
@@ -311,7 +312,7 @@ def to_markdown(outcomes: Sequence[Outcome], wall: float | None = None,
     if bad:
         lines.append("<details><summary>mismatches and errors</summary>\n")
         for o in bad:
-            lines.append(f"- `{o.cell.name}`: **{o.verdict}** (expected {o.cell.expected}) "
+            lines.append(f"- `{o.cell.name}`: **{o.verdict}** (expected {o.cell.expectation}) "
                          f"– {o.reason}")
         lines.append("\n</details>\n")
     return "\n".join(lines)
@@ -364,6 +365,7 @@ def xml_text(value: object) -> str:
 def _cell_properties(o: Outcome) -> list[tuple[str, str]]:
     c = o.cell
     return [("verdict", str(o.verdict)), ("expected", str(c.expected)),
+            ("expected_guard", c.expected_guard or ""),
             ("guard", o.guard or ""), ("ok", "true" if o.ok else "false"),
             ("scenario", c.scenario), ("profile", c.profile), ("socket", c.socket),
             ("placement", c.placement), ("transport", c.transport), ("lab", c.lab),
@@ -410,7 +412,7 @@ def to_junit(outcomes: Sequence[Outcome], name: str = "wraplab") -> bytes:
             if o.ok:
                 continue
             tag = "error" if o.verdict is ERROR else "failure"
-            el = _sub(case, tag, message=f"{o.verdict} (expected {o.cell.expected}): "
+            el = _sub(case, tag, message=f"{o.verdict} (expected {o.cell.expectation}): "
                       f"{o.reason}"[:1000], type=f"wraplab.{tag}")
             el.text = xml_text(render_outcome(o))
     ET.indent(suites)
@@ -500,7 +502,8 @@ def outcomes_from_json(data: dict) -> list[Outcome]:
                 multi[c["scenario"]] = (False, False)
         mp, mt = multi[c["scenario"]]
         cell = Cell(c["scenario"], c["profile"], c["socket"], c["placement"], c["transport"],
-                    c["lab"], c["base"], Verdict(c["expected"]), multi_placement=mp,
+                    c["lab"], c["base"], Verdict(c["expected"]),
+                    expected_guard=c.get("expected_guard"), multi_placement=mp,
                     multi_transport=mt)
         out.append(Outcome(
             cell=cell, verdict=Verdict(o["verdict"]), reason=o.get("reason", ""),

@@ -96,7 +96,17 @@ def build_parser() -> argparse.ArgumentParser:
     who.add_argument("--legacy", action="store_true", help="send no caller_uid")
     who.add_argument("--caller-uid", type=_uid, metavar="N", help="claim this caller_uid")
     w.add_argument("--mode", choices=("agent", "shim"))
-    w.add_argument("--connect-delay", type=_nonneg_float, default=0.0, metavar="S")
+    w.add_argument("--connect-delay", type=_nonneg_float, default=0.0, metavar="S",
+                   help="sleep this long between wrap-init and the first dial (by hand only; "
+                        "a harness orders with --announce/--hold-before-dial)")
+    w.add_argument("--announce", metavar="FILE",
+                   help="after wrap-init, write the server's answer (session, socket paths) "
+                        "to FILE as one JSON object")
+    w.add_argument("--hold-before-dial", metavar="FILE",
+                   help="after wrap-init, wait until FILE exists before the first dial "
+                        "(bounded by --hold-timeout; the --timeout budget starts then)")
+    w.add_argument("--hold-timeout", type=_positive_float, metavar="S",
+                   help="how long --hold-before-dial waits at most (default: --timeout)")
     w.add_argument("--timeout", type=_positive_float, default=30.0, metavar="S")
     w.add_argument("--dial", choices=("retry", "once"), default="retry")
     w.add_argument("--wrapper-pid", type=_wrapper_pid, default="child",
@@ -175,6 +185,8 @@ def wrap(args, parser) -> int:
         api=args.api, session=args.session, caller_uid=caller, mode=args.mode,
         connect_delay=args.connect_delay, timeout=args.timeout, dial=args.dial,
         wrapper_pid=args.wrapper_pid, token=args.token, sockets=sockets or None,
+        announce=args.announce, hold_before_dial=args.hold_before_dial,
+        hold_timeout=args.hold_timeout,
     )
     result = client.run()
     sys.stdout.write(json.dumps(result) + "\n")

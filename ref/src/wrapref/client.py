@@ -40,6 +40,7 @@ DEFAULT_API = "unix:/run/wrapref/api.sock"
 STEPS = (
     "session",
     "wrap-init",
+    "hold",
     "connect-notify",
     "handoff-notify",
     "connect-signal",
@@ -185,9 +186,12 @@ class WrapClient:
     #: Pause between dial retries.
     retry_interval = 0.005
 
+    #: Pause between looks for the release file of ``hold_before_dial``.
+    hold_poll = 0.002
+
     def __init__(self, api=DEFAULT_API, session=None, caller_uid="getuid", mode=None,
                  connect_delay=0.0, timeout=30.0, dial="retry", wrapper_pid="child", token=None,
-                 sockets=None):
+                 sockets=None, announce=None, hold_before_dial=None, hold_timeout=None):
         self.api = api
         self.session = session
         self.caller_uid = caller_uid  # "getuid", None (legacy) or an int
@@ -198,6 +202,9 @@ class WrapClient:
         self.wrapper_pid = wrapper_pid  # "child", "self" or an int
         self.token = token if token is not None else secrets.token_hex(16)
         self.sockets = dict(sockets) if sockets else None  # skip the API: attack these
+        self.announce_path = announce  # write the wrap-init answer here before dialling
+        self.hold_path = hold_before_dial  # dial only once this file exists
+        self.hold_timeout = float(hold_timeout) if hold_timeout else self.timeout
 
     def new_result(self) -> dict:
         return {
@@ -215,6 +222,8 @@ class WrapClient:
             "status": None,
             "fs_isolation": None,
             "wrap_init": None,
+            "t_dial": None,
+            "t_end": None,
         }
 
     def run(self) -> dict:
@@ -228,8 +237,14 @@ class WrapClient:
                 self.call_wrap_init(result)
             else:
                 result["paths"] = dict(self.sockets)
+            if self.announce_path:
+                self.announce(result)
+            if self.hold_path:
+                self.hold(result)
+                self.deadline = time.monotonic() + self.timeout  # the hold is not dial time
             if self.connect_delay > 0:
                 time.sleep(self.connect_delay)
+            result["t_dial"] = time.time()
             if self.wrapper_pid == "child":
                 wrapper = _Wrapper()
                 pid = wrapper.pid
@@ -259,7 +274,38 @@ class WrapClient:
             if wrapper is not None:
                 wrapper.release()
             result["latency_ms"] = round((time.monotonic() - started) * 1000.0, 3)
+            result["t_end"] = time.time()
         return result
+
+    # -- barriers (a test harness orders actors with these; never a sleep) -----------
+
+    def announce(self, result: dict) -> None:
+        """Write what the server announced (session, socket paths, fs_isolation) as one JSON
+        object to ``announce_path``, atomically (a reader never sees half of it)."""
+        info = {k: result.get(k) for k in ("session", "paths", "fs_isolation", "uid", "pid")}
+        info["t"] = time.time()
+        tmp = f"{self.announce_path}.{os.getpid()}.tmp"
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(json.dumps(info) + "\n")
+            os.rename(tmp, self.announce_path)
+        except OSError as exc:
+            raise _StepFailed("hold", f"cannot announce to {self.announce_path}: "
+                              f"{exc.strerror or exc}", exc.errno) from None
+
+    def hold(self, result: dict) -> None:
+        """Wait, before the first dial, until the file ``hold_path`` exists (bounded by
+        ``hold_timeout``): the harness releases the client when its scenario says so."""
+        result["step"] = "hold"
+        t0 = time.monotonic()
+        limit = t0 + self.hold_timeout
+        while not os.path.lexists(self.hold_path):
+            if time.monotonic() >= limit:
+                raise _StepFailed("hold", f"not released within {self.hold_timeout:g} s "
+                                  f"({self.hold_path} never appeared)", errno.ETIMEDOUT)
+            time.sleep(self.hold_poll)  # a look at a real condition, bounded above
+        result["held_ms"] = round((time.monotonic() - t0) * 1000.0, 3)
 
     # -- API steps -------------------------------------------------------------------
 

@@ -1,11 +1,14 @@
-"""Find wrap sockets the way an unprivileged local user can: list the server's temp base
-(when its mode lets us) and read /proc/net/unix (which shows every bound path, even inside
-a directory we cannot enter). Stdlib only; prints one JSON object.
+"""Find listening Unix sockets the way an unprivileged local user can: read /proc/net/unix
+(which shows every bound path, even inside a directory we cannot enter) and list the
+server's temp base and the directories in it (where their modes let us). Stdlib only;
+prints one JSON object.
 
-    python3 -m wraplab.actors.find_sockets --base /tmp [--kind notify] [--wait 5]
+    python3 -m wraplab.actors.find_sockets --base /tmp [--wait 5] [--skip PATH ...]
 
-The temp base is public knowledge (it is ``$TMPDIR`` of the server, and ``/healthz`` of the
-0666 API says it); nothing here reads the server's log or events.
+No file-name pattern is assumed: a server may name its sockets and directories as it likes
+(the harness learns the owner's socket from the server's wrap-init answer, and checks that
+what is found here is that socket). The temp base is public knowledge (it is ``$TMPDIR``
+of the server); nothing here reads the server's log or events.
 """
 
 from __future__ import annotations
@@ -13,18 +16,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
+import stat
 import sys
 import time
 
 from wraplab.actors._common import errno_name
 
-KINDS = ("notify", "signal", "ptrace")
-_NAME = re.compile(r"^(notify|signal|ptrace)-[^/]+\.sock$")
+_LISTENING = 0x10000  # __SO_ACCEPTCON in the Flags column of /proc/net/unix
 
 
 def from_proc_net_unix(base: str) -> tuple[list[str], str | None]:
-    """Socket paths under ``base`` listed in /proc/net/unix (path is the 8th column)."""
+    """Listening socket paths under ``base`` in /proc/net/unix (path: the 8th column)."""
     prefix = base.rstrip("/") + "/"
     found = []
     try:
@@ -32,9 +34,9 @@ def from_proc_net_unix(base: str) -> tuple[list[str], str | None]:
             next(f, None)
             for line in f:
                 parts = line.split(None, 7)
-                if len(parts) == 8:
+                if len(parts) == 8 and int(parts[3], 16) & _LISTENING:
                     path = parts[7].strip()
-                    if path.startswith(prefix) and _NAME.match(os.path.basename(path)):
+                    if path.startswith(prefix):
                         found.append(path)
     except OSError as exc:
         return [], errno_name(exc)
@@ -42,7 +44,7 @@ def from_proc_net_unix(base: str) -> tuple[list[str], str | None]:
 
 
 def from_listing(base: str) -> tuple[list[str], dict]:
-    """Socket paths found by listing ``base`` and each ``wrap-*`` directory in it."""
+    """Socket files found by listing ``base`` and each directory in it."""
     info: dict = {"base": base, "errno": None, "dirs": {}}
     found: list[str] = []
     try:
@@ -51,28 +53,38 @@ def from_listing(base: str) -> tuple[list[str], dict]:
         info["errno"] = errno_name(exc)
         return [], info
     for name in entries:
-        if not name.startswith(("wrap-", "agentsh-wrap-")):
-            continue
         d = os.path.join(base, name)
+        try:
+            st = os.lstat(d)
+        except OSError:
+            continue
+        if stat.S_ISSOCK(st.st_mode):
+            found.append(d)
+            continue
+        if not stat.S_ISDIR(st.st_mode):
+            continue
         try:
             inner = sorted(os.listdir(d))
             info["dirs"][name] = None
         except OSError as exc:
             info["dirs"][name] = errno_name(exc)
             continue
-        found.extend(os.path.join(d, n) for n in inner if _NAME.match(n))
+        for n in inner:
+            try:
+                if stat.S_ISSOCK(os.lstat(os.path.join(d, n)).st_mode):
+                    found.append(os.path.join(d, n))
+            except OSError:
+                continue
     return found, info
 
 
-def kind_of(path: str) -> str:
-    return os.path.basename(path).split("-", 1)[0]
-
-
-def discover(base: str, kind: str = "any", wait: float = 0.0, poll: float = 0.005) -> dict:
-    """Look (and keep looking until ``wait`` seconds have passed) for a socket of ``kind``."""
+def discover(base: str, wait: float = 0.0, skip=(), poll: float = 0.005) -> dict:
+    """Look (and keep looking until ``wait`` seconds have passed) for a socket under
+    ``base`` that is not in ``skip``."""
     t0 = time.time()
     deadline = t0 + wait
     tries = 0
+    skip = set(skip)
     while True:
         tries += 1
         proc, proc_err = from_proc_net_unix(base)
@@ -82,15 +94,14 @@ def discover(base: str, kind: str = "any", wait: float = 0.0, poll: float = 0.00
             found.setdefault(p, []).append("/proc/net/unix")
         for p in listed:
             found.setdefault(p, []).append("listdir")
-        matches = sorted(p for p in found if kind == "any" or kind_of(p) == kind)
+        matches = sorted(p for p in found if p not in skip)
         if matches or time.time() >= deadline:
             break
-        time.sleep(poll)
+        time.sleep(poll)  # one look at a real condition; the bound is ``wait``
     return {
         "base": base,
-        "kind": kind,
         "path": matches[0] if matches else None,
-        "found": [{"path": p, "kind": kind_of(p), "via": found[p]} for p in sorted(found)],
+        "found": [{"path": p, "via": found[p]} for p in sorted(found)],
         "proc_net_unix_errno": proc_err,
         "listing": listing,
         "tries": tries,
@@ -102,10 +113,11 @@ def discover(base: str, kind: str = "any", wait: float = 0.0, poll: float = 0.00
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="find_sockets", description=__doc__.splitlines()[0])
     ap.add_argument("--base", required=True, help="the server's temp base")
-    ap.add_argument("--kind", default="any", choices=(*KINDS, "any"))
     ap.add_argument("--wait", type=float, default=0.0, help="keep looking this long (s)")
+    ap.add_argument("--skip", action="append", default=[], metavar="PATH",
+                    help="a socket not to report (repeatable)")
     args = ap.parse_args(argv)
-    out = discover(args.base, args.kind, args.wait)
+    out = discover(args.base, args.wait, args.skip)
     out.update(uid=os.getuid(), pid=os.getpid())
     json.dump(out, sys.stdout)
     sys.stdout.write("\n")

@@ -1,16 +1,17 @@
 """A reconnect flood: connect and close, as fast as possible, until a deadline. Stdlib only;
 prints one JSON object.
 
-    python3 -m wraplab.actors.flood --kind notify (--path P | --base DIR [--wait S])
-        --seconds 3 [--procs 2] [--follow]
+    python3 -m wraplab.actors.flood --path P --seconds 3 [--procs 2] [--waiters 16]
+        [--ready FILE [--ready-after N]]
 
 Each of ``--procs`` processes opens a non-blocking AF_UNIX socket, connects, closes, and
 counts the outcome by errno name (``ok`` when the kernel queued the connection; EAGAIN when
 the listener's backlog is full; EACCES when the directory or socket mode stops us; ENOENT /
 ECONNREFUSED once the listener is gone). The report has the totals, the outcome counts and
-the rate (attempts per second over the flood's own wall time). ``--follow`` moves on to each
-new socket of the kind as it appears; SIGTERM ends the flood early (the
-report is still printed).
+the rate (attempts per second over the flood's own wall time). ``--ready FILE``: the file is
+created once the first process has made ``--ready-after`` attempts (the flood is running at
+full speed: the harness releases the owner then); SIGTERM ends the flood early (the report
+is still printed).
 """
 
 from __future__ import annotations
@@ -26,8 +27,6 @@ import sys
 import threading
 import time
 
-from wraplab.actors.find_sockets import discover
-
 _STOP = []
 
 
@@ -38,14 +37,13 @@ def _on_term(_sig, _frame) -> None:
 _GONE = ("ENOENT", "ECONNREFUSED")
 
 
-def flood(path: str, deadline: float, follow: dict | None = None, waiters: int = 0) -> dict:
-    """Flood ``path`` until ``deadline`` (or SIGTERM). With ``follow`` (the discover()
-    arguments), the flood moves to each new socket of the kind as it appears (and when its
-    socket is gone), so it keeps hitting the owner's next wrap too."""
+def flood(path: str, deadline: float, waiters: int = 0, ready: str | None = None,
+          ready_after: int = 256) -> dict:
+    """Flood ``path`` until ``deadline`` (or SIGTERM); ``ready``: a file to create once
+    ``ready_after`` attempts were made."""
     counts: dict[str, int] = {}
     attempts = 0
     first_ok = None
-    paths = [path]
     t0 = time.time()
     now = t0
     state = {"path": path}
@@ -56,9 +54,8 @@ def flood(path: str, deadline: float, follow: dict | None = None, waiters: int =
     for t in threads:
         t.start()
     af, st = socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_NONBLOCK
-    next_look = t0 + 0.05
+    ready_at = None
     while now < deadline and not _STOP:
-        gone = 0
         for _ in range(64):
             s = socket.socket(af, st)
             try:
@@ -71,21 +68,12 @@ def flood(path: str, deadline: float, follow: dict | None = None, waiters: int =
             s.close()
             counts[key] = counts.get(key, 0) + 1
             attempts += 1
-            gone += key in _GONE
         now = time.time()
         if first_ok is None and counts.get("ok"):
             first_ok = now
-        # Every 50 ms (and at once when the socket is gone), look for a newer socket of
-        # the kind: the owner's next wrap is the one to flood.
-        if follow and (gone == 64 or now >= next_look):
-            next_look = now + 0.05
-            found = discover(follow["base"], follow["kind"], 0)
-            newest = [f["path"] for f in found["found"] if f["kind"] == follow["kind"]
-                      and f["path"] not in paths]
-            if newest:
-                path = newest[-1]
-                paths.append(path)
-                state["path"] = path
+        if ready and ready_at is None and attempts >= ready_after:
+            ready_at = now
+            os.close(os.open(ready, os.O_WRONLY | os.O_CREAT, 0o644))
     now = time.time()  # the loop may not have run at all (stopped before its first turn)
     for t in threads:
         t.join(1.0)
@@ -94,7 +82,7 @@ def flood(path: str, deadline: float, follow: dict | None = None, waiters: int =
             counts[k] = counts.get(k, 0) + v
             attempts += v
     return {"attempts": attempts, "outcomes": counts, "t0": t0, "t1": now,
-            "first_ok": first_ok, "paths": paths}
+            "first_ok": first_ok, "ready_at": ready_at}
 
 
 def waiter(state: dict, deadline: float, counts: dict, lock) -> None:
@@ -120,47 +108,32 @@ def waiter(state: dict, deadline: float, counts: dict, lock) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="flood", description=__doc__.splitlines()[0])
-    ap.add_argument("--kind", default="notify", choices=("notify", "signal", "ptrace"))
-    ap.add_argument("--path")
-    ap.add_argument("--base")
-    ap.add_argument("--wait", type=float, default=5.0)
+    ap.add_argument("--path", required=True, help="the socket to flood")
     ap.add_argument("--seconds", type=float, default=3.0)
     ap.add_argument("--procs", type=int, default=1)
     ap.add_argument("--waiters", type=int, default=0,
                     help="threads per process that connect blocking (queue for free slots)")
-    ap.add_argument("--follow", action="store_true",
-                    help="when the socket goes, flood the next one that appears")
+    ap.add_argument("--ready", metavar="FILE", help="create FILE once the flood runs")
+    ap.add_argument("--ready-after", type=int, default=256, metavar="N",
+                    help="attempts of the first process before --ready is created")
     args = ap.parse_args(argv)
     signal.signal(signal.SIGTERM, _on_term)
-    out: dict = {"uid": os.getuid(), "pid": os.getpid(), "kind": args.kind, "procs": args.procs}
-    path = args.path
-    if not path:
-        found = discover(args.base, args.kind, args.wait)
-        out["find"] = {"t": found["t0"], "ms": found["waited_ms"], "path": found["path"],
-                       "via": next((f["via"] for f in found["found"]
-                                    if f["path"] == found["path"]), [])}
-        path = found["path"]
-    out["path"] = path
-    if not path:
-        out.update(attempts=0, outcomes={}, rate=0.0, error="socket not found")
-        json.dump(out, sys.stdout)
-        sys.stdout.write("\n")
-        return 1
+    out: dict = {"uid": os.getuid(), "pid": os.getpid(), "procs": args.procs}
+    path = out["path"] = args.path
     start = time.time()
     deadline = start + args.seconds
-    follow = {"base": args.base, "kind": args.kind} if args.follow and args.base else None
     children = []
     for _ in range(max(1, args.procs) - 1):
         r, w = os.pipe()
         pid = os.fork()
         if pid == 0:
             os.close(r)
-            res = flood(path, deadline, follow, args.waiters)
+            res = flood(path, deadline, args.waiters)
             os.write(w, json.dumps(res).encode())
             os._exit(0)
         os.close(w)
         children.append((pid, r))
-    results = [flood(path, deadline, follow, args.waiters)]
+    results = [flood(path, deadline, args.waiters, args.ready, args.ready_after)]
     for pid, r in children:
         chunks = []
         while True:
@@ -188,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
         seconds=round(t1 - t0, 3),
         rate=round(attempts / max(t1 - t0, 1e-6)),
         first_ok=min(oks) if oks else None,
-        paths=sorted({p for r in results for p in r.get("paths", [])}),
+        ready_at=results[0]["ready_at"],
         stopped=bool(_STOP),
     )
     json.dump(out, sys.stdout)

@@ -11,7 +11,8 @@ Steps, in the order given by ``--do``:
   notify = 0xA7 + our pid + the read end of a pipe holding the token, then the status byte;
   signal = 0x00 + that fd; ptrace = our pid as 4 little-endian bytes, then ACK/NACK.
 
-With ``--base`` the socket is found first (``find_sockets``: /proc/net/unix, listing).
+With ``--base`` the socket is found first (``find_sockets``: /proc/net/unix and listing, no
+file-name pattern; the harness checks that what was found is the owner's socket).
 """
 
 from __future__ import annotations
@@ -57,6 +58,20 @@ def _read_reply(s: socket.socket, n: int, wait: float) -> tuple[str, bytes]:
     return ("eof" if not data else "data"), data
 
 
+def _drained(r: int, token: str) -> bool:
+    """Whether the token we passed was read out of the pipe (we kept the read end too, so
+    FIONREAD shows what is still in it): the server consumed the descriptor."""
+    import fcntl
+    import termios
+
+    buf = array.array("i", [0])
+    try:
+        fcntl.ioctl(r, termios.FIONREAD, buf, True)
+    except OSError:
+        return False
+    return buf[0] < len(token.encode())
+
+
 def _reap(child: int | None) -> None:
     if child:
         try:
@@ -66,15 +81,25 @@ def _reap(child: int | None) -> None:
             pass
 
 
-def step_connect(path: str, watch: float) -> dict:
+def _mark(path: str | None, step: dict) -> None:
+    """Tell a waiting harness that the connect is done (its outcome in the file)."""
+    if path:
+        with open(path + ".tmp", "w", encoding="utf-8") as f:
+            json.dump({k: step.get(k) for k in ("t", "errno", "connected")}, f)
+        os.rename(path + ".tmp", path)
+
+
+def step_connect(path: str, watch: float, connected_file: str | None = None) -> dict:
     t = time.time()
     step: dict = {"action": "connect", "path": path, "t": t, "errno": None}
     try:
         s = _connect(path, 2.0)
     except OSError as exc:
         step.update(errno=errno_name(exc), result=errno_name(exc))
+        _mark(connected_file, step)
     else:
         step["connected"] = True
+        _mark(connected_file, step)
         with s:
             what, _ = _read_reply(s, 1, watch)
             step["result"] = "connected, server " + {
@@ -121,6 +146,7 @@ def step_handoff(path: str, kind: str, token: str, wait: float) -> dict:
             step.update(errno=errno_name(exc), result="send " + errno_name(exc), accepted=False)
         else:
             what, data = _read_reply(s, 1, wait)
+            step["consumed"] = _drained(r, token) if kind != "ptrace" else None
             if what == "data":
                 step["status"] = data[0]
                 step["accepted"] = data[0] == 1
@@ -153,6 +179,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--token", default=None)
     ap.add_argument("--watch", type=float, default=0.3,
                     help="how long to watch a connection for the server's move (s)")
+    ap.add_argument("--connected-file", metavar="FILE",
+                    help="create FILE (with the connect's outcome) once connect returned")
     args = ap.parse_args(argv)
     token = args.token or "intruder-" + secrets.token_hex(8)
     out: dict = {"uid": os.getuid(), "pid": os.getpid(), "kind": args.kind, "token": token,
@@ -161,12 +189,13 @@ def main(argv: list[str] | None = None) -> int:
     if not path:
         if not args.base:
             ap.error("--path or --base is required")
-        found = discover(args.base, args.kind, args.wait)
+        found = discover(args.base, args.wait)
         out["steps"].append({
             "action": "find", "t": found["t0"], "ms": found["waited_ms"],
             "path": found["path"], "errno": None if found["path"] else "ENOENT",
             "via": next((f["via"] for f in found["found"] if f["path"] == found["path"]), []),
             "listing_errno": found["listing"]["errno"],
+            "dirs": found["listing"].get("dirs"),
             "result": "found" if found["path"] else "nothing found",
         })
         path = found["path"]
@@ -174,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     if path:
         for action in filter(None, args.do.split(",")):
             if action == "connect":
-                out["steps"].append(step_connect(path, args.watch))
+                out["steps"].append(step_connect(path, args.watch, args.connected_file))
             elif action == "handoff":
                 out["steps"].append(step_handoff(path, args.kind, token, 2.0))
             else:

@@ -3,8 +3,9 @@
 Alice runs a client that predates caller_uid (``--legacy``: the wrap-init body has no
 caller_uid, as agentsh's CLI also does for root, sudo and user-namespace callers). Over the
 Unix API the server can still learn her uid from SO_PEERCRED of the API connection; over
-loopback TCP it cannot. Mallory finds the socket (temp base listing or /proc/net/unix) and,
-before alice's slow client dials, hands off her own token and connects.
+loopback TCP it cannot. Mallory has the socket's path (/proc/net/unix shows it to anyone;
+the harness hands her the path the server announced) and, while alice's client is held
+between wrap-init and its dial, hands off her own token and connects.
 
 Actors: owner (alice, legacy client), intruder (mallory). Placement: root. Transports: unix
 and tcp (127.0.0.1). Sockets: notify, signal, ptrace.
@@ -30,7 +31,7 @@ PLACEMENTS = ("root",)
 TRANSPORTS = ("unix", "tcp")
 SERVER = {"accept_window": 8}
 EXPECT = {
-    "hardened": {"unix": DEFENDED, "tcp": VULNERABLE},
+    "hardened": {"unix": DEFENDED.by("kernel"), "tcp": VULNERABLE},
     "agentsh": VULNERABLE,
     "pre-235": BROKEN,
     "permissive": VULNERABLE,
@@ -39,9 +40,6 @@ EXPECT = {
 
 
 def run(ctx):
-    slow = ctx.owner.starts_wrap(connect_delay=1.5, legacy=True)
-    attempts = []
-    if ctx.waits_for_socket(ctx.socket):
-        attempts.append(ctx.intruder.attacks_socket(ctx.socket))
-    wrap = slow.result()
-    return ctx.judge(wrap, attempts)
+    owner = ctx.owner.starts_wrap(legacy=True)
+    attack = ctx.intruder.attacks_socket(ctx.socket, owner.socket(ctx.socket))
+    return ctx.judge(owner.release(), [attack])

@@ -42,9 +42,9 @@ EXPECT = {
 
 
 def run(ctx):
-    slow = ctx.owner.starts_wrap(connect_delay=0.6)
-    ctx.waits_for_socket(ctx.socket)
-    wrap = slow.result()
+    owner = ctx.owner.starts_wrap()
+    owner.announced  # noqa: B018 - the files' facts are taken while the client is held
+    wrap = owner.release()
     verdict = ctx.judge(wrap)
     if verdict.verdict is DEFENDED:
         wrong = ctx.files_not_as_claimed(wrap)

@@ -44,8 +44,8 @@ PLACEMENTS = ("root-no-chown", "service")
 TRANSPORTS = ("unix",)
 SERVER = {"accept_window": 8}
 EXPECT = {
-    "hardened": DEFENDED,
-    "agentsh": {"*": DEFENDED, "signal": BROKEN},
+    "hardened": DEFENDED.by("kernel"),
+    "agentsh": {"*": DEFENDED.by("peer-check"), "signal": BROKEN},
     "pre-235": BROKEN,
     "permissive": VULNERABLE,
     "accept-once": VULNERABLE,
@@ -53,9 +53,6 @@ EXPECT = {
 
 
 def run(ctx):
-    slow = ctx.owner.starts_wrap(connect_delay=1.5)
-    attempts = []
-    if ctx.waits_for_socket(ctx.socket):
-        attempts.append(ctx.intruder.attacks_socket(ctx.socket))
-    wrap = slow.result()
-    return ctx.judge(wrap, attempts)
+    owner = ctx.owner.starts_wrap()
+    attack = ctx.intruder.attacks_socket(ctx.socket, owner.socket(ctx.socket))
+    return ctx.judge(owner.release(), [attack])

@@ -1,15 +1,15 @@
 """Mallory floods alice's socket with connect+close while alice hands off.
 
-Alice wraps up to five times in a row; each time her client does wrap-init, then dials half a
-second later (1.5 s the first time, so the flood has found the socket: the run checks that
-it had, and is an ``error`` otherwise — unless the kernel refused alice herself, which no
-flood can cause). Mallory (the flooder: two processes, one per core) finds the socket (temp base
-listing or /proc/net/unix) and connects and closes it as fast as she can (non-blocking
-AF_UNIX connects), moving on to each new socket as it appears, for the whole time alice
-works. Recorded: the flood's attempts and rate, the kernel's answers by errno (EACCES: the
-directory stopped her; EAGAIN: the listener's backlog was full; ok: the connection was
-queued), the server's rejections (peer check, from its events), alice's successes and
-handoff latencies. The verdict is the worst of the handoffs (broken > vulnerable >
+Alice wraps up to five times in a row; each time her client does wrap-init and is held
+before its dial. Mallory (the flooder: two processes, one per core) gets the socket's path
+(the one the server announced; /proc/net/unix shows it to anyone) and connects and closes
+it as fast as she can (non-blocking AF_UNIX connects); once the flood runs (it says so
+after its first few hundred connects), alice's client is released into it, and the flood
+is stopped when alice is done. A flood that did not run while alice dialled is an
+``error``, never a verdict. Recorded: the flood's attempts and rate, the kernel's answers
+by errno (EACCES: the directory stopped her; EAGAIN: the listener's backlog was full; ok:
+the connection was queued), the server's rejections (peer check, from its events), alice's
+successes and handoff latencies. The verdict is the worst of the handoffs (broken > vulnerable >
 defended): a flood that wins a handoff only by chance (agentsh without CAP_CHOWN: about
 two times in three in our runs) still wins one of five nearly always, so the verdict is
 stable where one handoff's outcome is not. Alice stops early once a handoff is denied, or
@@ -49,7 +49,7 @@ hardened removes the directory when the last loop ends.
 
 import os
 
-from wraplab.engine import BROKEN, DEFENDED, VULNERABLE, combine, rejections_of
+from wraplab.engine import BROKEN, DEFENDED, VULNERABLE, combine
 
 SLUG = "reconnect-flood"
 ORDER = 50
@@ -62,56 +62,41 @@ SERVER = {"accept_window": 8}
 FLOOD_SECONDS = 30.0  # an upper bound: the flood is stopped once the owner is done
 FLOODERS = 2  # one per core: the server and the owner must win a core from them
 WAITERS = int(os.environ.get("WRAPLAB_FLOOD_WAITERS", 16))  # blocking connects per flooder
-HANDOFFS = 5  # the owner's wraps under one flood (a flood wins each one by chance)
-OWNER_DELAY = 0.5  # between wrap-init and the dial: the flood fills the backlog meanwhile
-FIRST_DELAY = 1.5  # the first wrap: the flood must find the socket first (checked below)
+HANDOFFS = 5  # the owner's wraps, each under its own flood (a flood wins each by chance)
+KERNEL = DEFENDED.by("kernel")
 EXPECT = {
-    "hardened": DEFENDED,
-    "agentsh": {"root": DEFENDED, "root-no-chown": VULNERABLE, "root/signal": BROKEN,
+    "hardened": KERNEL,
+    "agentsh": {"root": KERNEL, "root-no-chown": VULNERABLE, "root/signal": BROKEN,
                 "root-no-chown/signal": BROKEN},
     "pre-235": BROKEN,
     "permissive": VULNERABLE,
-    "accept-once": {"root": DEFENDED, "root/signal": BROKEN, "root-no-chown": VULNERABLE},
+    "accept-once": {"root": KERNEL, "root/signal": BROKEN, "root-no-chown": VULNERABLE},
 }
 
 
 def run(ctx):
-    flood = ctx.flooder.starts_flood(ctx.socket, seconds=FLOOD_SECONDS, procs=FLOODERS,
-                                     waiters=WAITERS, follow=True, wait=4.0)
-    wraps = []
-    while len(wraps) < HANDOFFS:
-        wrap = ctx.owner.wraps(connect_delay=FIRST_DELAY if not wraps else OWNER_DELAY)
+    judgements, floods, wraps = [], [], []
+    for _ in range(HANDOFFS):
+        owner = ctx.owner.starts_wrap()
+        path = owner.socket(ctx.socket)
+        if path is None:  # wrap-init failed: there is nothing to flood
+            judgements.append(ctx.judge(owner.release()))
+            break
+        flood = ctx.flooder.starts_flood(path, seconds=FLOOD_SECONDS, procs=FLOODERS,
+                                         waiters=WAITERS)
+        running = flood.ready()
+        wrap = owner.release()
+        floods.append(flood.stop())
         wraps.append(wrap)
-        if not wrap.ok:
-            break  # a denied handoff: the worst verdict is in (vulnerable, or broken)
-        if not any(e.get("type") == "peer_rejected" for e in ctx.events(wrap.session)):
-            break  # the flood never reached the server: the kernel guards, no chance to win
-    flood = flood.stop()
-    ok = [w for w in wraps if w.ok]
+        if not running:
+            return ctx.error(f"the flood never got going: {floods[-1].summary()}")
+        judgements.append(ctx.judge(wrap, [floods[-1]], first=False))
+        if not wrap.ok or floods[-1].kernel_refused:
+            break  # the worst verdict is in, or the kernel guards: nothing left to chance
     ctx.metrics.update(
-        flood_rate=flood.rate, flood_attempts=flood.attempts, flood_outcomes=flood.outcomes,
-        flood_procs=FLOODERS, owner_handoffs=len(wraps), owner_ok=len(ok),
+        flood_rate=[f.rate for f in floods], flood_attempts=sum(f.attempts for f in floods),
+        flood_outcomes=[f.outcomes for f in floods], flood_procs=FLOODERS,
+        owner_handoffs=len(wraps), owner_ok=sum(w.ok for w in wraps),
         owner_failures=sorted({f"{w.step}:{w.errno}" for w in wraps if not w.ok}),
-        owner_handoff_ms=[None if w.latency_ms is None
-                          else round(w.latency_ms - w.connect_delay * 1000, 1) for w in wraps])
-    if not flood.attempts:
-        if not any(w.ok or w.step not in ("session", "wrap-init") for w in wraps):
-            return combine([ctx.judge(w) for w in wraps])  # no socket ever: owner alone
-        return ctx.error("the flood never started: " + str(flood.data.get("error")))
-    if all(w.errno == "EACCES" and (w.step or "").startswith("connect")
-           for w in wraps if not w.ok) and not all(w.ok for w in wraps):
-        # The kernel refused the owner herself: no flood can cause that, whenever it ran.
-        return combine([ctx.judge(w, [flood], first=False) for w in wraps])
-    t0, t1 = flood.data.get("t0", 0), flood.data.get("t1", 0)
-    first_dial = ctx.earliest_dial(wraps[0])
-    if t0 >= first_dial:
-        return ctx.error(f"the flood started at +{t0 - wraps[0].started:.2f}s, after the "
-                         f"owner could dial (+{first_dial - wraps[0].started:.2f}s)")
-    if t1 < ctx.earliest_dial(wraps[-1]):
-        return ctx.error("the flood ended before the owner's last handoff")
-    verdicts = [ctx.judge(w, [flood], first=False) for w in wraps]
-    rejections = 0
-    for w in wraps:
-        rejections += rejections_of(ctx.events(w.session), {flood.uid})
-    ctx.metrics["server_rejections"] = rejections
-    return combine(verdicts)
+        owner_handoff_ms=[w.dial_ms for w in wraps])
+    return combine(judgements)

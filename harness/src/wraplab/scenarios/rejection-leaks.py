@@ -55,35 +55,31 @@ EXPECT = {
 
 def state(ctx) -> dict:
     info = ctx.run.server_info()
-    dirs = [n for n in ctx.run.listdir(ctx.run.temp_base) if n.startswith("wrap-")]
-    return {"fds": info.get("fd_count"), "threads": info.get("threads"), "dirs": len(dirs)}
+    entries = ctx.run.listdir(ctx.run.temp_base)  # whatever the server names them
+    return {"fds": info.get("fd_count"), "threads": info.get("threads"), "dirs": len(entries)}
 
 
 def run(ctx):
     base = state(ctx)
-    slow = ctx.owner.starts_wrap(connect_delay=5.0)
-    path = ctx.waits_for_socket(ctx.socket)
+    owner = ctx.owner.starts_wrap()
+    path = owner.socket(ctx.socket)
     attacks = []
     if path:
         t0 = time.time()
-        res = ctx.run.exec(ctx.intruder.user_role,
-                           ["python3", "-m", "wraplab.actors.churn", "connects", "--path", path,
-                            "--count", str(CONNECTS), "--seconds", "4"], timeout=60)
-        data = res.json()
+        data = ctx.intruder.runs_tool("churn", "connects", "--path", path,
+                                      "--count", str(CONNECTS), "--seconds", "4")
         outs = data.get("outcomes") or {}
         ctx.step(ctx.intruder, f"connects and closes {path} up to {CONNECTS} times",
                  f"{data.get('attempts')} in {data.get('seconds')} s: {outs}", t=t0,
                  ms=(data.get("seconds") or 0) * 1000, detail=data)
         rate = (data.get("attempts") or 0) / max(data.get("seconds") or 0, 1e-3)
         attacks.append(Flood(ctx.intruder, {**data, "outcomes": outs, "rate": rate}))
-    wrap = slow.result()
-    verdict = ctx.judge(wrap, attacks, first=False)
+    wrap = owner.release()
+    verdict = ctx.judge(wrap, attacks)
     rejections = ctx.metrics.get("server_rejections", 0)
     t1 = time.time()
-    res = ctx.run.exec(ctx.owner.user_role,
-                       ["python3", "-m", "wraplab.actors.churn", "wrap-inits", "--api", ctx.api,
-                        "--count", str(WRAP_INITS), "--seconds", "20"], timeout=60)
-    inits = res.json()
+    inits = ctx.owner.runs_tool("churn", "wrap-inits", "--api", ctx.api,
+                                "--count", str(WRAP_INITS), "--seconds", "20")
     ctx.step(ctx.owner, f"sends {WRAP_INITS} wrap-inits and never dials",
              f"{inits.get('attempts')} in {inits.get('seconds')} s: {inits.get('outcomes')}",
              t=t1, ms=(inits.get("seconds") or 0) * 1000, detail=inits)

@@ -8,12 +8,12 @@ each to itself, as a server in a user-namespaced container would be: alice in th
 alice to the server, but mallory (1003) has no mapping there, so the kernel shows her to
 the server as the overflow uid, 65534: the same number as the genuine nobody.
 
-1. Mapped: alice wraps from the peer, slow to dial. Mallory in the peer cannot find the
+1. Mapped: alice wraps from the peer, held before its dial. Mallory in the peer cannot find the
    socket the usual way (her /proc/net/unix is her own network namespace's, the wrap
    directory is not listable); the scenario records that, hands her the path the harness
    saw, and she tries it first: a full handoff with her own token, then a bare connect.
 2. Unmapped: once alice's directory is gone, nobody (a service account, 65534 everywhere)
-   wraps from the peer, slow to dial, and mallory tries nobody's socket first. Her uid
+   wraps from the peer, held before its dial, and mallory tries nobody's socket first. Her uid
    reaches the server as 65534, so a server that expects 65534 cannot tell her from
    nobody: the overflow uid must never be an expected uid (SPEC H2).
 
@@ -82,14 +82,11 @@ def run(ctx):
 
 
 def handoff_under_attack(ctx, owner, discover: bool = False):
-    """``owner`` wraps from the peer, slow to dial; mallory tries its socket first."""
-    slow = owner.starts_wrap(connect_delay=2.0, peer=True)
-    attempts = []
-    path = ctx.waits_for_socket(ctx.socket)
+    """``owner`` wraps from the peer, held before its dial; mallory tries its socket first."""
+    held = owner.starts_wrap(peer=True)
+    path = held.socket(ctx.socket)
     if path and discover:
-        found = ctx.run.peer.tool("find_sockets", ["--base", ctx.run.temp_base,
-                                                   "--kind", ctx.socket],
-                                  as_user=ctx.intruder.user_role)
+        found = ctx.intruder.runs_tool("find_sockets", "--base", ctx.run.temp_base, peer=True)
         via = next((f["via"] for f in found.get("found", [])
                     if f["path"] == found.get("path")), [])
         ctx.step(ctx.intruder, f"looks for a {ctx.socket} socket from the peer container "
@@ -98,9 +95,8 @@ def handoff_under_attack(ctx, owner, discover: bool = False):
                  if found.get("path") else "nothing found (other network namespace; "
                  "the wrap directory is not listable)", detail=found)
         ctx.metrics.update(peer_discovered=found.get("path"), peer_discovered_via=via)
-    if path:
-        attempts.append(ctx.intruder.attacks_socket(ctx.socket, path=path, peer=True))
-    wrap = slow.result()
+    attack = ctx.intruder.attacks_socket(ctx.socket, path, peer=True) if path else None
+    wrap = held.release()
     events = ctx.events(wrap.session) if wrap.session else []
     init = next((e for e in events if e.get("type") == "wrap_init"), {})
     ctx.metrics[owner.role] = {
@@ -114,6 +110,6 @@ def handoff_under_attack(ctx, owner, discover: bool = False):
         return ctx.defended(f"{owner.name}'s wrap-init was refused ({wrap.failure()}): the "
                             f"server never expects uid {owner.uid}, so no unmapped peer "
                             "can match it", guard="uid-range")
-    verdict = ctx.judge(wrap, attempts)
+    verdict = ctx.judge(wrap, [attack] if attack else [])
     ctx.waits_for_wrap_end(wrap, WINDOW + 5)  # nobody's socket must be the only one left
     return verdict

@@ -17,7 +17,8 @@ alice's dial finds no socket. hardened puts a deadline on every handshake, drops
 that sent nothing by then (``peer_dropped``) and goes on accepting until the window ends.
 
 Here the window is 4 s and the handshake timeout 1.5 s (``SERVER``); the staller holds
-for 7.5 s; alice's client dials 2.5 s after wrap-init, once the staller is connected.
+for 7.5 s; alice's client is held after wrap-init and released once the staller's connect
+has returned (a barrier, not a delay).
 
 Actors: owner (alice's client), staller (alice, a second process). Placement: root.
 Transport: unix. Sockets: notify and ptrace.
@@ -40,6 +41,7 @@ stall a handshake at all.
 """
 
 from wraplab.engine import BROKEN, DEFENDED, VULNERABLE
+from wraplab.engine.evidence import GONE, json_of
 
 SLUG = "slow-client"
 ORDER = 140
@@ -52,7 +54,7 @@ HANDSHAKE = 1.5
 HOLD = WINDOW + HANDSHAKE + 2.0
 SERVER = {"accept_window": WINDOW, "handshake_timeout": HANDSHAKE}
 EXPECT = {
-    "hardened": DEFENDED,
+    "hardened": DEFENDED.by("handshake-deadline"),
     "agentsh": VULNERABLE,
     "pre-235": BROKEN,
     "permissive": VULNERABLE,
@@ -61,18 +63,18 @@ EXPECT = {
 
 
 def run(ctx):
-    slow = ctx.owner.starts_wrap(connect_delay=2.5)
-    path = ctx.waits_for_socket(ctx.socket)
-    if not path:
-        wrap = slow.result()
-        return ctx.judge(wrap)
-    argv = ["python3", "-m", "wraplab.actors.intrude", "--kind", ctx.socket, "--path", path,
-            "--do", "connect", "--watch", f"{HOLD:g}"]
-    res = ctx.run.exec(ctx.staller.user_role, argv, timeout=HOLD + 30)
-    try:
-        data = res.json()
-    except ValueError:
-        data = {}
+    owner = ctx.owner.starts_wrap()
+    path = owner.socket(ctx.socket)
+    if path is None:
+        return ctx.judge(owner.release(), [])  # no socket: the attack cannot happen
+    gate = ctx.barrier(ctx.staller)
+    staller = ctx.staller.spawns_tool("intrude", "--kind", ctx.socket, "--path", path,
+                                      "--do", "connect", "--watch", f"{HOLD:g}",
+                                      "--connected-file", gate.file("connected"))
+    gate.wait("connected", 30)  # alice goes on only once the staller's connect returned
+    wrap = owner.release()
+    res = staller.wait(HOLD + 30)
+    data = json_of(res) or {}
     step = next((s for s in data.get("steps", []) if s.get("action") == "connect"), None)
     if not step:
         return ctx.error(f"the staller printed no result (exit {res.exit_code}): "
@@ -81,7 +83,6 @@ def run(ctx):
     ctx.step(ctx.staller, f"connects to {path} and sends nothing (up to {HOLD:g} s)",
              step.get("result", ""), errno=step.get("errno"), t=step["t"], ms=step.get("ms"),
              detail=step)
-    wrap = slow.result()
     events = ctx.events(wrap.session)
     ends = [e for e in events if e.get("kind") == ctx.socket and e.get("type") in
             ("peer_dropped", "handoff_ok", "handoff_failed", "window_expired")]
@@ -89,19 +90,23 @@ def run(ctx):
                        owner_ok=wrap.ok, owner=wrap.failure() if not wrap.ok else "ok",
                        loop_events=[{k: e.get(k) for k in ("type", "reason", "peer_uid")}
                                     for e in ends])
+    if step.get("errno") in GONE:
+        return ctx.error(f"the attack did not happen: the staller's connect met no live "
+                         f"socket ({step['errno']})")
+    if wrap.t_dial is not None and step["t"] > wrap.t_dial:
+        return ctx.error("the attack did not happen first: the staller connected after "
+                         "alice dialled")
     if step.get("errno"):
         if not wrap.ok:
             return ctx.broken(f"the staller could not connect ({step['errno']}) and alice's "
                               f"wrap {wrap.failure()}")
         return ctx.defended(f"the staller could not connect ({step['errno']})",
                             guard="kernel")
-    if step["t"] > ctx.earliest_dial(wrap):
-        return ctx.error("the staller connected after alice could dial: not first")
-    owner = "alice's wrap then " + (wrap.failure() if not wrap.ok else "worked")
+    owner_said = "alice's wrap then " + (wrap.failure() if not wrap.ok else "worked")
     if step.get("server") == "open":
         return ctx.vulnerable(
             f"the server held the stalled connection for all {held:.1f} s the staller waited, "
-            f"past its {WINDOW:g} s accept window (no handshake deadline); {owner}")
+            f"past its {WINDOW:g} s accept window (no handshake deadline); {owner_said}")
     if held > HANDSHAKE + 1.5:
         return ctx.error(f"the server closed the stalled connection after {held:.1f} s: "
                          "neither at its handshake timeout nor held past the window")
@@ -110,11 +115,11 @@ def run(ctx):
     if not wrap.ok:
         return ctx.vulnerable(
             f"the server closed the stalled connection after {held:.1f} s (reason {why}), "
-            f"but it was the loop's one connection: the loop ended with it and {owner}",
+            f"but it was the loop's one connection: the loop ended with it and {owner_said}",
             guard="handshake-deadline")
     verdict = ctx.judge(wrap)
     if verdict.verdict is not DEFENDED:
         return verdict
     return ctx.defended(f"the server dropped the stalled connection after {held:.1f} s "
                         f"(handshake timeout {HANDSHAKE:g} s; reason {why}) and kept "
-                        f"accepting; {owner}", guard="handshake-deadline")
+                        f"accepting; {owner_said}", guard="handshake-deadline")

@@ -3,13 +3,15 @@
 She then uses the path it gives her (legacy path hijack).
 
 Alice runs a legacy client (no caller_uid, as agentsh's CLI sends for root, sudo and
-user-namespace callers, B2) and is slow to dial. Mallory looks for the socket the two ways
-a local user has: listing the temp base and each ``wrap-*`` directory in it (the wrap
-directory is 0711 or 0700, so listing it fails with EACCES), and reading /proc/net/unix,
-which names every bound Unix socket path on the system whatever the directory modes
-(AGENTSH.md E1). With the path she hands off her own token before alice dials (legacy
-path hijack, G2). The transcript records which way found the path and that listing the
-private directory was refused.
+user-namespace callers, B2), held between wrap-init and its dial. Mallory looks for the
+socket the two ways a local user has: listing the temp base and each directory in it (the
+wrap directory is 0711 or 0700, so listing it fails with EACCES), and reading
+/proc/net/unix, which names every bound Unix socket path on the system whatever the
+directory modes (AGENTSH.md E1). She looks for any listening socket under the temp base,
+with no assumption about its name; the harness checks that what she found is the socket
+the server announced to alice (else the attack did not happen: ``error``). With the path
+she hands off her own token before alice dials (legacy path hijack, G2). The transcript
+records which way found the path and that listing the private directory was refused.
 
 Actors: owner (alice, legacy client), intruder (mallory). Placement: root. Transport:
 unix. Socket: notify.
@@ -34,7 +36,7 @@ PLACEMENTS = ("root",)
 TRANSPORTS = ("unix",)
 SERVER = {"accept_window": 8}
 EXPECT = {
-    "hardened": DEFENDED,
+    "hardened": DEFENDED.by("kernel"),
     "agentsh": VULNERABLE,
     "pre-235": BROKEN,
     "permissive": VULNERABLE,
@@ -43,22 +45,10 @@ EXPECT = {
 
 
 def run(ctx):
-    slow = ctx.owner.starts_wrap(connect_delay=2.0, legacy=True)
-    attempts = []
-    if ctx.waits_for_socket(ctx.socket):
-        found = ctx.run.tool("find_sockets", ["--base", ctx.run.temp_base, "--kind",
-                                              ctx.socket], as_user=ctx.intruder.user_role)
-        path = found.get("path")
-        via = next((f["via"] for f in found.get("found", []) if f["path"] == path), [])
-        dirs = (found.get("listing") or {}).get("dirs") or {}
-        ctx.step(ctx.intruder, f"lists {ctx.run.temp_base} and its wrap-* directories",
-                 ", ".join(f"{d}: {e or 'listed'}" for d, e in dirs.items()) or "none",
-                 detail=found.get("listing") or {})
-        ctx.step(ctx.intruder, "reads /proc/net/unix", f"{path} (via {' and '.join(via)})"
-                 if path else "nothing found", detail={"found": found.get("found")})
-        ctx.metrics.update(discovered_via=via, dir_listing=dirs)
-        if path and via != ["/proc/net/unix"]:
-            ctx.note(f"the path was also found by listing: {via}")
-        attempts.append(ctx.intruder.attacks_socket(ctx.socket))
-    wrap = slow.result()
-    return ctx.judge(wrap, attempts)
+    owner = ctx.owner.starts_wrap(legacy=True)
+    attack = ctx.intruder.attacks_socket(ctx.socket, owner.socket(ctx.socket), discover=True)
+    find = next((s for s in attack.steps if s.get("action") == "find"), {})
+    ctx.metrics.update(discovered_via=find.get("via"), dir_listing=find.get("dirs"))
+    if attack.path and find.get("via") != ["/proc/net/unix"]:
+        ctx.note(f"the path was also found by listing: {find.get('via')}")
+    return ctx.judge(owner.release(), [attack])

@@ -44,19 +44,9 @@ EXPECT = {
 }
 
 
-def spoofed_wrap(ctx, actor, claim: int):
-    """``actor`` runs the owner's client claiming ``claim`` as its caller_uid."""
-    import time
-
-    argv = ctx.target.client(ctx.api, timeout=ctx.client_timeout) + ["--caller-uid", str(claim)]
-    started = time.time()
-    res = ctx.run.exec(actor.user_role, argv, timeout=ctx.client_timeout + 60)
-    return actor._wrap_done(res, started, 0.0, argv)
-
-
 def run(ctx):
     alice = ctx.owner.uid
-    m = spoofed_wrap(ctx, ctx.intruder, alice)
+    m = ctx.intruder.wraps(caller_uid=alice)
     events = ctx.events(m.session) if m.session else []
     init = next((e for e in events if e.get("type") == "wrap_init"), None)
     stolen = [e for e in events if e.get("type") == "handoff_ok"

@@ -6,7 +6,7 @@ sockets 0666, no peer check. The kernel still reports alice's real uid to the se
 through SO_PEERCRED of the API connection and of the wrap socket (AGENTSH.md E2): being
 "root" in a namespace is not a way to pass as another user, but it throws away the
 protection alice would have had. Mallory, as in ``legacy-no-caller-uid``, finds the socket
-(/proc/net/unix) and hands off her own token before alice's slow client dials. The
+(/proc/net/unix) and hands off her own token while alice's client is held before its dial. The
 scenario also records what the server learned: ``api_peer_uid`` (alice's real uid) and
 ``uid_source`` of the ``wrap_init`` event.
 
@@ -29,9 +29,7 @@ The local lab ignores the option (the host's policy applies). The verdicts are t
 in both labs.
 """
 
-import time
-
-from wraplab.engine import BROKEN, DEFENDED, VULNERABLE, Pending
+from wraplab.engine import BROKEN, DEFENDED, VULNERABLE
 
 SLUG = "userns-root-client"
 ORDER = 210
@@ -57,17 +55,10 @@ def run(ctx):
     if probe.exit_code != 0 or probe.stdout.strip() != "0":
         return ctx.error(f"user namespaces unavailable on the {ctx.cell.lab} lab "
                          f"({(probe.stderr or '').strip()[-200:]})")
-    # The owner's client, run inside a new user namespace (uid 0 there), slow to dial.
-    delay = 2.0
-    argv = ["unshare", "-Ur", *ctx.owner._wrap_argv(False, delay, None)]
-    started = time.time()
-    handle = ctx.run.spawn(ctx.owner.user_role, argv)
-    ctx._pending.append(handle)
-    slow = Pending(handle, lambda res: ctx.owner._wrap_done(res, started, delay, argv))
-    attempts = []
-    if ctx.waits_for_socket(ctx.socket):
-        attempts.append(ctx.intruder.attacks_socket(ctx.socket))
-    wrap = slow.result()
+    # The owner's client, run inside a new user namespace (uid 0 there), held before its dial.
+    owner = ctx.owner.starts_wrap(launcher=("unshare", "-Ur"))
+    attack = ctx.intruder.attacks_socket(ctx.socket, owner.socket(ctx.socket))
+    wrap = owner.release()
     init = next((e for e in ctx.events(wrap.session) if e.get("type") == "wrap_init"), {})
     ctx.metrics.update(client_uid_inside=wrap.data.get("uid"),
                        sent_caller_uid=(wrap.data.get("wrap_init") or {}).get("caller_uid"),
@@ -76,4 +67,4 @@ def run(ctx):
     ctx.note(f"the client saw uid {wrap.data.get('uid')} inside its namespace; the server "
              f"saw API peer uid {init.get('api_peer_uid')} and took the caller as "
              f"{init.get('uid_source')} ({init.get('fs_isolation')})")
-    return ctx.judge(wrap, attempts)
+    return ctx.judge(wrap, [attack])

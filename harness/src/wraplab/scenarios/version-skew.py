@@ -45,12 +45,10 @@ EXPECT = {
 
 
 def row(ctx, client: str):
-    slow = ctx.owner.starts_wrap(connect_delay=1.5, legacy=client == "old")
-    attempts = []
-    if ctx.waits_for_socket(ctx.socket):
-        attempts.append(ctx.intruder.attacks_socket(ctx.socket))
-    wrap = slow.result()
-    j = ctx.judge(wrap, attempts)
+    owner = ctx.owner.starts_wrap(legacy=client == "old")
+    attack = ctx.intruder.attacks_socket(ctx.socket, owner.socket(ctx.socket))
+    wrap = owner.release()
+    j = ctx.judge(wrap, [attack])
     ctx.waits_for_wrap_end(wrap, WINDOW + 3)  # the next row must not find this row's socket
     return j
 

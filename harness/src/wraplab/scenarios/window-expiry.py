@@ -20,6 +20,7 @@ Expected (decided from runs): defended in every profile: one ``window_expired`` 
 loop, ``dir_removed``, no directory or socket left, fds and threads back to baseline.
 """
 
+import os
 import time
 
 from wraplab.engine import DEFENDED, LOOP_ENDS
@@ -47,7 +48,7 @@ def run(ctx):
     if st != 201:
         return ctx.error(f"POST /sessions: HTTP {st} {body!r}")
     sid = body["id"]
-    ctx._sessions.append(sid)
+    ctx.watch_session(sid)
     st, resp = ctx.run.api_request(
         "POST", f"/api/v1/sessions/{sid}/wrap-init",
         {"agent_command": "true", "agent_args": [], "caller_uid": ctx.owner.uid},
@@ -56,10 +57,12 @@ def run(ctx):
     ctx.step(ctx.owner, "sends wrap-init, then never dials", f"HTTP {st}")
     if st != 200 or not isinstance(resp, dict):
         return ctx.error(f"wrap-init: HTTP {st} {resp!r}")
-    init = next((e for e in ctx.events(sid) if e.get("type") == "wrap_init"), {})
-    wdir = init.get("dir")
-    paths = [wdir, *(init.get("sockets") or {}).values()]
-    kinds = sorted((init.get("sockets") or {}).keys())
+    # The sockets as the server announced them (ptrace mode: one socket, in notify_socket).
+    kind = "ptrace" if resp.get("ptrace_mode") else "notify"
+    sockets = {kind: resp.get("notify_socket"), "signal": resp.get("signal_socket")}
+    sockets = {k: v for k, v in sockets.items() if v}
+    paths = [os.path.dirname(next(iter(sockets.values()))), *sockets.values()]
+    kinds = sorted(sockets)
     during = counts(ctx)
     for f in ctx.run.stat_many(paths):
         ctx.files.append({"path": f.path, "exists": f.exists, "kind": f.kind, "uid": f.uid,

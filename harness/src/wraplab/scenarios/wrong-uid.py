@@ -1,12 +1,12 @@
 """Mallory tries alice's socket before alice does.
 
 A root server gets alice's wrap-init (naming her uid) and makes her sockets. Alice's client
-is slow to dial (it waits after wrap-init). Mallory, the attacker, finds the socket the way
-any local user can (listing the server's temp base, or /proc/net/unix, which shows every
-bound path even inside a directory she cannot enter), then tries it first: a full handoff
-with her own token (notify: 0xA7 + her pid + her pipe fd; signal: 0x00 + fd; ptrace: her
-pid), then a bare connect. Then alice dials. The owner's token must be the one that arrived
-and mallory's never.
+is held between wrap-init and its first dial. Mallory, the attacker, has the socket's path
+(as any local user can: /proc/net/unix shows every bound path, even inside a directory she
+cannot enter; the harness hands her the path the server announced to alice) and tries it
+first: a full handoff with her own token (notify: 0xA7 + her pid + her pipe fd; signal:
+0x00 + fd; ptrace: her pid), then a bare connect. Only then is alice's client released. The
+owner's token must be the one that arrived and mallory's never.
 
 What mallory can see, checked against the reference server: /proc/net/unix gives her the
 socket path, and the socket's name carries the session id (unless the path budget hashed
@@ -37,6 +37,8 @@ hardened removes the directory when the last loop ends.
 
 from wraplab.engine import BROKEN, DEFENDED, VULNERABLE
 
+KERNEL = DEFENDED.by("kernel")
+
 SLUG = "wrong-uid"
 ORDER = 20
 ACTORS = {"owner": "owner", "intruder": "attacker"}
@@ -45,18 +47,15 @@ PLACEMENTS = ("root",)
 TRANSPORTS = ("unix",)
 SERVER = {"accept_window": 8}
 EXPECT = {
-    "hardened": DEFENDED,
-    "agentsh": {"*": DEFENDED, "signal": BROKEN},
+    "hardened": KERNEL,
+    "agentsh": {"*": KERNEL, "signal": BROKEN},
     "pre-235": BROKEN,
     "permissive": VULNERABLE,
-    "accept-once": {"*": DEFENDED, "signal": BROKEN},
+    "accept-once": {"*": KERNEL, "signal": BROKEN},
 }
 
 
 def run(ctx):
-    slow = ctx.owner.starts_wrap(connect_delay=1.5)
-    attempts = []
-    if ctx.waits_for_socket(ctx.socket):
-        attempts.append(ctx.intruder.attacks_socket(ctx.socket))
-    wrap = slow.result()
-    return ctx.judge(wrap, attempts)
+    owner = ctx.owner.starts_wrap()
+    attack = ctx.intruder.attacks_socket(ctx.socket, owner.socket(ctx.socket))
+    return ctx.judge(owner.release(), [attack])

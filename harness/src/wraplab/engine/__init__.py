@@ -1,0 +1,54 @@
+"""The scenario engine: scenarios as data plus steps, run against a target in a lab, judged
+into a verdict with its evidence.
+
+One module, one concern:
+
+- :mod:`~wraplab.engine.axes` — the matrix's axes, the SERVER options, the guards;
+- :mod:`~wraplab.engine.verdicts` — verdicts, expectations (``DEFENDED.by("kernel")``);
+- :mod:`~wraplab.engine.scenarios` — loading and checking scenario files;
+- :mod:`~wraplab.engine.cells` — cells and outcomes;
+- :mod:`~wraplab.engine.evidence` — what the actors saw (Wrap, Intrusion, Flood);
+- :mod:`~wraplab.engine.actors` — the roles' verbs and the barriers that order them;
+- :mod:`~wraplab.engine.context` — the scenario context (transcript, observation);
+- :mod:`~wraplab.engine.judge` — the common verdict ("no attack, no verdict");
+- :mod:`~wraplab.engine.steps` — steps shared by several scenarios;
+- :mod:`~wraplab.engine.runner` — a fresh lab per cell, outcomes, many cells.
+
+See :mod:`wraplab.engine.scenarios` for the shape of a scenario file.
+"""
+
+from wraplab.engine.actors import Actor, HarnessError, HeldWrap, RunningFlood
+from wraplab.engine.axes import BASES, GUARDS, LABS, SERVER_OPTIONS, USER_ROLES
+from wraplab.engine.cells import Cell, Outcome, Step, make_cells
+from wraplab.engine.context import Context
+from wraplab.engine.evidence import LOOP_ENDS, Flood, Intrusion, Wrap, rejections_of
+from wraplab.engine.judge import attack_did_not_happen
+from wraplab.engine.runner import make_lab, run_cell, run_cells
+from wraplab.engine.scenarios import (
+                                      SCENARIO_DIR,
+                                      Scenario,
+                                      ScenarioError,
+                                      discover,
+                                      get_scenario,
+                                      load_scenario,
+)
+from wraplab.engine.steps import claim_foreign_pid
+from wraplab.engine.verdicts import (
+                                      BROKEN,
+                                      DEFENDED,
+                                      ERROR,
+                                      VULNERABLE,
+                                      Expected,
+                                      Judgement,
+                                      Verdict,
+                                      combine,
+)
+
+__all__ = [
+    "Verdict", "DEFENDED", "VULNERABLE", "BROKEN", "ERROR", "Expected", "Judgement", "combine",
+    "Scenario", "ScenarioError", "load_scenario", "discover", "get_scenario", "SCENARIO_DIR",
+    "Cell", "Outcome", "Step", "make_cells", "Context", "Actor", "HeldWrap", "RunningFlood",
+    "HarnessError", "Wrap", "Intrusion", "Flood", "LOOP_ENDS", "rejections_of",
+    "attack_did_not_happen", "claim_foreign_pid", "make_lab", "run_cell", "run_cells",
+    "LABS", "BASES", "USER_ROLES", "SERVER_OPTIONS", "GUARDS",
+]

@@ -1,0 +1,135 @@
+"""Cells (one scenario run against one point of the axes) and their outcomes: the verdict,
+its reason and guard, and the evidence (transcript steps, file facts, events, metrics)."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field, is_dataclass
+from typing import Any
+
+from wraplab.engine.verdicts import ERROR, Expected, Verdict
+
+__all__ = ["Cell", "Step", "Outcome", "make_cells", "plain"]
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One run: a scenario against one profile, socket kind, placement, transport, lab."""
+
+    scenario: str
+    profile: str
+    socket: str
+    placement: str
+    transport: str
+    lab: str
+    base: str
+    expected: Verdict
+    expected_guard: str | None = None
+    multi_placement: bool = False
+    multi_transport: bool = False
+
+    @property
+    def expectation(self) -> Expected:
+        return Expected(self.expected, self.expected_guard)
+
+    @property
+    def variant(self) -> str:
+        """``profile-socket[-placement][-transport]``: the matrix column detail."""
+        parts = [self.profile, self.socket]
+        if self.multi_placement or self.placement != "root":
+            parts.append(self.placement)
+        if self.multi_transport or self.transport != "unix":
+            parts.append(self.transport)
+        return "-".join(parts)
+
+    @property
+    def id(self) -> str:
+        return f"{self.variant}-{self.lab}"
+
+    @property
+    def name(self) -> str:
+        return f"{self.scenario}[{self.id}]"
+
+    def to_dict(self) -> dict:
+        return {"scenario": self.scenario, "profile": self.profile, "socket": self.socket,
+                "placement": self.placement, "transport": self.transport, "lab": self.lab,
+                "base": self.base, "expected": str(self.expected),
+                "expected_guard": self.expected_guard, "id": self.name}
+
+
+def make_cells(scenarios: Iterable, *, lab: str = "docker", base: str = "bookworm",
+               profiles=None, sockets=None, placements=None, transports=None) -> list[Cell]:
+    out: list[Cell] = []
+    for s in scenarios:
+        out.extend(s.cells(profiles=profiles, sockets=sockets, placements=placements,
+                           transports=transports, lab=lab, base=base))
+    return out
+
+
+@dataclass
+class Step:
+    """One line of the transcript."""
+
+    t: float
+    actor: str  # scenario role, "server" or "harness"
+    user: str
+    uid: int | None
+    action: str
+    result: str = ""
+    errno: str | None = None
+    ms: float | None = None
+    detail: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Outcome:
+    cell: Cell
+    verdict: Verdict
+    reason: str
+    guard: str | None = None
+    steps: list[Step] = field(default_factory=list)
+    files: list[dict] = field(default_factory=list)
+    events: list[dict] = field(default_factory=list)
+    log: list[dict] = field(default_factory=list)
+    metrics: dict = field(default_factory=dict)
+    timings: dict = field(default_factory=dict)
+    server: dict = field(default_factory=dict)
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.cell.expectation.met_by(self.verdict, self.guard)
+
+    @property
+    def guard_mismatch(self) -> bool:
+        """The verdict is as expected, but another guard decided it."""
+        return (self.verdict is not ERROR and self.verdict == self.cell.expected
+                and not self.ok)
+
+    def to_dict(self) -> dict:
+        return {
+            "cell": self.cell.to_dict(), "verdict": str(self.verdict),
+            "expected": str(self.cell.expected), "expected_guard": self.cell.expected_guard,
+            "ok": self.ok, "reason": self.reason,
+            "guard": self.guard, "metrics": self.metrics, "timings": self.timings,
+            "steps": [s.to_dict() for s in self.steps], "files": self.files,
+            "events": self.events, "log": self.log, "server": self.server,
+            "error": self.error,
+        }
+
+
+def plain(obj) -> Any:
+    """Dataclasses, enums, mappings and sequences as plain JSON-able values."""
+    if is_dataclass(obj) and not isinstance(obj, type):
+        return {k: plain(v) for k, v in asdict(obj).items()}
+    if isinstance(obj, enum.Enum):
+        return obj.value
+    if isinstance(obj, Mapping):
+        return {str(k): plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [plain(v) for v in obj]
+    return obj

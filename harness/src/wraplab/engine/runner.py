@@ -1,0 +1,184 @@
+"""Running cells: a fresh lab per cell, the scenario's steps, the verdict, and the
+evidence gathered into an :class:`~wraplab.engine.cells.Outcome` (the server's events are
+read once at the end and merged into the transcript)."""
+
+from __future__ import annotations
+
+import threading
+import time
+import traceback
+from collections.abc import Callable, Mapping
+
+from wraplab.engine.actors import HarnessError
+from wraplab.engine.cells import Cell, Outcome, Step, plain
+from wraplab.engine.context import Context
+from wraplab.engine.scenarios import Scenario, get_scenario
+from wraplab.engine.verdicts import ERROR, Judgement
+from wraplab.targets import Target, reference
+
+__all__ = ["make_lab", "run_cell", "run_cells"]
+
+
+def make_lab(kind: str, base: str = "bookworm"):
+    from wraplab import labs
+
+    if kind == "docker":
+        return labs.DockerLab(base=base)
+    if kind == "local":
+        return labs.LocalLab()
+    raise ValueError(f"unknown lab {kind!r} (docker or local)")
+
+
+def run_cell(cell: Cell, *, scenario: Scenario | None = None, lab=None,
+             target: Target | None = None) -> Outcome:
+    """Start the target in a fresh lab, run the scenario's steps, judge, collect evidence."""
+    scenario = scenario or get_scenario(cell.scenario)
+    target = target or reference(cell.profile)
+    t0 = time.time()
+    timings: dict = {}
+    ctx = None
+    run = None
+    judgement = Judgement(ERROR, "the scenario did not finish")
+    error = None
+    server: dict = {}
+    log: list[dict] = []
+    events: list[dict] = []
+    try:
+        lab = lab or make_lab(cell.lab, cell.base)
+        spec = target.server_spec(
+            placement=cell.placement, socket=cell.socket, transport=cell.transport,
+            lab=cell.lab, **scenario.server)
+        with lab.start(spec) as run:
+            timings["setup_s"] = round(time.time() - t0, 3)
+            ctx = Context(scenario, cell, run, target)
+            t1 = time.time()
+            try:
+                judgement = scenario.run(ctx)
+                if not isinstance(judgement, Judgement):
+                    judgement = Judgement(ERROR, f"run() returned {judgement!r}, not a verdict")
+            except HarnessError as exc:
+                judgement = Judgement(ERROR, str(exc))
+            except Exception as exc:
+                judgement = Judgement(ERROR, f"{type(exc).__name__}: {exc}")
+                error = traceback.format_exc()
+            finally:
+                for h in ctx.pending:
+                    try:
+                        h.kill()
+                    except Exception:
+                        pass
+            timings["scenario_s"] = round(time.time() - t1, 3)
+            for session in ctx.sessions:
+                try:
+                    events.extend(ctx.events(session, fresh=True))
+                except Exception:
+                    pass
+            try:
+                server = plain(run.server_info())
+            except Exception as exc:
+                server = {"error": repr(exc)}
+            try:
+                log = list(run.server_log())
+            except Exception:
+                log = []
+    except Exception as exc:
+        judgement = Judgement(ERROR, f"lab: {type(exc).__name__}: {exc}")
+        error = traceback.format_exc()
+    timings["total_s"] = round(time.time() - t0, 3)
+    steps = list(ctx.steps) if ctx else []
+    srv_uid = server.get("uid") if isinstance(server, dict) else None
+    for group in _event_runs(events):
+        e = group[0]
+        if len(group) <= 3:
+            steps.extend(Step(float(x.get("ts") or 0), "server", "server", srv_uid,
+                              f"event {x.get('type')}", _event_text(x), detail=x)
+                         for x in group)
+            continue
+        last = group[-1]
+        steps.append(Step(
+            float(e.get("ts") or 0), "server", "server", srv_uid,
+            f"event peer_rejected x{len(group)}",
+            f"kind={e.get('kind')} peer_uid={e.get('peer_uid')} expected_uid="
+            f"{e.get('expected_uid')} count={e.get('count')}..{last.get('count')} "
+            f"over {float(last.get('ts') or 0) - float(e.get('ts') or 0):.3f}s",
+            ms=(float(last.get("ts") or 0) - float(e.get("ts") or 0)) * 1000,
+            detail={"first": e, "last": last, "n": len(group)}))
+    steps.sort(key=lambda s: s.t)
+    return Outcome(
+        cell=cell, verdict=judgement.verdict, reason=judgement.reason, guard=judgement.guard,
+        steps=steps, files=ctx.files if ctx else [], events=events, log=_log_excerpt(log),
+        metrics=ctx.metrics if ctx else {}, timings=timings, server=server, error=error,
+    )
+
+
+def _event_runs(events: list[dict]) -> list[list[dict]]:
+    """Events in order, consecutive peer_rejected of one kind and peer grouped together."""
+    runs: list[list[dict]] = []
+    for e in sorted(events, key=lambda x: float(x.get("ts") or 0)):
+        prev = runs[-1][-1] if runs else None
+        if (prev is not None and e.get("type") == "peer_rejected"
+                and prev.get("type") == "peer_rejected"
+                and (e.get("kind"), e.get("peer_uid")) == (prev.get("kind"), prev.get("peer_uid"))):
+            runs[-1].append(e)
+        else:
+            runs.append([e])
+    return runs
+
+
+_EVENT_FIELDS = {
+    "wrap_init": ("caller_uid", "uid_source", "transport", "fs_isolation", "modes"),
+    "peer_rejected": ("kind", "peer_uid", "peer_pid", "expected_uid", "count"),
+    "handoff_ok": ("kind", "peer_uid", "peer_pid", "token", "wrapper_pid", "pid", "rejections"),
+    "handoff_failed": ("kind", "peer_uid", "peer_pid", "reason", "rejections"),
+    "peer_dropped": ("kind", "peer_uid", "peer_pid", "reason", "count"),
+    "window_expired": ("kind", "rejections", "dropped"),
+    "dir_removed": ("dir",),
+}
+
+
+def _event_text(e: dict) -> str:
+    fields = _EVENT_FIELDS.get(e.get("type"), tuple(k for k in e if k not in
+                                                      ("type", "ts", "session", "wrap")))
+    return " ".join(f"{k}={_short(e[k])}" for k in fields if e.get(k) is not None)
+
+
+def _short(v) -> str:
+    if isinstance(v, Mapping):
+        return "{" + ", ".join(f"{k.rsplit('/', 1)[-1]}: {x}" for k, x in v.items()) + "}"
+    return str(v)
+
+
+def _log_excerpt(log: list[dict], limit: int = 60) -> list[dict]:
+    """Warnings and errors first, then the rest, at most ``limit`` lines."""
+    keep = [r for r in log if str(r.get("level", "")).lower() in ("warn", "warning", "error")]
+    if len(keep) < limit:
+        keep = log[:limit] if len(log) <= limit else keep + [
+            r for r in log if r not in keep][: limit - len(keep)]
+    return keep[:limit]
+
+
+def run_cells(cells: list[Cell], *, jobs: int = 1,
+              on_done: Callable[[Outcome], None] | None = None) -> list[Outcome]:
+    """Run ``cells`` with ``jobs`` at a time (each cell its own lab); cells of an
+    ``EXCLUSIVE`` scenario (floods) run afterwards, one at a time."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    scenarios = {s: get_scenario(s) for s in {c.scenario for c in cells}}
+    outcomes: dict[int, Outcome] = {}
+    lock = threading.Lock()
+
+    def one(i: int) -> None:
+        out = run_cell(cells[i], scenario=scenarios[cells[i].scenario])
+        with lock:
+            outcomes[i] = out
+            if on_done:
+                on_done(out)
+
+    shared = [i for i, c in enumerate(cells) if not scenarios[c.scenario].exclusive]
+    alone = [i for i, c in enumerate(cells) if scenarios[c.scenario].exclusive]
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        for fut in [pool.submit(one, i) for i in shared]:
+            fut.result()
+    for i in alone:
+        one(i)
+    return [outcomes[i] for i in range(len(cells))]

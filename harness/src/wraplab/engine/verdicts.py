@@ -1,0 +1,77 @@
+"""Verdicts, the guard that decided them, and how several combine.
+
+``defended`` (the attack reached a live boundary and the boundary stopped it; the owner's
+handoff worked), ``vulnerable`` (the attack worked: the attacker's handoff was taken, or it
+denied the owner), ``broken`` (the owner failed without the attacker causing it), ``error``
+(the harness could not decide — the attack did not happen, or the evidence disagrees;
+always a failure). A scenario's ``EXPECT`` may name the guard too: ``DEFENDED.by("kernel")``.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+__all__ = ["Verdict", "DEFENDED", "VULNERABLE", "BROKEN", "ERROR", "Expected", "Judgement",
+           "PRECEDENCE", "combine"]
+
+
+class Verdict(str, enum.Enum):
+    DEFENDED = "defended"
+    VULNERABLE = "vulnerable"
+    BROKEN = "broken"
+    ERROR = "error"
+
+    def __str__(self) -> str:
+        return self.value
+
+    def by(self, guard: str) -> Expected:
+        """This verdict, decided by ``guard`` (see ``wraplab.engine.axes.GUARDS``)."""
+        return Expected(self, guard)
+
+
+DEFENDED, VULNERABLE, BROKEN, ERROR = (Verdict.DEFENDED, Verdict.VULNERABLE, Verdict.BROKEN,
+                                       Verdict.ERROR)
+
+
+@dataclass(frozen=True)
+class Expected:
+    """An expectation: a verdict and, where the scenario promises one, the guard."""
+
+    verdict: Verdict
+    guard: str | None = None
+
+    def __str__(self) -> str:
+        return f"{self.verdict} ({self.guard})" if self.guard else str(self.verdict)
+
+    @classmethod
+    def of(cls, value) -> Expected:
+        return value if isinstance(value, Expected) else cls(value)
+
+    def met_by(self, verdict: Verdict, guard: str | None) -> bool:
+        return verdict is not ERROR and verdict == self.verdict and (
+            self.guard is None or guard == self.guard)
+
+
+@dataclass
+class Judgement:
+    verdict: Verdict
+    reason: str
+    guard: str | None = None  # what stopped the attack: kernel (mode/ACL), peer-check...
+
+
+#: When one scenario run judges several handoffs, the worst decides: the harness failing
+#: first, then the owner failing by itself (no attack can be told apart then), then an attack
+#: that worked once.
+PRECEDENCE = (ERROR, BROKEN, VULNERABLE, DEFENDED)
+
+
+def combine(judgements: list[Judgement]) -> Judgement:
+    """One verdict from several (see :data:`PRECEDENCE`); the reason counts them."""
+    if not judgements:
+        return Judgement(ERROR, "nothing was judged")
+    worst = min(judgements, key=lambda j: PRECEDENCE.index(j.verdict))
+    tally = ", ".join(f"{sum(j.verdict is v for j in judgements)} {v}" for v in PRECEDENCE
+                      if any(j.verdict is v for j in judgements))
+    return Judgement(worst.verdict, f"{len(judgements)} handoffs ({tally}); "
+                     f"the {worst.verdict} one: {worst.reason}", worst.guard)
