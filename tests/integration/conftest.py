@@ -3,6 +3,8 @@ run in each lab, as pytest items named like ``wrong-uid[agentsh-signal-docker]``
 
 Selection:
 - ``WRAPLAB_LABS`` (default ``docker,local``) and ``WRAPLAB_BASE`` (default ``bookworm``);
+- ``WRAPLAB_SCENARIOS`` (comma-separated slugs, default every scenario): a CI group
+  (``wraplab list --groups``); an unknown slug is a usage error;
 - markers: the lab (``docker``, ``local``) and the scenario with ``_`` for ``-``
   (``-m "wrong_uid and docker"``); ``-k agentsh``.
 
@@ -10,15 +12,24 @@ Gates (named, reusable): ``requires_docker`` and ``requires_root`` skip with a r
 developer's machine and **fail** when ``CI`` is set, so CI can never go green by skipping.
 Items are independent (each cell starts its own lab) and collected in a fixed order, so
 pytest-xdist can share them out (flood cells stay together in one xdist group).
+
+Reports: every cell's verdict, expectation and guard are JUnit properties; with
+``WRAPLAB_REPORT_DIR`` set (scripts/pytest_passes.py sets it), each pytest process writes
+the outcomes it ran as a wraplab JSON report (checked against the report schema) to
+``outcomes-<suite>-<pass>-<worker>.json`` there, for ``wraplab report`` to merge.
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import os
+from pathlib import Path
 
 import pytest
 from wraplab import engine, report
+
+OUTCOMES: list[engine.Outcome] = []
 
 
 def _in_ci() -> bool:
@@ -136,8 +147,10 @@ class ScenarioItem(pytest.Item):
 
     def runtest(self) -> None:
         self.outcome = engine.run_cell(self.cell)
+        OUTCOMES.append(self.outcome)
         self.user_properties.append(("verdict", str(self.outcome.verdict)))
         self.user_properties.append(("expected", str(self.cell.expected)))
+        self.user_properties.append(("guard", self.outcome.guard or ""))
         if not self.outcome.ok:
             raise Mismatch(self.outcome)
 
@@ -152,8 +165,18 @@ class ScenarioItem(pytest.Item):
         return self.path, None, self.name
 
 
+def selected_scenarios(scenarios: list[engine.Scenario]) -> list[engine.Scenario]:
+    wanted = [x.strip() for x in os.environ.get("WRAPLAB_SCENARIOS", "").split(",") if x.strip()]
+    if not wanted:
+        return scenarios
+    unknown = set(wanted) - {s.slug for s in scenarios}
+    if unknown:
+        raise pytest.UsageError(f"WRAPLAB_SCENARIOS: unknown scenario(s) {sorted(unknown)}")
+    return [s for s in scenarios if s.slug in wanted]
+
+
 def matrix_cells() -> list[engine.Cell]:
-    scenarios = engine.discover()
+    scenarios = selected_scenarios(engine.discover())
     cells: list[engine.Cell] = []
     for lab in selected_labs():
         cells += engine.make_cells(scenarios, lab=lab, base=selected_base())
@@ -165,3 +188,22 @@ def pytest_pycollect_makeitem(collector, name, obj):
     if getattr(obj, "wraplab_matrix", False):
         return [ScenarioItem.from_parent(collector, name=c.name, cell=c) for c in matrix_cells()]
     return None
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Write this process's outcomes as a wraplab JSON report (xdist: one per worker)."""
+    where = os.environ.get("WRAPLAB_REPORT_DIR")
+    if not where or not OUTCOMES:
+        return
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    name = (f"outcomes-{os.environ.get('WRAPLAB_SUITE', 'integration')}-"
+            f"{os.environ.get('WRAPLAB_PASS', 'all')}-{worker}.json")
+    labs = sorted({o.cell.lab for o in OUTCOMES})
+    data = report.to_json(OUTCOMES, None, {"requested": labs, "ran": labs, "notes": []})
+    import jsonschema
+
+    schema = json.loads((report.SCHEMAS / "report-v1.schema.json").read_text())
+    jsonschema.validate(json.loads(json.dumps(data, default=str)), schema)
+    path = Path(where) / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=1, default=str))

@@ -1,4 +1,4 @@
-"""The ``wraplab`` command line: ``doctor``, ``images``, ``clean``.
+"""The ``wraplab`` command line: ``doctor``, ``images``, ``clean``, ``report``.
 
 Adding a subcommand: decorate a function ``(args) -> int`` with :func:`subcommand`, and
 declare its arguments with ``configure=``. Modules named in :data:`PLUGIN_MODULES` are
@@ -88,24 +88,46 @@ def _configure_images(p: argparse.ArgumentParser) -> None:
 @subcommand("images", help="bootstrap missing base images offline and build the lab images",
             configure=_configure_images)
 def cmd_images(args: argparse.Namespace) -> int:
+    import docker.errors
+
     from wraplab import images
 
     names = list(images.DEBIAN_SUITES) if args.base == "all" else [args.base]
     started = time.monotonic()
+    try:
+        client = images.docker_client()
+        client.ping()
+    except docker.errors.DockerException as exc:
+        print(f"images: no Docker engine is reachable ({_first_line(exc)}); start one "
+              "(`make docker-up`, as root) or set DOCKER_HOST", file=sys.stderr)
+        return 1
     failed = False
-    for name in names:
-        try:
-            image = images.ensure_lab_image(name, log=_say)
-        except (images.ImageError, images.paths.SourcesMissing) as exc:
-            print(f"images: {name}: {exc}", file=sys.stderr)
-            failed = True
-            continue
-        what = ("built" if image.built else "up to date")
-        if image.base_made:
-            what += f", base {image.base.image} bootstrapped"
-        _say(f"{name}: {image.tag} {what} ({image.seconds:.1f}s)")
-    _say(f"images: done in {time.monotonic() - started:.1f}s")
+    with contextlib.closing(client):
+        for name in names:
+            try:
+                image = images.ensure_lab_image(name, client=client, log=_say)
+            except (images.ImageError, images.paths.SourcesMissing) as exc:
+                # one line for what is missing; a failed build keeps its log tail below it
+                print(f"images: {name}: {str(exc).strip()}", file=sys.stderr)
+                failed = True
+                continue
+            except docker.errors.DockerException as exc:
+                print(f"images: {name}: the Docker engine failed: {_first_line(exc)}",
+                      file=sys.stderr)
+                failed = True
+                continue
+            what = ("built" if image.built else "up to date")
+            if image.base_made:
+                what += f", base {image.base.image} bootstrapped"
+            _say(f"{name}: {image.tag} {what} ({image.seconds:.1f}s)")
+    _say(f"images: {'failed' if failed else 'done'} in {time.monotonic() - started:.1f}s")
     return 1 if failed else 0
+
+
+def _first_line(exc: BaseException) -> str:
+    """An exception as one line of text (the first; long tails belong in logs)."""
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0]
 
 
 # ------------------------------------------------------------------ clean
@@ -160,7 +182,69 @@ def cmd_clean(args: argparse.Namespace) -> int:
     return 0
 
 
+# ------------------------------------------------------------------ report
+
+
+def _configure_report(p: argparse.ArgumentParser) -> None:
+    p.add_argument("inputs", nargs="+", metavar="JSON",
+                   help="wraplab JSON reports (wraplab matrix --json, the integration tests); "
+                   "a directory stands for every outcomes-*.json under it (what the integration "
+                   "tests write with WRAPLAB_REPORT_DIR)")
+    p.add_argument("--json", metavar="FILE", help="write the merged outcomes as one JSON report")
+    p.add_argument("--junit", metavar="FILE", help="write JUnit XML of every outcome")
+    p.add_argument("--markdown", metavar="FILE",
+                   help="write the verdict table as Markdown ('-' for stdout)")
+    p.add_argument("--title", default="wraplab verdicts", help="title of the Markdown table")
+
+
+@subcommand("report", help="merge JSON reports (of several CI jobs) into one verdict table, "
+            "JSON and JUnit; exit 1 when a cell differed from its expectation",
+            configure=_configure_report)
+def cmd_report(args: argparse.Namespace) -> int:
+    from wraplab import report
+
+    files: list[Path] = []
+    for name in args.inputs:
+        path = Path(name)
+        files += sorted(path.rglob("outcomes-*.json")) if path.is_dir() else [path]
+    try:
+        merged = report.merge_reports(files)
+    except report.ReportError as exc:
+        print(f"report: {exc}", file=sys.stderr)
+        return 2
+    outcomes = merged.outcomes
+    if args.markdown == "-":
+        print(report.to_markdown(outcomes, None, args.title, merged.labs))
+    report.write_reports(outcomes, wall=None, json_path=args.json, junit_path=args.junit,
+                         markdown_path=None if args.markdown == "-" else args.markdown,
+                         title=args.title, labs=merged.labs)
+    if args.markdown != "-":
+        print(report.render_matrix(outcomes))
+    counts = report.summary_counts(outcomes)
+    _say(f"report: {len(files)} file(s), {counts['cells']} cells, {counts['ok']} as expected")
+    return 0 if counts["ok"] == counts["cells"] else 1
+
+
 # ------------------------------------------------------------------ main
+
+
+def version_text() -> str:
+    """``wraplab X.Y.Z`` and, in a git checkout, the commit (``-dirty`` with local changes)."""
+    import subprocess
+
+    from wraplab import __version__
+
+    text = f"wraplab {__version__}"
+    here = Path(__file__).resolve().parent
+    try:
+        commit = subprocess.run(["git", "-C", str(here), "describe", "--always", "--dirty",
+                                 "--abbrev=12", "--exclude=*"], capture_output=True, text=True,
+                                timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return text
+    if commit.returncode == 0 and commit.stdout.strip():
+        text += f" (git {commit.stdout.strip()})"
+    return text
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -172,6 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
                 raise
     parser = argparse.ArgumentParser(prog="wraplab", description="wraplab: real multi-user labs "
                                      "for testing agentsh's wrap handoff")
+    parser.add_argument("--version", action="version", version=version_text())
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for cmd in _SUBCOMMANDS.values():
         p = sub.add_parser(cmd.name, help=cmd.help, description=cmd.help)
@@ -191,4 +276,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # ``python -m wraplab.cli``: run the registry of the imported module ``wraplab.cli``
+    # (where the plugin modules register their subcommands), not this __main__ copy.
+    from wraplab.cli import main as _main
+
+    sys.exit(_main())

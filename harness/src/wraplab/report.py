@@ -4,15 +4,29 @@ terminal, plain text otherwise), JSON, JUnit XML and Markdown (for CI step summa
 from __future__ import annotations
 
 import json
+import platform
+import re
 import sys
 import time
 import xml.etree.ElementTree as ET
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from wraplab.engine import ERROR, Outcome, Step
 from wraplab.targets import PROFILES
+
+#: The JSON report's schema: ``schemas/report-v1.schema.json`` beside this module, documented
+#: in docs/reports.md. A change that breaks a reader raises the version.
+SCHEMA_VERSION = 1
+SCHEMA_ID = f"https://wraplab.invalid/schemas/report-v{SCHEMA_VERSION}.schema.json"
+SCHEMAS = Path(__file__).resolve().parent / "schemas"
+
+
+class ReportError(Exception):
+    """A report file that cannot be read back (not JSON, not ours, a newer schema)."""
+
 
 MARK = {"defended": "defended", "vulnerable": "VULNERABLE", "broken": "broken", "error": "ERROR"}
 STYLE = {"defended": "green", "vulnerable": "red", "broken": "yellow", "error": "bold magenta"}
@@ -281,8 +295,10 @@ def _rich_table(outcomes: Sequence[Outcome], title: str):
 
 
 def to_markdown(outcomes: Sequence[Outcome], wall: float | None = None,
-                title: str = "wraplab verdicts") -> str:
+                title: str = "wraplab verdicts", labs_record: dict | None = None) -> str:
     lines = [f"### {title}", ""]
+    if labs_record and labs_record.get("notes"):
+        lines += [f"> {note}" for note in labs_record["notes"]] + [""]
     labs = by_lab(outcomes)
     for label, group in labs.items():
         if len(labs) > 1:
@@ -318,46 +334,146 @@ def _markdown_table(outcomes: Sequence[Outcome]) -> list[str]:
     return lines
 
 
-def to_json(outcomes: Sequence[Outcome], wall: float | None = None) -> dict:
-    return {"generated": time.time(), "wall_s": wall, "summary": summary_counts(outcomes),
+def to_json(outcomes: Sequence[Outcome], wall: float | None = None,
+            labs: dict | None = None) -> dict:
+    """The JSON report (schema: :data:`SCHEMA_VERSION`, docs/reports.md)."""
+    from wraplab import __version__
+
+    ran = sorted({o.cell.lab for o in outcomes})
+    return {"schema_version": SCHEMA_VERSION, "wraplab_version": __version__,
+            "generated": time.time(), "host": platform.node(), "wall_s": wall,
+            "labs": labs or {"requested": ran, "ran": ran, "notes": []},
+            "summary": summary_counts(outcomes),
             "outcomes": [o.to_dict() for o in outcomes]}
 
 
+# XML 1.0 cannot carry most C0 controls (\x00 included, even escaped), lone surrogates,
+# U+FFFE and U+FFFF: they are written as visible \xNN / \uNNNN escapes instead.
+_NOT_XML = re.compile("[^\x09\x0a\x0d\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def xml_text(value: object) -> str:
+    """``value`` as text XML 1.0 can carry: characters it cannot are written as escapes
+    (``\x1b`` for ESC, ``\x00`` for NUL), so a transcript stays readable and parses."""
+    def esc(m: re.Match) -> str:
+        c = ord(m.group())
+        return f"\\x{c:02x}" if c < 0x100 else f"\\u{c:04x}"
+
+    return _NOT_XML.sub(esc, str(value))
+
+
+def _cell_properties(o: Outcome) -> list[tuple[str, str]]:
+    c = o.cell
+    return [("verdict", str(o.verdict)), ("expected", str(c.expected)),
+            ("expected_guard", c.expected_guard or ""),
+            ("guard", o.guard or ""), ("ok", "true" if o.ok else "false"),
+            ("scenario", c.scenario), ("profile", c.profile), ("socket", c.socket),
+            ("placement", c.placement), ("transport", c.transport), ("lab", c.lab),
+            ("base", c.base), ("reason", o.reason)]
+
+
+def _sub(parent: ET.Element, tag: str, **attrs: object) -> ET.Element:
+    return ET.SubElement(parent, tag, {k: xml_text(v) for k, v in attrs.items()})
+
+
 def to_junit(outcomes: Sequence[Outcome], name: str = "wraplab") -> bytes:
-    suites = ET.Element("testsuites", name=name)
-    by_scenario: dict[str, list[Outcome]] = defaultdict(list)
+    """JUnit XML: ``<testsuites>`` (totals) > one ``<testsuite>`` per scenario and lab
+    (totals, verdict counts as properties) > one ``<testcase>`` per cell with the cell's
+    verdict, expectation and guard as properties (passing cells too); a mismatch is a
+    ``<failure>``, an ``error`` verdict an ``<error>``, each with the run's transcript.
+    Every text is made XML-safe (:func:`xml_text`). Schema: ``schemas/junit.xsd``."""
+    counts = summary_counts(outcomes)
+    total_time = sum(o.timings.get("total_s", 0) or 0 for o in outcomes)
+    suites = ET.Element("testsuites", name=xml_text(name), tests=str(counts["cells"]),
+                        failures=str(counts["mismatches"]), errors=str(counts["errors"]),
+                        skipped="0", time=f"{total_time:.3f}")
+    groups: dict[tuple[str, str], list[Outcome]] = defaultdict(list)
     for o in outcomes:
-        by_scenario[o.cell.scenario].append(o)
-    for scen, group in by_scenario.items():
-        failures = sum(not o.ok and o.verdict is not ERROR for o in group)
-        errors = sum(o.verdict is ERROR for o in group)
-        suite = ET.SubElement(suites, "testsuite", name=scen, tests=str(len(group)),
-                              failures=str(failures), errors=str(errors),
-                              time=f"{sum(o.timings.get('total_s', 0) for o in group):.3f}")
+        groups[(o.cell.scenario, _lab_label(o))].append(o)
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
+    for (scen, lab), group in groups.items():
+        c = summary_counts(group)
+        suite = _sub(suites, "testsuite", name=f"{scen} ({lab})", tests=c["cells"],
+                     failures=c["mismatches"], errors=c["errors"], skipped=0,
+                     time=f"{sum(o.timings.get('total_s', 0) or 0 for o in group):.3f}",
+                     timestamp=stamp, hostname=platform.node() or "localhost")
+        props = _sub(suite, "properties")
+        verdicts: dict[str, int] = defaultdict(int)
         for o in group:
-            case = ET.SubElement(suite, "testcase", classname=f"wraplab.{scen}",
-                                 name=o.cell.name, time=f"{o.timings.get('total_s', 0):.3f}")
+            verdicts[str(o.verdict)] += 1
+        for verdict, n in sorted(verdicts.items()):
+            _sub(props, "property", name=f"verdicts.{verdict}", value=n)
+        for o in group:
+            case = _sub(suite, "testcase", classname=f"wraplab.{scen}.{o.cell.lab}",
+                        name=o.cell.name, time=f"{o.timings.get('total_s', 0) or 0:.3f}")
+            cprops = _sub(case, "properties")
+            for key, value in _cell_properties(o):
+                _sub(cprops, "property", name=key, value=value)
             if o.ok:
                 continue
             tag = "error" if o.verdict is ERROR else "failure"
-            el = ET.SubElement(case, tag, message=f"{o.verdict} (expected {o.cell.expectation}): "
-                               f"{o.reason}"[:1000])
-            el.text = render_outcome(o)
+            el = _sub(case, tag, message=f"{o.verdict} (expected {o.cell.expectation}): "
+                      f"{o.reason}"[:1000], type=f"wraplab.{tag}")
+            el.text = xml_text(render_outcome(o))
     ET.indent(suites)
     return ET.tostring(suites, encoding="utf-8", xml_declaration=True)
 
 
 def write_reports(outcomes: Sequence[Outcome], *, wall: float | None = None,
                   json_path: str | None = None, junit_path: str | None = None,
-                  markdown_path: str | None = None, title: str = "wraplab verdicts") -> None:
-    for path, data in ((json_path, lambda: json.dumps(to_json(outcomes, wall), indent=1,
+                  markdown_path: str | None = None, title: str = "wraplab verdicts",
+                  labs: dict | None = None) -> None:
+    for path, data in ((json_path, lambda: json.dumps(to_json(outcomes, wall, labs), indent=1,
                                                       default=str).encode()),
                        (junit_path, lambda: to_junit(outcomes)),
-                       (markdown_path, lambda: to_markdown(outcomes, wall, title).encode())):
+                       (markdown_path, lambda: to_markdown(outcomes, wall, title, labs).encode())):
         if path:
             p = Path(path)
             p.parent.mkdir(parents=True, exist_ok=True)
             p.write_bytes(data())
+
+
+@dataclass
+class Merged:
+    """Several JSON reports read back as one: every outcome, and the labs record."""
+
+    outcomes: list[Outcome] = field(default_factory=list)
+    labs: dict = field(default_factory=lambda: {"requested": [], "ran": [], "notes": []})
+
+
+def read_report(path: str | Path) -> dict:
+    """A JSON report read and checked for what :func:`outcomes_from_json` needs."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ReportError(f"{path}: not a readable JSON report ({exc})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("outcomes"), list):
+        raise ReportError(f"{path}: not a wraplab report (no outcomes list)")
+    version = data.get("schema_version", 0)
+    if not isinstance(version, int) or version > SCHEMA_VERSION:
+        raise ReportError(f"{path}: report schema version {version!r} is newer than this "
+                          f"wraplab reads ({SCHEMA_VERSION})")
+    return data
+
+
+def merge_reports(paths: Iterable[str | Path]) -> Merged:
+    merged = Merged()
+    paths = list(paths)
+    if not paths:
+        raise ReportError("no report files given (or none under the directories given)")
+    for path in paths:
+        data = read_report(path)
+        try:
+            merged.outcomes += outcomes_from_json(data)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ReportError(f"{path}: an outcome cannot be read ({exc!r})") from None
+        labs = data.get("labs") or {}
+        for key in ("requested", "ran", "notes"):
+            for item in labs.get(key, []):
+                if item not in merged.labs[key]:
+                    merged.labs[key].append(item)
+    return merged
 
 
 def list_lines(scenarios: Iterable) -> list[str]:
