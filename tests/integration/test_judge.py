@@ -294,3 +294,16 @@ def test_an_owner_never_released_is_an_error():
     w.data["t_dial"] = None
     j = ctx.judge(w, [intrusion(ctx, attempt("handoff", "EACCES"))])
     assert j.verdict is engine.ERROR and "never released" in j.reason
+
+
+def test_an_owner_released_after_the_window_is_an_error():
+    """A loaded harness released the held client after the server's accept window: the
+    owner's failure then says nothing about the server (wrong-uid's window is 8 s)."""
+    ctx = ctx_for([INIT, ev("window_expired", 8.1, kind="notify"), ev("dir_removed", 8.2)])
+    w = wrap(ctx, ok=False, step="connect-notify", errno="ENOENT")
+    w.data.update(t_announce=0.2, t_dial=9.0)
+    j = ctx.judge(w, [intrusion(ctx, attempt("handoff", "EACCES"))])
+    assert j.verdict is engine.ERROR and "accept window" in j.reason
+    w.data.update(t_dial=1.5)
+    assert ctx.judge(w, [intrusion(ctx, attempt("handoff", "EACCES"))]).verdict is \
+        engine.BROKEN

@@ -286,6 +286,8 @@ class HeldWrap:
                           ms=(time.time() - t0) * 1000)
         res = self.handle.wait(timeout or self.hold_limit + self.ctx.client_budget + 30)
         self._wrap = self.actor.wrap_done(res, self.started, self.argv)
+        if self._announced and self._announced.get("t"):
+            self._wrap.data.setdefault("t_announce", self._announced["t"])
         return self._wrap
 
     result = release

@@ -194,6 +194,20 @@ class Context:
     def error(self, reason: str) -> Judgement:
         return Judgement(ERROR, reason)
 
+    #: The server's accept window when a scenario sets none (wrapref's default, SPEC §1).
+    default_window = 30.0
+
+    def dialled_too_late(self, wrap: Wrap) -> str | None:
+        """Why the owner's failure says nothing about the server: its client dialled only
+        after the accept window (counted from the wrap-init answer) had ended, because the
+        harness was slow to release it on a loaded machine. None if it dialled in time."""
+        window = float(self.scenario.server.get("accept_window") or self.default_window)
+        t0, dial = wrap.data.get("t_announce"), wrap.t_dial
+        if wrap.ok or t0 is None or dial is None or dial <= float(t0) + window:
+            return None
+        return (f"the owner's client was released {dial - float(t0):.1f} s after wrap-init, "
+                f"past the server's {window:g} s accept window (the harness was too slow)")
+
     def owner_kinds(self) -> list[str]:
         """The handoffs the owner's client makes for this cell's socket kind."""
         return {"notify": ["notify"], "signal": ["notify", "signal"],

@@ -55,6 +55,9 @@ def judge(ctx, wrap: Wrap, attacks: list | None, *, first: bool = True) -> Judge
     """
     owner_uid = wrap.actor.uid
     events = ctx.events(wrap.session)
+    late = ctx.dialled_too_late(wrap)
+    if late:
+        return ctx.error(f"no verdict: {late}")
     if attacks is not None:
         why = attack_did_not_happen(wrap, attacks, first=first)
         if why:

@@ -16,8 +16,8 @@ but each accept loop serves one connection (B19), so the stalled one ends the lo
 alice's dial finds no socket. hardened puts a deadline on every handshake, drops a peer
 that sent nothing by then (``peer_dropped``) and goes on accepting until the window ends.
 
-Here the window is 4 s and the handshake timeout 1.5 s (``SERVER``); the staller holds
-for 7.5 s; alice's client is held after wrap-init and released once the staller's connect
+Here the window is 6 s and the handshake timeout 1.5 s (``SERVER``); the staller holds
+for 9.5 s; alice's client is held after wrap-init and released once the staller's connect
 has returned (a barrier, not a delay).
 
 Actors: owner (alice's client), staller (alice, a second process). Placement: root.
@@ -25,7 +25,7 @@ Transport: unix. Sockets: notify and ptrace.
 
 Expected (decided from runs):
 - agentsh, accept-once, permissive on notify: vulnerable: the server still held the
-  stalled connection when the staller gave up at 7.5 s, past the 4 s window, and alice's
+  stalled connection when the staller gave up at 9.5 s, past the 6 s window, and alice's
   wrap failed.
 - agentsh, accept-once, permissive on ptrace: vulnerable: the deadline closed the stalled
   connection after 1.5 s, but it was the loop's one connection: the loop ended with it
@@ -49,7 +49,7 @@ ACTORS = {"owner": "owner", "staller": "owner"}
 SOCKETS = ("notify", "ptrace")
 PLACEMENTS = ("root",)
 TRANSPORTS = ("unix",)
-WINDOW = 4.0
+WINDOW = 6.0
 HANDSHAKE = 1.5
 HOLD = WINDOW + HANDSHAKE + 2.0
 SERVER = {"accept_window": WINDOW, "handshake_timeout": HANDSHAKE}
@@ -90,6 +90,9 @@ def run(ctx):
                        owner_ok=wrap.ok, owner=wrap.failure() if not wrap.ok else "ok",
                        loop_events=[{k: e.get(k) for k in ("type", "reason", "peer_uid")}
                                     for e in ends])
+    late = ctx.dialled_too_late(wrap)
+    if late:
+        return ctx.error(f"no verdict: {late}")
     if step.get("errno") in GONE:
         return ctx.error(f"the attack did not happen: the staller's connect met no live "
                          f"socket ({step['errno']})")
