@@ -42,12 +42,13 @@ PLACEMENTS = ("root",)
 TRANSPORTS = ("unix",)
 WINDOW = 4.0
 SERVER = {"accept_window": WINDOW, "handshake_timeout": 1.5}
+HANDSHAKE = DEFENDED.by("handshake")
 EXPECT = {
-    "hardened": DEFENDED,
-    "agentsh": {"*": DEFENDED, "signal": BROKEN},
+    "hardened": HANDSHAKE,
+    "agentsh": {"*": HANDSHAKE, "signal": BROKEN},
     "pre-235": BROKEN,
-    "permissive": {"*": DEFENDED, "signal": BROKEN},
-    "accept-once": {"*": DEFENDED, "signal": BROKEN},
+    "permissive": {"*": HANDSHAKE, "signal": BROKEN},
+    "accept-once": {"*": HANDSHAKE, "signal": BROKEN},
 }
 MUST_REFUSE = {
     "notify": {"fds0", "fds2", "fds9", "no_payload"},

@@ -29,7 +29,7 @@ PLACEMENTS = ("root",)
 TRANSPORTS = ("unix",)
 SERVER = {"accept_window": 5}
 EXPECT = {
-    "hardened": DEFENDED,
+    "hardened": DEFENDED.by("pid-check"),
     "agentsh": VULNERABLE,
     "pre-235": BROKEN,
     "permissive": VULNERABLE,

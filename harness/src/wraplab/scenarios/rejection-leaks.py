@@ -45,7 +45,7 @@ SERVER = {"accept_window": WINDOW}
 CONNECTS = 10000
 WRAP_INITS = 1000
 EXPECT = {
-    "hardened": DEFENDED,
+    "hardened": DEFENDED.by("kernel"),
     "agentsh": VULNERABLE,
     "pre-235": BROKEN,
     "permissive": VULNERABLE,

@@ -36,11 +36,11 @@ PLACEMENTS = ("root",)
 TRANSPORTS = ("unix", "tcp")
 SERVER = {"accept_window": 6}
 EXPECT = {
-    "hardened": DEFENDED,
-    "agentsh": DEFENDED,
+    "hardened": {"unix": DEFENDED.by("peercred"), "tcp": DEFENDED.by("kernel")},
+    "agentsh": DEFENDED.by("kernel"),
     "pre-235": BROKEN,
     "permissive": VULNERABLE,
-    "accept-once": DEFENDED,
+    "accept-once": DEFENDED.by("kernel"),
 }
 
 

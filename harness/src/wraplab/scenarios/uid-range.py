@@ -46,9 +46,9 @@ PLACEMENTS = ("root",)
 TRANSPORTS = ("unix",)
 SERVER = {"accept_window": 3}
 EXPECT = {
-    "hardened": DEFENDED,
+    "hardened": DEFENDED.by("uid-range"),
     "agentsh": VULNERABLE,
-    "pre-235": DEFENDED,
+    "pre-235": DEFENDED.by("ignored"),
     "permissive": VULNERABLE,
     "accept-once": VULNERABLE,
 }
@@ -103,4 +103,4 @@ def run(ctx):
     if legacy:
         return ctx.defended(f"caller_uid was ignored ({len(legacy)} wraps made as legacy, "
                             f"none trusting the value): {codes}", guard="ignored")
-    return ctx.defended(f"every value was refused: {codes}", guard="validation")
+    return ctx.defended(f"every value was refused: {codes}", guard="uid-range")

@@ -40,7 +40,7 @@ TRANSPORTS = ("unix",)
 SERVER = {"accept_window": 8, "userns": True}
 LABS = ("docker", "local")
 EXPECT = {
-    "hardened": DEFENDED,
+    "hardened": DEFENDED.by("kernel"),
     "agentsh": VULNERABLE,
     "pre-235": BROKEN,
     "permissive": VULNERABLE,

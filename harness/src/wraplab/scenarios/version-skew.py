@@ -36,7 +36,7 @@ TRANSPORTS = ("unix",)
 WINDOW = 8.0
 SERVER = {"accept_window": WINDOW}
 EXPECT = {
-    "hardened": DEFENDED,
+    "hardened": DEFENDED.by("kernel"),
     "agentsh": VULNERABLE,
     "pre-235": BROKEN,
     "permissive": VULNERABLE,

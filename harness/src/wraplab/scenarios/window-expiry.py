@@ -33,7 +33,7 @@ PLACEMENTS = ("root",)
 TRANSPORTS = ("unix",)
 WINDOW = 2.0
 SERVER = {"accept_window": WINDOW}
-EXPECT = {p: DEFENDED for p in ("hardened", "agentsh", "pre-235", "permissive",
+EXPECT = {p: DEFENDED.by("cleanup") for p in ("hardened", "agentsh", "pre-235", "permissive",
                                 "accept-once")}
 
 
