@@ -25,7 +25,9 @@ in /proc/net/tcp) and refuses a peer that is not the server:
     the API peer must be root, or own the API socket's directory when that
     directory is writable by nobody else, its parent is root's and writable by
     root only, and every further parent is root's and writable by root only or
-    sticky (so no other user can have made or swapped it); each wrap
+    sticky (so no other user can have made or swapped it).  In a user namespace
+    that does not map host root, root shows up as uid 65534, which is accepted
+    there; each wrap
     socket's peer must be the API's peer.  With ``sockets`` given (no API) there
     is no server to compare with: nothing is checked.
 ``N``
@@ -99,6 +101,18 @@ def tcp_listener_uid(sock: socket.socket):
             if len(cols) > 7 and cols[3] == "0A" and int(cols[1].rsplit(":", 1)[1], 16) == port:
                 return int(cols[7])
     return None
+
+
+def _unmapped_root(uid: int) -> bool:
+    """In a user namespace that does not map host root, root shows up as the overflow
+    uid (65534); auto accepts it there, and only there (the client cannot see more)."""
+    if uid != 65534:
+        return False
+    try:
+        with open("/proc/self/uid_map") as f:
+            return f.read().split() != ["0", "0", "4294967295"]
+    except OSError:
+        return False
 
 
 def _trusted_api_dir(path: str, uid: int) -> bool:
@@ -345,7 +359,8 @@ class WrapClient:
         if sock.family == socket.AF_UNIX:
             uid = wire.peercred(sock).uid
             trusted = uid == self.server_uid if isinstance(self.server_uid, int) else (
-                uid == 0 or _trusted_api_dir(self.api.partition(":")[2], uid))
+                uid == 0 or _unmapped_root(uid)
+                or _trusted_api_dir(self.api.partition(":")[2], uid))
         else:
             uid = tcp_listener_uid(sock)
             trusted = uid is not None and (
