@@ -663,7 +663,7 @@ class WrapServer:
         os.umask(mask)
         if mask & 0o022 != 0o022 or mask & 0o055:
             self.log.warn("unusual umask: the server sets every mode explicitly",
-                          umask="%04o" % mask)
+                          umask=f"{mask:04o}")
 
     def trusted_uids(self) -> set:
         """Who may own a directory the server relies on (H18): root and the server.
@@ -833,9 +833,10 @@ class WrapServer:
         with self._lock:
             if requested_id is not None and requested_id in self.sessions:
                 raise RequestError(409, "session already exists")
-            if key is not None and self._sessions_by_key.get(key, 0) >= self.max_sessions_per_uid:
-                if not self._evict_session(key):  # H15: only the caller's own
-                    raise RequestError(503, "too many sessions for this uid")
+            full = key is not None and (
+                self._sessions_by_key.get(key, 0) >= self.max_sessions_per_uid)
+            if full and not self._evict_session(key):  # H15: only the caller's own
+                raise RequestError(503, "too many sessions for this uid")
             if len(self.sessions) >= self.max_sessions:
                 # H23: under session ownership eviction never takes another uid's session.
                 only = key if prof.per_uid_quotas or prof.session_owner else _ANY
@@ -1009,7 +1010,8 @@ class WrapServer:
     def check_sizes(self, command: str, args: list) -> None:
         """H20: bounded request fields (they are kept in the session's events)."""
         if len(command.encode("utf-8", "surrogatepass")) > self.max_command_bytes:
-            raise RequestError(413, f"agent_command too long (limit {self.max_command_bytes} bytes)")
+            raise RequestError(
+                413, f"agent_command too long (limit {self.max_command_bytes} bytes)")
         if len(args) > self.max_args:
             raise RequestError(413, f"agent_args has too many items (limit {self.max_args})")
         total = sum(len(a.encode("utf-8", "surrogatepass")) for a in args)
