@@ -1,0 +1,139 @@
+"""Hostile-local-user moves and server measurements (docs/hostile-users.md). Stdlib only;
+prints one JSON object.
+
+    python3 -m wraplab.actors.hostile state --pid PID --base DIR
+    python3 -m wraplab.actors.hostile sessions --api API --count N [--seconds S]
+    python3 -m wraplab.actors.hostile browser --api tcp:HOST:PORT
+    python3 -m wraplab.actors.hostile long-paths --api API --count N --length L [--seconds S]
+
+``state``: the server process's fd count, threads and RSS (KiB), and the number of
+``wrap-*`` directories under DIR (as root). ``sessions``: N new sessions as fast as
+possible, answers counted by HTTP status. ``browser``: what a web page in a local
+browser can send to a loopback TCP API without a preflight (``Origin``, a foreign
+``Host``, a ``text/plain`` body), answers by case. ``long-paths``: N requests for a
+missing path L bytes long (each a 404 and a log line). Every mode stops at ``--seconds``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import time
+
+from wraplab.actors._common import api_request, emit, proc_status
+
+
+def state(pid: int, base: str) -> dict:
+    out = {"pid": pid}
+    try:
+        status = proc_status(pid)
+        out["fds"] = len(os.listdir(f"/proc/{pid}/fd"))
+        out["threads"] = int(status.get("Threads", "0"))
+        out["rss_kib"] = int((status.get("VmRSS") or "0 kB").split()[0])
+    except FileNotFoundError:
+        out["exists"] = False
+    try:
+        out["dirs"] = sum(1 for n in os.listdir(base) if n.startswith("wrap-"))
+    except OSError as exc:
+        out["dirs_errno"] = exc.errno
+    return out
+
+
+def sessions(api: str, count: int, seconds: float) -> dict:
+    out: dict[str, int] = {}
+    t0 = time.monotonic()
+    n = 0
+    while n < count and time.monotonic() - t0 < seconds:
+        n += 1
+        st, _ = api_request(api, "POST", "/api/v1/sessions", {})
+        out[str(st)] = out.get(str(st), 0) + 1
+    return {"attempts": n, "outcomes": out, "seconds": round(time.monotonic() - t0, 3)}
+
+
+def _raw_tcp(host: str, port: int, head: str, body: bytes) -> int | None:
+    sock = socket.create_connection((host, port), timeout=5)
+    try:
+        sock.sendall(head.encode() + b"Content-Length: %d\r\n\r\n" % len(body) + body)
+        data = b""
+        while b"\r\n" not in data:
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+    finally:
+        sock.close()
+    parts = data.split(b" ", 2)
+    return int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else None
+
+
+def browser(api: str) -> dict:
+    scheme, _, rest = api.partition(":")
+    if scheme != "tcp":
+        raise SystemExit("browser: want a tcp:HOST:PORT API")
+    host, _, port = rest.rpartition(":")
+    host = host.strip("[]")
+    port_ = int(port)
+    cases = {
+        # fetch("http://127.0.0.1:PORT/api/v1/sessions", {method: "POST", mode: "no-cors",
+        # body: '{}'}) from a page on another origin: a "simple" request, no preflight.
+        "origin-text-plain": ("Origin: http://evil.example\r\nContent-Type: text/plain;"
+                              "charset=UTF-8\r\n", f"127.0.0.1:{port_}"),
+        # DNS rebinding: same-origin for the browser, so no Origin on a GET-less POST in
+        # old browsers; the Host is the attacker's name.
+        "rebinding-host": ("Content-Type: application/json\r\n", f"evil.example:{port_}"),
+    }
+    out = {}
+    for name, (extra, hosthdr) in cases.items():
+        head = (f"POST /api/v1/sessions HTTP/1.1\r\nHost: {hosthdr}\r\n{extra}"
+                "Connection: close\r\n")
+        try:
+            out[name] = _raw_tcp(host, port_, head, b"{}")
+        except OSError as exc:
+            out[name] = f"errno {exc.errno}"
+    return {"answers": out}
+
+
+def long_paths(api: str, count: int, length: int, seconds: float) -> dict:
+    out: dict[str, int] = {}
+    t0 = time.monotonic()
+    n = 0
+    path = "/" + "x" * length
+    while n < count and time.monotonic() - t0 < seconds:
+        n += 1
+        st, _ = api_request(api, "GET", path)
+        out[str(st)] = out.get(str(st), 0) + 1
+    return {"attempts": n, "outcomes": out, "bytes_sent": n * length,
+            "seconds": round(time.monotonic() - t0, 3)}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="hostile", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="mode", required=True)
+    p = sub.add_parser("state")
+    p.add_argument("--pid", type=int, required=True)
+    p.add_argument("--base", required=True)
+    p = sub.add_parser("sessions")
+    p.add_argument("--api", required=True)
+    p.add_argument("--count", type=int, required=True)
+    p.add_argument("--seconds", type=float, default=30.0)
+    p = sub.add_parser("browser")
+    p.add_argument("--api", required=True)
+    p = sub.add_parser("long-paths")
+    p.add_argument("--api", required=True)
+    p.add_argument("--count", type=int, required=True)
+    p.add_argument("--length", type=int, required=True)
+    p.add_argument("--seconds", type=float, default=30.0)
+    args = parser.parse_args(argv)
+    if args.mode == "state":
+        emit(state(args.pid, args.base))
+    elif args.mode == "sessions":
+        emit(sessions(args.api, args.count, args.seconds))
+    elif args.mode == "browser":
+        emit(browser(args.api))
+    else:
+        emit(long_paths(args.api, args.count, args.length, args.seconds))
+
+
+if __name__ == "__main__":
+    main()
