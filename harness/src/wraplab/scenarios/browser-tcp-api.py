@@ -21,7 +21,7 @@ Expected:
   read: assumed unguarded).
 """
 
-from wraplab.engine import BROKEN, DEFENDED, VULNERABLE
+from wraplab.engine import DEFENDED, VULNERABLE
 
 SLUG = "browser-tcp-api"
 ORDER = 250

@@ -21,7 +21,7 @@ Expected:
 
 import time
 
-from wraplab.engine import BROKEN, DEFENDED, VULNERABLE
+from wraplab.engine import DEFENDED, VULNERABLE
 
 SLUG = "log-flood"
 ORDER = 255
