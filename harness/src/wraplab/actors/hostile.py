@@ -5,13 +5,21 @@ prints one JSON object.
     python3 -m wraplab.actors.hostile sessions --api API --count N [--seconds S]
     python3 -m wraplab.actors.hostile browser --api tcp:HOST:PORT
     python3 -m wraplab.actors.hostile long-paths --api API --count N --length L [--seconds S]
+    python3 -m wraplab.actors.hostile deep-tree --api API --depth N
+    python3 -m wraplab.actors.hostile ptrace-hold --api API --seconds S
+    python3 -m wraplab.actors.hostile big-args --api API --count N --size B [--seconds S]
 
 ``state``: the server process's fd count, threads and RSS (KiB), and the number of
 ``wrap-*`` directories under DIR (as root). ``sessions``: N new sessions as fast as
 possible, answers counted by HTTP status. ``browser``: what a web page in a local
 browser can send to a loopback TCP API without a preflight (``Origin``, a foreign
 ``Host``, a ``text/plain`` body), answers by case. ``long-paths``: N requests for a
-missing path L bytes long (each a 404 and a log line). Every mode stops at ``--seconds``.
+missing path L bytes long (each a 404 and a log line). ``deep-tree``: a wrap-init of
+our own, then N nested directories inside the wrap directory we were handed (openat,
+one fd at a time). ``ptrace-hold``: a wrap-init of our own (the server in ptrace mode),
+a handoff with our own pid, then the ACKed keepalive held for S seconds. ``big-args``:
+N wrap-inits whose ``agent_args`` hold B bytes, never dialled. Every mode is bounded by
+its count and ``--seconds``.
 """
 
 from __future__ import annotations
@@ -19,9 +27,84 @@ from __future__ import annotations
 import argparse
 import os
 import socket
+import struct
 import time
 
-from wraplab.actors._common import api_request, emit, proc_status
+from wraplab.actors._common import api_request, emit, errno_name, proc_status, wrap_init_body
+
+
+def own_wrap(api: str, body=None) -> dict:
+    """A session and a wrap-init of our own: ``{"status", "resp"}``."""
+    st, sess = api_request(api, "POST", "/api/v1/sessions", {})
+    if st != 201 or not isinstance(sess, dict):
+        return {"status": st, "resp": sess}
+    st, resp = api_request(api, "POST", f"/api/v1/sessions/{sess['id']}/wrap-init",
+                           body or wrap_init_body())
+    return {"status": st, "resp": resp, "session": sess["id"]}
+
+
+def deep_tree(api: str, depth: int) -> dict:
+    w = own_wrap(api)
+    out = {"wrap_init": w["status"], "session": w.get("session"), "made": 0}
+    if w["status"] != 200:
+        return out
+    wdir = os.path.dirname(w["resp"]["notify_socket"])
+    out["dir"] = wdir
+    try:
+        fd = os.open(wdir, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError as exc:
+        out["errno"] = errno_name(exc)
+        return out
+    try:
+        for _ in range(depth):
+            os.mkdir("d", dir_fd=fd)
+            nfd = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+            os.close(fd)
+            fd = nfd
+            out["made"] += 1
+    except OSError as exc:
+        out["errno"] = errno_name(exc)
+    finally:
+        os.close(fd)
+    return out
+
+
+def ptrace_hold(api: str, seconds: float) -> dict:
+    w = own_wrap(api)
+    out = {"wrap_init": w["status"], "session": w.get("session"), "ack": None}
+    if w["status"] != 200:
+        return out
+    path = w["resp"]["notify_socket"]
+    out["dir"] = os.path.dirname(path)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(10)
+    try:
+        sock.connect(path)
+        sock.sendall(struct.pack("<I", os.getpid()))
+        ack = sock.recv(1)
+        out["ack"] = ack[0] if ack else None
+        out["acked_at"] = time.time()
+        if ack:
+            time.sleep(seconds)  # the attacker's hold: the point of the attack
+        out["released_at"] = time.time()
+    except OSError as exc:
+        out["errno"] = errno_name(exc)
+    finally:
+        sock.close()
+    return out
+
+
+def big_args(api: str, count: int, size: int, seconds: float) -> dict:
+    out: dict[str, int] = {}
+    body = wrap_init_body()
+    body["agent_args"] = ["a" * size]
+    t0 = time.monotonic()
+    n = 0
+    while n < count and time.monotonic() - t0 < seconds:
+        n += 1
+        st = own_wrap(api, body)["status"]
+        out[str(st)] = out.get(str(st), 0) + 1
+    return {"attempts": n, "outcomes": out, "seconds": round(time.monotonic() - t0, 3)}
 
 
 def state(pid: int, base: str) -> dict:
@@ -124,6 +207,17 @@ def main(argv=None):
     p.add_argument("--count", type=int, required=True)
     p.add_argument("--length", type=int, required=True)
     p.add_argument("--seconds", type=float, default=30.0)
+    p = sub.add_parser("deep-tree")
+    p.add_argument("--api", required=True)
+    p.add_argument("--depth", type=int, required=True)
+    p = sub.add_parser("ptrace-hold")
+    p.add_argument("--api", required=True)
+    p.add_argument("--seconds", type=float, required=True)
+    p = sub.add_parser("big-args")
+    p.add_argument("--api", required=True)
+    p.add_argument("--count", type=int, required=True)
+    p.add_argument("--size", type=int, required=True)
+    p.add_argument("--seconds", type=float, default=30.0)
     args = parser.parse_args(argv)
     if args.mode == "state":
         emit(state(args.pid, args.base))
@@ -131,6 +225,12 @@ def main(argv=None):
         emit(sessions(args.api, args.count, args.seconds))
     elif args.mode == "browser":
         emit(browser(args.api))
+    elif args.mode == "deep-tree":
+        emit(deep_tree(args.api, min(args.depth, 100000)))
+    elif args.mode == "ptrace-hold":
+        emit(ptrace_hold(args.api, min(args.seconds, 120.0)))
+    elif args.mode == "big-args":
+        emit(big_args(args.api, args.count, args.size, args.seconds))
     else:
         emit(long_paths(args.api, args.count, args.length, args.seconds))
 
