@@ -8,6 +8,8 @@ prints one JSON object.
     python3 -m wraplab.actors.hostile deep-tree --api API --depth N
     python3 -m wraplab.actors.hostile ptrace-hold --api API --seconds S
     python3 -m wraplab.actors.hostile big-args --api API --count N --size B [--seconds S]
+    python3 -m wraplab.actors.hostile mkdir --path DIR
+    python3 -m wraplab.actors.hostile fake-api --dir DIR --seconds S
 
 ``state``: the server process's fd count, threads and RSS (KiB), and the number of
 ``wrap-*`` directories under DIR (as root). ``sessions``: N new sessions as fast as
@@ -18,13 +20,17 @@ missing path L bytes long (each a 404 and a log line). ``deep-tree``: a wrap-ini
 our own, then N nested directories inside the wrap directory we were handed (openat,
 one fd at a time). ``ptrace-hold``: a wrap-init of our own (the server in ptrace mode),
 a handoff with our own pid, then the ACKed keepalive held for S seconds. ``big-args``:
-N wrap-inits whose ``agent_args`` hold B bytes, never dialled. Every mode is bounded by
-its count and ``--seconds``.
+N wrap-inits whose ``agent_args`` hold B bytes, never dialled. ``mkdir``: DIR (0755,
+ours). ``fake-api``: in DIR (ours), move the real API socket aside if there is one, then
+serve a fake API whose wrap-init names our own notify socket, and report any token handed
+to it. Every mode is bounded by its count and ``--seconds``.
 """
 
 from __future__ import annotations
 
 import argparse
+import array
+import json
 import os
 import socket
 import struct
@@ -190,6 +196,83 @@ def long_paths(api: str, count: int, length: int, seconds: float) -> dict:
             "seconds": round(time.monotonic() - t0, 3)}
 
 
+def make_dir(path: str) -> dict:
+    try:
+        os.mkdir(path, 0o755)
+        os.chmod(path, 0o755)
+    except OSError as exc:
+        return {"path": path, "errno": errno_name(exc)}
+    return {"path": path, "uid": os.getuid()}
+
+
+def fake_api(directory: str, seconds: float) -> dict:
+    """Serve a fake API and notify socket in *directory* for *seconds*."""
+
+    api_path = os.path.join(directory, "api.sock")
+    notify_path = os.path.join(directory, "notify-fake.sock")
+    out = {"moved_real": False, "requests": 0, "handoffs": 0, "token": None}
+    try:
+        os.rename(api_path, os.path.join(directory, ".real-api.sock"))
+        out["moved_real"] = True
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        out["move_errno"] = errno_name(exc)
+    listeners = []
+    for path in (api_path, notify_path):
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.bind(path)
+        os.chmod(path, 0o666)
+        sock.listen(8)
+        sock.settimeout(0.1)
+        listeners.append(sock)
+    api, notify = listeners
+    out["ready_at"] = time.time()
+    deadline = time.monotonic() + seconds
+    answers = [(201, {"id": "s-fake"}),
+               (200, {"notify_socket": notify_path, "ptrace_mode": False,
+                      "fs_isolation": "chown", "wrapper_binary": "x"})]
+    try:
+        while time.monotonic() < deadline and out["token"] is None:
+            for lst in (api, notify):
+                try:
+                    conn, _ = lst.accept()
+                except OSError:
+                    continue
+                with conn:
+                    conn.settimeout(2)
+                    try:
+                        if lst is api:
+                            if not conn.recv(65536):
+                                continue
+                            st, body = answers[min(out["requests"], 1)]
+                            out["requests"] += 1
+                            data = json.dumps(body).encode()
+                            conn.sendall(b"HTTP/1.1 %d X\r\nContent-Type: application/json\r\n"
+                                         b"Content-Length: %d\r\nConnection: close\r\n\r\n"
+                                         % (st, len(data)) + data)
+                            continue
+                        fds = array.array("i")
+                        _msg, anc, _f, _a = conn.recvmsg(64, socket.CMSG_SPACE(4 * 4))
+                        for level, kind, raw in anc:
+                            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                                fds.frombytes(raw[: len(raw) - len(raw) % 4])
+                        out["handoffs"] += 1
+                        for fd in fds:
+                            try:
+                                got = os.read(fd, 256).decode("utf-8", "replace")
+                                out["token"] = got or out["token"]
+                            finally:
+                                os.close(fd)
+                        conn.sendall(b"\x01")
+                    except OSError:
+                        continue
+    finally:
+        for sock in listeners:
+            sock.close()
+    return out
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="hostile", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="mode", required=True)
@@ -218,6 +301,11 @@ def main(argv=None):
     p.add_argument("--count", type=int, required=True)
     p.add_argument("--size", type=int, required=True)
     p.add_argument("--seconds", type=float, default=30.0)
+    p = sub.add_parser("mkdir")
+    p.add_argument("--path", required=True)
+    p = sub.add_parser("fake-api")
+    p.add_argument("--dir", required=True)
+    p.add_argument("--seconds", type=float, required=True)
     args = parser.parse_args(argv)
     if args.mode == "state":
         emit(state(args.pid, args.base))
@@ -229,6 +317,10 @@ def main(argv=None):
         emit(deep_tree(args.api, min(args.depth, 100000)))
     elif args.mode == "ptrace-hold":
         emit(ptrace_hold(args.api, min(args.seconds, 120.0)))
+    elif args.mode == "mkdir":
+        emit(make_dir(args.path))
+    elif args.mode == "fake-api":
+        emit(fake_api(args.dir, min(args.seconds, 60.0)))
     elif args.mode == "big-args":
         emit(big_args(args.api, args.count, args.size, args.seconds))
     else:
