@@ -1,9 +1,9 @@
 """Fuzzing (hypothesis) of the API and the wrap-socket handshake, and a soak test.
 
 Bounded, seeded and reproducible: ``derandomize=True`` makes every run try the same
-examples; ``WRAPLAB_FUZZ_EXAMPLES`` (default 120) sets how many per test, e.g.
+examples; ``WRAPLAB_FUZZ_EXAMPLES`` (default 80) sets how many per test, e.g.
 ``WRAPLAB_FUZZ_EXAMPLES=5000 tox -e unit -- -k fuzz`` for a longer run.  The soak runs
-``WRAPLAB_SOAK_CYCLES`` (default 60) owner wraps plus hostile noise after a warm-up and
+``WRAPLAB_SOAK_CYCLES`` (default 40) owner wraps plus hostile noise after a warm-up and
 fails on any growth of the server's fds, threads or wrap directories, or of RSS beyond
 a small allocator slack.
 """
@@ -23,8 +23,8 @@ from wrapref.client import WrapClient
 
 from .helpers import INTRUDER_UID, OWNER_UID, connect_unix, fd_count, need_root, run_as, wait_for
 
-EXAMPLES = int(os.environ.get("WRAPLAB_FUZZ_EXAMPLES", "120"))
-SOAK_CYCLES = int(os.environ.get("WRAPLAB_SOAK_CYCLES", "60"))
+EXAMPLES = int(os.environ.get("WRAPLAB_FUZZ_EXAMPLES", "80"))
+SOAK_CYCLES = int(os.environ.get("WRAPLAB_SOAK_CYCLES", "40"))
 FUZZ = settings(max_examples=EXAMPLES, derandomize=True, deadline=None, database=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture,
                                        HealthCheck.too_slow])
@@ -277,7 +277,7 @@ def test_soak_no_growth(servers):
                  5, what="accept loops over")
         return fd_count(), threading.active_count(), len(s.wrap_dirs()), rss_kib()
 
-    cycle(20)  # warm-up: caches, allocator arenas, first sessions
+    cycle(15)  # warm-up: caches, allocator arenas, first sessions
     fds0, threads0, dirs0, rss0 = settled()
     started = time.monotonic()
     cycle(SOAK_CYCLES)
