@@ -587,8 +587,9 @@ def test_h23_sessions_belong_to_their_creator(servers, profile, expected):
     assert s.call("GET", EVENTS % sid, uid=OWNER_UID)[0] == 200
 
 
-def test_h23_root_created_session_is_claimed_by_its_first_user(server):
+def test_h23_root_created_session_is_claimed_by_its_first_user(servers):
     need_root()
+    server = servers(prof())
     status, body = server.call("POST", "/api/v1/sessions", {})
     sid = body["id"]
     assert server.wrap_init(sid, {}, uid=OWNER_UID)[0] == 200
