@@ -21,6 +21,7 @@ refused unless the address is loopback.
 
 from __future__ import annotations
 
+import io
 import ipaddress
 import json
 import os
@@ -28,10 +29,12 @@ import re
 import socket
 import socketserver
 import stat
+import threading
 import time
 from http.server import BaseHTTPRequestHandler
 
 from . import __version__, wire
+from .observe import RejectionLimiter
 from .server import Peer, RequestError
 
 __all__ = [
@@ -133,6 +136,29 @@ class _BodyTimeout(Exception):
     pass
 
 
+class _DeadlineReader(io.RawIOBase):
+    """H22: the connection's input, every read bounded by one whole-request deadline."""
+
+    def __init__(self, sock: socket.socket, deadline: float):
+        super().__init__()
+        self.sock = sock
+        self.deadline = deadline
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buf) -> int:
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise socket.timeout("request deadline passed")
+        current = self.sock.gettimeout()  # a tighter per-read bound (read_body's) stays
+        self.sock.settimeout(left if current is None else min(left, current))
+        return self.sock.recv_into(buf)
+
+
+_LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
+
+
 class APIHandler(BaseHTTPRequestHandler):
     """One API connection; one request, then the connection closes."""
 
@@ -148,8 +174,22 @@ class APIHandler(BaseHTTPRequestHandler):
     #: so that closing does not reset the connection before the client reads the error.
     drain_limit = 1024 * 1024
     drain_timeout = 0.5
+    #: H22: seconds for the whole request (line, headers, body), however it trickles in.
+    request_timeout = 10.0
 
     # -- plumbing ------------------------------------------------------------------
+
+    def setup(self) -> None:
+        super().setup()
+        if self.wrap_server.profile.bounded_api:
+            deadline = time.monotonic() + self.request_timeout
+            self.rfile = io.BufferedReader(_DeadlineReader(self.connection, deadline))
+
+    def handle_one_request(self) -> None:
+        try:
+            super().handle_one_request()
+        except (socket.timeout, TimeoutError):
+            self.close_connection = True  # the whole-request deadline passed (H22)
 
     @property
     def wrap_server(self):
@@ -176,9 +216,11 @@ class APIHandler(BaseHTTPRequestHandler):
         body = (json.dumps(obj) + "\n").encode("utf-8")
         if status >= 400:
             self._error_sent = True
-            self.wrap_server.log.warn("api error", status=status, method=self.command,
-                                      path=getattr(self, "path", None),
-                                      error=obj.get("error") if isinstance(obj, dict) else None)
+            if self.server.should_log_error(self.peer_key()):
+                self.wrap_server.log.warn("api error", status=status, method=self.command,
+                                          path=getattr(self, "path", None),
+                                          error=obj.get("error") if isinstance(obj, dict)
+                                          else None, peer_uid=self.peer().uid)
         try:
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
@@ -215,7 +257,16 @@ class APIHandler(BaseHTTPRequestHandler):
         except OSError:
             pass
 
+    def peer_key(self):
+        peer = self.peer()
+        return peer.uid if peer.uid is not None else peer.transport
+
     def peer(self) -> Peer:
+        if getattr(self, "_peer", None) is None:
+            self._peer = self.read_peer()
+        return self._peer
+
+    def read_peer(self) -> Peer:
         if self.server.transport == "unix":
             try:
                 cred = wire.peercred(self.request)
@@ -275,6 +326,8 @@ class APIHandler(BaseHTTPRequestHandler):
         self.close_connection = True
         path = self.path.split("?", 1)[0]
         try:
+            if self.server.transport == "tcp" and self.wrap_server.profile.refuse_browsers:
+                self.refuse_browser()
             if path == "/healthz":
                 self.allow("GET")
                 self.read_body(required=False)
@@ -293,12 +346,33 @@ class APIHandler(BaseHTTPRequestHandler):
                 else:
                     self.allow("GET")
                     self.read_body(required=False)
-                    self.send_json(200, self.wrap_server.events(sid))
+                    self.send_json(200, self.wrap_server.events(sid, self.peer()))
         except RequestError as exc:
             self.send_json(exc.status, {"error": exc.message})
         except Exception as exc:  # the server keeps serving
             self.wrap_server.log.error("api: internal error", error=repr(exc))
             self.send_json(500, {"error": "internal error"})
+
+    def refuse_browser(self) -> None:
+        """H25: a web page can reach loopback TCP; what a browser sends is refused.
+
+        Browsers add ``Origin`` to cross-origin and to every POST request, and
+        ``Sec-Fetch-*``; DNS rebinding shows up as a ``Host`` that is not loopback;
+        a request without preflight can only carry a "simple" content type.
+        """
+        if self.headers.get("Origin") is not None or self.headers.get("Sec-Fetch-Site"):
+            raise RequestError(403, "browser requests are refused (Origin/Sec-Fetch present)")
+        host = (self.headers.get("Host") or "").strip().lower()
+        if host.startswith("["):
+            host = host[: host.find("]") + 1]
+        elif host.count(":") == 1:
+            host = host.split(":", 1)[0]
+        if host not in _LOOPBACK_HOSTS:
+            raise RequestError(403, "Host must be a loopback name")
+        if self.command == "POST" and (self.headers.get("Content-Length") or "0").strip() != "0":
+            ctype = (self.headers.get("Content-Type") or "").split(";", 1)[0].strip().lower()
+            if ctype != "application/json":
+                raise RequestError(415, "Content-Type must be application/json")
 
     def allow(self, method: str) -> None:
         if self.command != method:
@@ -312,12 +386,12 @@ class APIHandler(BaseHTTPRequestHandler):
             requested = obj.get("id")
             if requested is not None and not isinstance(requested, str):
                 raise RequestError(400, "invalid session id: must be a string")
-        session = self.wrap_server.create_session(requested)
+        session = self.wrap_server.create_session(requested, self.peer())
         self.send_json(201, {"id": session.id})
 
     def post_wrap_init(self, session_id: str) -> None:
         body = self.read_body(required=True)
-        self.wrap_server.get_session(session_id)  # 404 before 400 (B1)
+        self.wrap_server.get_session(session_id, self.peer())  # 404 before 400 (B1)
         obj = parse_json_object(body)
         resp = self.wrap_server.wrap_init(session_id, obj, self.peer())
         self.send_json(200, resp)
@@ -333,6 +407,88 @@ class _APIServerMixin:
     transport = None
     spec = None
     wrap_server = None
+    #: H22: most connections served at once, and per peer uid (TCP: all callers one key).
+    max_workers = 64
+    max_workers_per_uid = 8
+
+    def init_limits(self, wrap_server) -> None:
+        self.wrap_server = wrap_server
+        self._active = {}
+        self._keys = {}  # id(request) -> quota key, while a worker serves it
+        self._active_lock = threading.Lock()
+        self._error_counts = {}
+        self._error_limiter = RejectionLimiter(True)
+
+    def should_log_error(self, key) -> bool:
+        """H21: API error lines rate-limited per peer uid (counts in the line)."""
+        if not self.wrap_server.profile.bounded_logs:
+            return True
+        with self._active_lock:
+            n = self._error_counts[key] = self._error_counts.get(key, 0) + 1
+            return self._error_limiter.should_log(key, n)
+
+    def connection_key(self, request):
+        if self.transport == "unix":
+            try:
+                return wire.peercred(request).uid
+            except OSError:
+                return "unknown"
+        return "tcp"
+
+    def process_request(self, request, client_address):
+        """H22: a bounded number of workers, and of them at most a few per uid."""
+        if not self.wrap_server.profile.bounded_api:
+            return super().process_request(request, client_address)
+        key = self.connection_key(request)
+        with self._active_lock:
+            total = sum(self._active.values())
+            mine = self._active.get(key, 0)
+            admitted = total < self.max_workers and mine < self.max_workers_per_uid
+            if admitted:
+                self._active[key] = mine + 1
+        if not admitted:
+            self.refuse_busy(request, key)
+            return None
+        with self._active_lock:
+            self._keys[id(request)] = key
+        try:
+            return super().process_request(request, client_address)
+        except BaseException:
+            with self._active_lock:
+                self._keys.pop(id(request), None)
+            self.release_worker(key)
+            raise
+
+    def process_request_thread(self, request, client_address):
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            with self._active_lock:
+                key = self._keys.pop(id(request), None)
+            if key is not None:
+                self.release_worker(key)
+
+    def release_worker(self, key) -> None:
+        with self._active_lock:
+            n = self._active.get(key, 0) - 1
+            if n > 0:
+                self._active[key] = n
+            else:
+                self._active.pop(key, None)
+
+    def refuse_busy(self, request, key) -> None:
+        """Answer 503 without blocking, then close (nothing is read)."""
+        body = b'{"error": "too many connections"}\n'
+        head = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+                b"Connection: close\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n")
+        try:
+            request.setblocking(False)
+            request.send(head + body)
+        except OSError:
+            pass
+        if self.should_log_error(key):
+            self.wrap_server.log.warn("api busy: connection refused", peer=str(key))
+        self.shutdown_request(request)
 
 
 class UnixAPIServer(_APIServerMixin, socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
@@ -342,7 +498,7 @@ class UnixAPIServer(_APIServerMixin, socketserver.ThreadingMixIn, socketserver.U
     socket_mode = 0o666
 
     def __init__(self, path: str, wrap_server):
-        self.wrap_server = wrap_server
+        self.init_limits(wrap_server)
         self.spec = "unix:" + path
         self._inode = None
         super().__init__(path, APIHandler)
@@ -350,7 +506,12 @@ class UnixAPIServer(_APIServerMixin, socketserver.ThreadingMixIn, socketserver.U
     def server_bind(self) -> None:
         path = self.server_address
         parent = os.path.dirname(path) or "."
+        created = not os.path.isdir(parent)
         os.makedirs(parent, mode=0o755, exist_ok=True)
+        if created and self.wrap_server.profile.explicit_modes:
+            os.chmod(parent, 0o755)  # H24: whatever the umask (077 would lock users out)
+        if self.wrap_server.profile.trusted_paths:
+            self.wrap_server.check_trusted_dir(parent, "API socket directory")
         self.remove_stale(path)
         os.fchmod(self.socket.fileno(), self.socket_mode)
         self.socket.bind(path)
@@ -395,7 +556,7 @@ class TCPAPIServer(_APIServerMixin, socketserver.ThreadingMixIn, socketserver.TC
     allow_reuse_address = True
 
     def __init__(self, address, wrap_server):
-        self.wrap_server = wrap_server
+        self.init_limits(wrap_server)
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
         super().__init__(address, APIHandler)

@@ -62,6 +62,18 @@ def _wrapper_pid(text: str):
         raise argparse.ArgumentTypeError(f"want child, self or a number: {text!r}") from None
 
 
+def _server_uid(text: str):
+    if text in ("auto", "any"):
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"want auto, any or a uid: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0: {text!r}")
+    return value
+
+
 def _uid(text: str) -> int:
     try:
         return int(text)
@@ -112,6 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--wrapper-pid", type=_wrapper_pid, default="child",
                    metavar="child|self|N")
     w.add_argument("--token", metavar="TOKEN", help="the token to hand over (default random)")
+    w.add_argument("--server-uid", type=_server_uid, default="auto", metavar="auto|any|N",
+                   help="who must be at the other end of the API and wrap sockets "
+                        "(SO_PEERCRED; default auto: see docs/hostile-users.md H19)")
     w.add_argument("--notify-socket", metavar="PATH",
                    help="skip the API: hand over on this notify socket (an intruder's move)")
     w.add_argument("--signal-socket", metavar="PATH", help="skip the API: this signal socket")
@@ -131,7 +146,15 @@ def serve(args, parser) -> int:
             parser.error(str(exc))
     log_stream = None
     if args.log_file:
-        log_stream = open(args.log_file, "a", buffering=1, encoding="utf-8")  # noqa: SIM115
+        from .observe import open_log
+        from .profiles import get_profile
+
+        prof = get_profile(args.profile)
+        try:  # H24/H26: explicit mode, no symlink
+            log_stream = open_log(args.log_file, prof.log_nofollow, prof.explicit_modes)
+        except OSError as exc:
+            sys.stderr.write(f"wrapref serve: cannot open --log-file: {exc}\n")
+            return 1
     stop = threading.Event()
 
     def on_signal(signum, _frame):
@@ -187,6 +210,7 @@ def wrap(args, parser) -> int:
         wrapper_pid=args.wrapper_pid, token=args.token, sockets=sockets or None,
         announce=args.announce, hold_before_dial=args.hold_before_dial,
         hold_timeout=args.hold_timeout,
+        server_uid=args.server_uid,
     )
     result = client.run()
     sys.stdout.write(json.dumps(result) + "\n")

@@ -16,6 +16,25 @@ Dialing (H12):
     setsockopt: ``settimeout()`` would make connect non-blocking), retried on
     EAGAIN/ECONNREFUSED/ENOENT until the timeout.
 
+Who is at the other end (docs/hostile-users.md H19, ``server_uid``): before
+it sends anything on the API socket, and before it hands an fd over on a wrap
+socket, the client reads SO_PEERCRED (TCP API: the listening socket's owner
+in /proc/net/tcp) and refuses a peer that is not the server:
+
+``auto`` (default)
+    the API peer must be root, or own the API socket's directory when that
+    directory is writable by nobody else, its parent is root's and writable by
+    root only, and every further parent is root's and writable by root only or
+    sticky (so no other user can have made or swapped it).  In a user namespace
+    that does not map host root, root shows up as uid 65534, which is accepted
+    there; each wrap
+    socket's peer must be the API's peer.  With ``sockets`` given (no API) there
+    is no server to compare with: nothing is checked.
+``N``
+    the API and wrap socket peers must both be uid N.
+``any``
+    nothing is checked (agentsh's client).
+
 Threat model: the client trusts the API's answers about socket paths but
 nothing else; every wait is bounded by ``timeout``, every fd and child process
 it makes is released before :meth:`run` returns.
@@ -34,7 +53,8 @@ import time
 
 from . import wire
 
-__all__ = ["WrapClient", "APIError", "http_request", "dial", "DEFAULT_API", "STEPS"]
+__all__ = ["WrapClient", "APIError", "ServerCheckError", "http_request", "dial", "DEFAULT_API",
+           "STEPS"]
 
 DEFAULT_API = "unix:/run/wrapref/api.sock"
 STEPS = (
@@ -61,6 +81,66 @@ class APIError(Exception):
         self.errno = errno_
 
 
+class ServerCheckError(OSError):
+    """H19: the peer of the API or a wrap socket is not the expected server."""
+
+    def __init__(self, message: str):
+        super().__init__(errno.EPERM, message)
+
+
+def tcp_listener_uid(sock: socket.socket):
+    """The uid owning the listening TCP socket *sock* is connected to, or None."""
+    port = sock.getpeername()[1]
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as f:
+                lines = f.read().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            cols = line.split()
+            if len(cols) > 7 and cols[3] == "0A" and int(cols[1].rsplit(":", 1)[1], 16) == port:
+                return int(cols[7])
+    return None
+
+
+def _unmapped_root(uid: int) -> bool:
+    """In a user namespace that does not map host root, root shows up as the overflow
+    uid (65534); auto accepts it there, and only there (the client cannot see more)."""
+    if uid != 65534:
+        return False
+    try:
+        with open("/proc/self/uid_map") as f:
+            return f.read().split() != ["0", "0", "4294967295"]
+    except OSError:
+        return False
+
+
+def _trusted_api_dir(path: str, uid: int) -> bool:
+    """H19 auto: only root (or *uid* via root) can have made the API socket's directory."""
+    parent = os.path.dirname(os.path.realpath(path)) or "/"
+    try:
+        st = os.stat(parent)
+    except OSError:
+        return False
+    if st.st_uid != uid or st.st_mode & 0o022:
+        return False
+    cur = parent
+    first = True
+    while cur != "/":
+        cur = os.path.dirname(cur)
+        try:
+            st = os.stat(cur)
+        except OSError:
+            return False
+        # The directory's own parent: nobody but root may create in it.  Higher up,
+        # sticky is enough (nobody can rename what is not theirs, e.g. /tmp).
+        if st.st_uid != 0 or (st.st_mode & 0o022 and (first or not st.st_mode & 0o1000)):
+            return False
+        first = False
+    return True
+
+
 class _UnixHTTPConnection(http.client.HTTPConnection):
     def __init__(self, path: str, timeout: float):
         super().__init__("localhost", timeout=timeout)
@@ -77,8 +157,12 @@ class _UnixHTTPConnection(http.client.HTTPConnection):
         self.sock = sock
 
 
-def http_request(api: str, method: str, path: str, body=None, timeout: float = 10.0):
-    """One request to the API; return ``(status, decoded JSON or None)``."""
+def http_request(api: str, method: str, path: str, body=None, timeout: float = 10.0,
+                 on_connect=None):
+    """One request to the API; return ``(status, decoded JSON or None)``.
+
+    *on_connect(sock)* runs once connected, before a byte is sent (H19 checks).
+    """
     kind, _sep, rest = api.partition(":")
     if kind == "unix":
         conn = _UnixHTTPConnection(rest, timeout)
@@ -92,6 +176,9 @@ def http_request(api: str, method: str, path: str, body=None, timeout: float = 1
         headers = {"Content-Type": "application/json"} if data is not None else {}
         if data is None and method == "POST":
             data = b""
+        if on_connect is not None:
+            conn.connect()
+            on_connect(conn.sock)
         conn.request(method, path, body=data, headers=headers)
         resp = conn.getresponse()
         raw = resp.read()
@@ -191,7 +278,8 @@ class WrapClient:
 
     def __init__(self, api=DEFAULT_API, session=None, caller_uid="getuid", mode=None,
                  connect_delay=0.0, timeout=30.0, dial="retry", wrapper_pid="child", token=None,
-                 sockets=None, announce=None, hold_before_dial=None, hold_timeout=None):
+                 sockets=None, announce=None, hold_before_dial=None, hold_timeout=None,
+                 server_uid="auto"):
         self.api = api
         self.session = session
         self.caller_uid = caller_uid  # "getuid", None (legacy) or an int
@@ -205,6 +293,8 @@ class WrapClient:
         self.announce_path = announce  # write the wrap-init answer here before dialling
         self.hold_path = hold_before_dial  # dial only once this file exists
         self.hold_timeout = float(hold_timeout) if hold_timeout else self.timeout
+        self.server_uid = server_uid  # H19: "auto", "any" or a uid
+        self.api_peer_uid = None  # the API's peer uid once checked
 
     def new_result(self) -> dict:
         return {
@@ -309,9 +399,40 @@ class WrapClient:
 
     # -- API steps -------------------------------------------------------------------
 
+    def check_api_peer(self, sock: socket.socket) -> None:
+        """H19: refuse an API that is not served by the expected uid."""
+        if self.server_uid == "any":
+            return
+        if sock.family == socket.AF_UNIX:
+            uid = wire.peercred(sock).uid
+            trusted = uid == self.server_uid if isinstance(self.server_uid, int) else (
+                uid == 0 or _unmapped_root(uid)
+                or _trusted_api_dir(self.api.partition(":")[2], uid))
+        else:
+            uid = tcp_listener_uid(sock)
+            trusted = uid is not None and (
+                uid == self.server_uid if isinstance(self.server_uid, int) else True)
+        if not trusted:
+            raise ServerCheckError(f"API peer uid {uid} is not the server "
+                                   f"(--server-uid {self.server_uid})")
+        self.api_peer_uid = uid
+
+    def check_wrap_peer(self, kind: str, sock: socket.socket) -> None:
+        """H19: refuse a wrap socket whose listener is not the API's server."""
+        if self.server_uid == "any":
+            return
+        want = self.server_uid if isinstance(self.server_uid, int) else self.api_peer_uid
+        if want is None:
+            return  # sockets given directly (no API): nothing to compare with
+        uid = wire.peercred(sock).uid
+        if uid != want:
+            raise _StepFailed("connect-" + kind, f"{kind} socket peer uid {uid} is not the "
+                              f"server's ({want}); nothing handed over", errno.EPERM)
+
     def request(self, step: str, method: str, path: str, body=None):
         try:
-            status, obj = http_request(self.api, method, path, body, self.http_timeout)
+            status, obj = http_request(self.api, method, path, body, self.http_timeout,
+                                       on_connect=self.check_api_peer)
         except OSError as exc:
             raise _StepFailed(step, str(exc), exc.errno) from None
         except (http.client.HTTPException, ValueError) as exc:
@@ -364,6 +485,11 @@ class WrapClient:
             sock = dial(path, self.dial_mode, self.deadline, self.retry_interval)
         except OSError as exc:
             raise _StepFailed(step, exc.strerror or str(exc), exc.errno) from None
+        try:
+            self.check_wrap_peer(kind, sock)
+        except BaseException:
+            sock.close()
+            raise
         if self.dial_mode == "once":
             left = max(self.deadline - time.monotonic(), 0.001)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(left))

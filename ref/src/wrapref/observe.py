@@ -13,15 +13,21 @@ profile rate-limits rejection log lines (:class:`RejectionLimiter`).
 from __future__ import annotations
 
 import json
+import os
+import stat
 import sys
 import threading
 import time
 
-__all__ = ["JSONLogger", "EventLog", "RejectionLimiter"]
+__all__ = ["JSONLogger", "EventLog", "RejectionLimiter", "open_log"]
 
 
 class JSONLogger:
     """Write one JSON object per line to a text stream, thread-safely."""
+
+    #: H21: when set, each field is cut to this many characters (its JSON form for
+    #: lists and objects) and marked ``"<field>_truncated": true``.
+    max_field = None
 
     def __init__(self, stream=None):
         self.stream = stream if stream is not None else sys.stderr
@@ -30,6 +36,8 @@ class JSONLogger:
     def log(self, level: str, msg: str, **fields) -> None:
         record = {"ts": time.time(), "level": level, "msg": msg}
         record.update(fields)
+        if self.max_field is not None:
+            record = self.bound(record)
         line = json.dumps(record, default=str, sort_keys=False) + "\n"
         with self._lock:
             try:
@@ -37,6 +45,21 @@ class JSONLogger:
                 self.stream.flush()
             except (OSError, ValueError):
                 pass  # a closed or broken log stream must not take the server down
+
+    def bound(self, record: dict) -> dict:
+        limit = self.max_field
+        out = {}
+        for key, value in record.items():
+            if value is None or isinstance(value, (bool, int, float)):
+                out[key] = value
+                continue
+            text = value if isinstance(value, str) else json.dumps(value, default=str)
+            if len(text) > limit:
+                out[key] = text[:limit]
+                out[key + "_truncated"] = True
+            else:
+                out[key] = value
+        return out
 
     def info(self, msg: str, **fields) -> None:
         self.log("info", msg, **fields)
@@ -60,12 +83,15 @@ class EventLog:
     max_events = 10000
     max_rejections_kept = 200
 
-    def __init__(self, session: str):
+    def __init__(self, session: str, max_bytes=None):
         self.session = session
         self._events = []
         self._lock = threading.Lock()
         self._rejections_kept = {}
         self.dropped = 0
+        #: H20: most bytes (as JSON) kept for this session; None: no byte limit.
+        self.max_bytes = max_bytes
+        self.bytes = 0
 
     def add(self, type_: str, wrap=None, **fields) -> dict:
         event = {"type": type_, "ts": time.time(), "session": self.session}
@@ -82,6 +108,12 @@ class EventLog:
             if len(self._events) >= self.max_events:
                 self.dropped += 1
                 return event
+            if self.max_bytes is not None:
+                size = len(json.dumps(event, default=str))
+                if self.bytes + size > self.max_bytes:
+                    self.dropped += 1
+                    return event
+                self.bytes += size
             self._events.append(event)
         return event
 
@@ -120,3 +152,41 @@ class RejectionLimiter:
             self._last[peer_uid] = now
             return True
         return False
+
+
+def open_log(path: str, nofollow: bool, explicit_mode: bool, mode: int = 0o640):
+    """Open the ``--log-file`` for appending (a line-buffered text stream).
+
+    *nofollow* (H26): ``O_NOFOLLOW``, a regular file with one link only, opened
+    ``O_NONBLOCK`` so a FIFO planted there cannot hang the start.  *explicit_mode*
+    (H24): a file this call creates gets *mode* whatever the umask.  Else the
+    historical ``open(path, "a")``.  Raises OSError with a clear message.
+    """
+    if not nofollow and not explicit_mode:
+        return open(path, "a", buffering=1, encoding="utf-8")  # noqa: SIM115
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC
+    if nofollow:
+        flags |= os.O_NOFOLLOW | os.O_NONBLOCK
+    created = False
+    try:
+        fd = os.open(path, flags | os.O_CREAT | os.O_EXCL, mode)
+        created = True
+    except FileExistsError:
+        try:
+            fd = os.open(path, flags)
+        except OSError as exc:
+            if exc.errno == 40:  # ELOOP: the last component is a symlink
+                raise OSError(exc.errno, f"refusing log file {path}: it is a symlink") from None
+            raise
+    try:
+        st = os.fstat(fd)
+        if nofollow and (not stat.S_ISREG(st.st_mode) or st.st_nlink != 1):
+            raise OSError(f"refusing log file {path}: not a regular file with one link")
+        if created and explicit_mode:
+            os.fchmod(fd, mode)
+        if nofollow:
+            os.set_blocking(fd, True)
+        return os.fdopen(fd, "a", buffering=1, encoding="utf-8")
+    except BaseException:
+        os.close(fd)
+        raise

@@ -1,7 +1,9 @@
 """Profiles: every per-profile switch of the reference wrap server, in one object.
 
 A :class:`Profile` is a frozen record with one field per rule of SPEC.md §3
-(H1..H13) plus the few switches the historical and naive variants need.  The
+(H1..H13), one per rule of docs/hostile-users.md (H14..H26, the server's
+defences against hostile local users), plus the few switches the historical
+and naive variants need.  The
 server never compares profile *names*; it reads the switches, e.g.
 ``if self.profile.peercred_identity:``.
 
@@ -114,6 +116,40 @@ class Profile:
     rate_limit_logs: bool
     #: Signal socket receive rules (see SIGNAL_RECV_*).
     signal_receive: str
+    # -- docs/hostile-users.md: hostile local users (H14..H26) ----------------------
+    #: H14 -- cleanup is fd-relative, iterative and bounded (deep trees are flattened,
+    #: never recursed), and the wrap's slot is released whatever cleanup finds.
+    robust_cleanup: bool = False
+    #: H15 -- per-uid quotas on sessions and pending wraps (global caps stay as a backstop).
+    per_uid_quotas: bool = False
+    #: H16 -- the received fd is read without blocking (MSG_DONTWAIT / O_NONBLOCK), so
+    #: SO_RCVLOWAT or any other trick cannot hold the token read past its deadline.
+    nonblocking_token_read: bool = False
+    #: H17 -- a ptrace ACK ends the wrap (slot, directory, listener); the keepalive is
+    #: then held outside the wrap, at most ``keepalives_per_uid`` per uid.
+    keepalive_outside_wrap: bool = False
+    #: H18 -- refuse to start unless the temp base, the API socket's directory and all
+    #: their parents are root's or the server's and writable by nobody else.
+    trusted_paths: bool = False
+    #: H20 -- byte limits on request fields, on a session's events and on a response.
+    byte_limits: bool = False
+    #: H21 -- log lines are bounded (each field truncated) and API error lines are
+    #: rate-limited per peer uid.
+    bounded_logs: bool = False
+    #: H22 -- the API has a whole-request deadline, a bounded worker pool and a
+    #: per-uid cap on open connections.
+    bounded_api: bool = False
+    #: H23 -- a session belongs to the SO_PEERCRED uid that created it: only that uid
+    #: and root read its events or wrap-init in it; eviction never takes another uid's.
+    session_owner: bool = False
+    #: H24 -- every file the server creates gets an explicit mode whatever the umask,
+    #: and a umask that would break the API is reported.
+    explicit_modes: bool = False
+    #: H25 -- the TCP API refuses browser-shaped requests (Origin, non-loopback Host,
+    #: a Content-Type other than application/json).
+    refuse_browsers: bool = False
+    #: H26 -- the log file is opened with O_NOFOLLOW (and never through a symlink).
+    log_nofollow: bool = False
 
     @property
     def peercred_identity(self) -> bool:
@@ -143,6 +179,12 @@ _AGENTSH = Profile(
     backlog=4096,  # Go's net.Listen uses somaxconn (4096 on current kernels)
     rate_limit_logs=False,
     signal_receive=SIGNAL_RECV_FIRST_FD,
+    # H14: Go's os.RemoveAll is fd-relative (openat/unlinkat) and has no recursion
+    # limit, so agentsh does not share the reference's rmtree RecursionError.
+    robust_cleanup=True,
+    # H16: agentsh does not read the received fd; it uses it (seccomp ioctls fail at
+    # once on a wrong fd), so a blocking read is the reference's own stand-in.
+    nonblocking_token_read=True,
 )
 
 _HARDENED = Profile(
@@ -164,6 +206,18 @@ _HARDENED = Profile(
     backlog=8,
     rate_limit_logs=True,
     signal_receive=SIGNAL_RECV_EXACT,
+    robust_cleanup=True,
+    per_uid_quotas=True,
+    nonblocking_token_read=True,
+    keepalive_outside_wrap=True,
+    trusted_paths=True,
+    byte_limits=True,
+    bounded_logs=True,
+    bounded_api=True,
+    session_owner=True,
+    explicit_modes=True,
+    refuse_browsers=True,
+    log_nofollow=True,
 )
 
 PROFILES = {

@@ -28,6 +28,7 @@ import errno
 import os
 import re
 import socket
+import stat
 import tempfile
 import threading
 import time
@@ -53,6 +54,7 @@ __all__ = [
     "AcceptLoop",
     "Peer",
     "RequestError",
+    "UntrustedPath",
     "SESSION_ID_RE",
     "UID_MAX",
     "OVERFLOW_UID",
@@ -62,6 +64,13 @@ SESSION_ID_RE = re.compile(r"\A[A-Za-z0-9._-]{1,200}\Z")
 UID_MAX = 4294967294  # (uid_t)-1 is "no change", never a uid
 OVERFLOW_UID = 65534  # what unmapped ids look like from another user namespace
 _GO_INT = (-(2**63), 2**63 - 1)  # encoding/json into a Go int
+
+
+_ANY = object()  # _evict_session: any session may go
+
+
+class UntrustedPath(OSError):
+    """H18: a directory the server would rely on can be changed by another user."""
 
 
 class RequestError(Exception):
@@ -89,12 +98,19 @@ class Peer:
 
 
 class Session:
-    """A session: an id and its event list."""
+    """A session: an id, its event list and (H23) the uid that created it.
 
-    def __init__(self, session_id: str):
+    *owner* is the creator's SO_PEERCRED uid, or None when the creator has no
+    kernel identity (TCP, an in-process call): such a session is anyone's.
+    *quota_key* is what the creation counted against (H15).
+    """
+
+    def __init__(self, session_id: str, owner=None, quota_key=None, max_event_bytes=None):
         self.id = session_id
         self.created = time.time()
-        self.events = EventLog(session_id)
+        self.owner = owner
+        self.quota_key = quota_key
+        self.events = EventLog(session_id, max_bytes=max_event_bytes)
 
 
 # ------------------------------------------------------------------ accept loop
@@ -124,6 +140,7 @@ class AcceptLoop(threading.Thread):
         self.outcome = None
         self.dropped = 0  # stalled peers dropped (H7, drop_stalled_peers)
         self._drop = False
+        self._ended = False  # loop_ended already called (H17: at the ptrace ACK)
 
     # -- plumbing ------------------------------------------------------------------
 
@@ -157,6 +174,12 @@ class AcceptLoop(threading.Thread):
             self.event("handoff_failed", peer_uid=None, peer_pid=None, reason="internal",
                        detail=repr(exc), rejections=self.total_rejections)
         finally:
+            self.end_wrap()
+
+    def end_wrap(self) -> None:
+        """Tell the wrap this loop is over (once)."""
+        if not self._ended:
+            self._ended = True
             self.wrap.loop_ended(self)
 
     def serve(self) -> None:
@@ -316,7 +339,8 @@ class AcceptLoop(threading.Thread):
 
     def read_token(self, fd: int):
         try:
-            raw = wire.read_token(fd, self.server.handshake_timeout, stop_fd=self.server.stop_fd)
+            raw = wire.read_token(fd, self.server.handshake_timeout, stop_fd=self.server.stop_fd,
+                                  nonblocking=self.profile.nonblocking_token_read)  # H16
         except OSError:
             return None
         return raw.decode("utf-8", "replace") if raw else None
@@ -394,10 +418,25 @@ class AcceptLoop(threading.Thread):
             if why:
                 self.fail(conn, cred, "pid_not_peer", wire.NACK, pid=pid, detail=why)
                 return
-        self.succeed(cred, token=None, pid=pid, attach="simulated")
-        if not self.send_status(conn, wire.ACK):
-            return
-        # B29: keepalive until the peer closes (or the server stops).
+        keepalive_key = None
+        if self.profile.keepalive_outside_wrap:  # H17
+            keepalive_key = self.server.reserve_keepalive(cred.uid)
+            if keepalive_key is None:
+                self.fail(conn, cred, "keepalive_quota", wire.NACK, pid=pid)
+                return
+        try:
+            self.succeed(cred, token=None, pid=pid, attach="simulated")
+            if not self.send_status(conn, wire.ACK):
+                return
+            if keepalive_key is not None:
+                self.end_wrap()  # the wrap is done: slot, directory and listener go now
+            self.keepalive(conn)
+        finally:
+            if keepalive_key is not None:
+                self.server.release_keepalive(keepalive_key)
+
+    def keepalive(self, conn) -> None:
+        """B29: hold the ptrace connection until the peer closes (or the server stops)."""
         while True:
             self.wait(conn, None)
             try:
@@ -436,6 +475,7 @@ class Wrap:
         self._lock = threading.Lock()
         self._live = 0
         self.name = None
+        self.quota_key = None  # H15: what this wrap counts against (None: global cap only)
 
     def event(self, type_: str, **fields) -> None:
         self.session.events.add(type_, wrap=self.name, **fields)
@@ -478,11 +518,26 @@ class Wrap:
         with self._lock:
             self._live -= 1
             last = self._live == 0
+        if not self.server.profile.robust_cleanup:
+            self.end(loop, last)
+            return
+        try:  # H14: the slot is released whatever cleanup finds
+            self.end(loop, last)
+        except Exception as exc:
+            self.server.log.error("wrap: cleanup failed", session=self.session.id,
+                                  dir=self.dir.path, error=repr(exc)[:200])
+            self.event("cleanup_incomplete", dir=self.dir.path, error=str(exc)[:200])
+        finally:
+            if last:
+                self.server.wrap_finished(self)
+
+    def end(self, loop: AcceptLoop, last: bool) -> None:
+        """Remove the directory when this loop's end calls for it (H11); free the slot."""
         if last or (
             self.server.profile.cleanup == CLEANUP_NOTIFY_OWNS and loop.kind != "signal"
         ):
             self.remove_dir()
-        if last:
+        if last and not self.server.profile.robust_cleanup:
             self.server.wrap_finished(self)
 
     def remove_dir(self) -> None:
@@ -519,6 +574,20 @@ class WrapServer:
     max_wraps = 1024
     #: Largest accepted request body.
     max_body = 64 * 1024
+    #: H15: most sessions one uid keeps (at the limit its own oldest idle one goes).
+    max_sessions_per_uid = 256
+    #: H15: most wraps one uid has pending at once: then 503 for that uid only.
+    max_wraps_per_uid = 128
+    #: H17: most ptrace keepalives held per uid, and in all.
+    keepalives_per_uid = 8
+    max_keepalives = 256
+    #: H21: longest log field (characters).
+    max_log_field = 512
+    #: H20: byte limits on request fields and on one session's events.
+    max_command_bytes = 1024
+    max_args = 64
+    max_args_bytes = 4096
+    max_event_bytes = 128 * 1024
     #: Default API listener.
     default_api = "unix:/run/wrapref/api.sock"
     #: What wrap-init answers for the wrapper (the reference runs none).
@@ -544,6 +613,10 @@ class WrapServer:
         self.uid = os.geteuid()
         self.sessions = {}
         self.wraps = set()
+        self._sessions_by_key = {}  # H15: quota key -> sessions held
+        self._wraps_by_key = {}  # H15: quota key -> wraps pending
+        self._keepalives = {}  # H17
+        self._keepalive_threads = set()
         self._lock = threading.Lock()
         self._stop_r, self._stop_w = os.pipe()
         os.set_blocking(self._stop_r, False)
@@ -561,6 +634,12 @@ class WrapServer:
     def start(self) -> WrapServer:
         from .api import make_api_server  # late: api imports this module
 
+        if self.profile.bounded_logs and hasattr(self.log, "max_field"):
+            self.log.max_field = self.max_log_field  # H21
+        if self.profile.explicit_modes:
+            self.check_umask()
+        if self.profile.trusted_paths:
+            self.check_trusted_dir(self.temp_base, "temp base")
         try:
             for spec in self.apis:
                 srv = make_api_server(spec, self)
@@ -577,6 +656,74 @@ class WrapServer:
         self.log.info("serving", pid=os.getpid(), uid=self.uid, profile=self.profile.name,
                       apis=list(self.bound_apis), temp_base=self.temp_base)
         return self
+
+    def check_umask(self) -> None:
+        """H24: every mode is set explicitly; say so when the umask would have mattered."""
+        mask = os.umask(0o022)
+        os.umask(mask)
+        if mask & 0o022 != 0o022 or mask & 0o055:
+            self.log.warn("unusual umask: the server sets every mode explicitly",
+                          umask=f"{mask:04o}")
+
+    def trusted_uids(self) -> set:
+        """Who may own a directory the server relies on (H18): root and the server.
+
+        In a user namespace that does not map host root, root's files show up as
+        the overflow uid; they are accepted there (and only there).
+        """
+        uids = {0, self.uid}
+        try:
+            with open("/proc/self/uid_map") as f:
+                initial = f.read().split() == ["0", "0", "4294967295"]
+        except OSError:
+            initial = True
+        if not initial:
+            uids.add(OVERFLOW_UID)
+        return uids
+
+    def check_trusted_dir(self, path: str, what: str) -> None:
+        """H18: refuse a directory that another user could swap or fill.
+
+        *path* and every parent (through any symlink, each checked too) must be
+        owned by root or the server and writable by nobody else -- unless sticky
+        (as /tmp), where others cannot rename or remove what is not theirs.
+        """
+        trusted = self.trusted_uids()
+        seen = set()
+        pending = [os.path.abspath(path)]
+        while pending:
+            cur = pending.pop()
+            if cur in seen:
+                continue
+            seen.add(cur)
+            parts = [p for p in cur.split("/") if p]
+            for i in range(len(parts) + 1):
+                prefix = "/" + "/".join(parts[:i])
+                try:
+                    st = os.lstat(prefix)
+                except OSError as exc:
+                    raise UntrustedPath(f"{what} {path}: {prefix}: {exc.strerror}") from None
+                if stat.S_ISLNK(st.st_mode):
+                    if st.st_uid not in trusted:
+                        raise UntrustedPath(
+                            f"refusing {what} {path}: {prefix} is a symlink owned by uid "
+                            f"{st.st_uid} (want root or the server's uid {self.uid})")
+                    pending.append(os.path.join(os.path.realpath(prefix), *parts[i:]))
+                    break  # the rest is checked under the resolved path
+                self.check_trusted_stat(path, what, prefix, st, trusted)
+
+    def check_trusted_stat(self, path, what, prefix, st, trusted) -> None:
+        if not stat.S_ISDIR(st.st_mode):
+            raise UntrustedPath(f"refusing {what} {path}: {prefix} is not a directory")
+        if st.st_uid not in trusted:
+            raise UntrustedPath(
+                f"refusing {what} {path}: {prefix} is owned by uid {st.st_uid} "
+                f"(want root or the server's uid {self.uid})")
+        writable = st.st_mode & 0o002 or (st.st_mode & 0o020 and st.st_gid not in (0, os.getegid()))
+        if writable and not st.st_mode & stat.S_ISVTX:
+            raise UntrustedPath(
+                f"refusing {what} {path}: {prefix} is writable by others "
+                f"(mode {stat.S_IMODE(st.st_mode):04o}, not sticky)")
 
     def stop(self, timeout: float = 5.0) -> None:
         """Close every listener, end every loop, remove every directory made."""
@@ -596,9 +743,15 @@ class WrapServer:
             wrap.join(timeout)
         for wrap in wraps:
             wrap.dir.close_listeners()
-            wrap.remove_dir()
+            try:
+                wrap.remove_dir()
+            except Exception as exc:  # H14: stop goes on whatever cleanup finds
+                self.log.error("wrap: cleanup failed", dir=wrap.dir.path, error=repr(exc)[:200])
         with self._lock:
             self.wraps.clear()
+            keepalives = [t for t in threading.enumerate() if t in self._keepalive_threads]
+        for t in keepalives:
+            t.join(timeout)
         os.close(self._stop_w)
         os.close(self._stop_r)
         self._stop_w = None
@@ -614,7 +767,41 @@ class WrapServer:
 
     def wrap_finished(self, wrap: Wrap) -> None:
         with self._lock:
-            self.wraps.discard(wrap)
+            if wrap in self.wraps:
+                self.wraps.discard(wrap)
+                self._release(self._wraps_by_key, wrap.quota_key)
+
+    @staticmethod
+    def _release(counts: dict, key) -> None:
+        n = counts.get(key, 0) - 1
+        if n > 0:
+            counts[key] = n
+        else:
+            counts.pop(key, None)
+
+    def quota_key(self, peer):
+        """H15: what a request counts against: the peer uid; TCP callers share one key."""
+        if peer is None or peer.transport == "local":
+            return None  # in-process calls: no quota
+        if peer.transport == "unix" and peer.uid is not None:
+            return peer.uid
+        return "tcp"
+
+    def reserve_keepalive(self, uid):
+        """H17: count a ptrace keepalive against *uid*; None when over quota."""
+        key = ("keepalive", uid)
+        with self._lock:
+            if (self._keepalives.get(key, 0) >= self.keepalives_per_uid
+                    or sum(self._keepalives.values()) >= self.max_keepalives):
+                return None
+            self._keepalives[key] = self._keepalives.get(key, 0) + 1
+            self._keepalive_threads.add(threading.current_thread())
+        return key
+
+    def release_keepalive(self, key) -> None:
+        with self._lock:
+            self._release(self._keepalives, key)
+            self._keepalive_threads.discard(threading.current_thread())
 
     def live_wraps(self) -> int:
         with self._lock:
@@ -633,47 +820,98 @@ class WrapServer:
             "ptrace_mode": self.ptrace_mode,
         }
 
-    def create_session(self, requested_id=None) -> Session:
+    def create_session(self, requested_id=None, peer: Peer = None) -> Session:
         if requested_id is not None and (
             not isinstance(requested_id, str) or not SESSION_ID_RE.match(requested_id)
         ):
             raise RequestError(400, "invalid session id: want [A-Za-z0-9._-]{1,200}")
+        prof = self.profile
+        key = self.quota_key(peer) if prof.per_uid_quotas else None
+        owner = None
+        if prof.session_owner and peer is not None and peer.transport == "unix":
+            owner = peer.uid
         with self._lock:
-            if len(self.sessions) >= self.max_sessions and not self._evict_session():
-                raise RequestError(503, "too many sessions")
+            if requested_id is not None and requested_id in self.sessions:
+                raise RequestError(409, "session already exists")
+            full = key is not None and (
+                self._sessions_by_key.get(key, 0) >= self.max_sessions_per_uid)
+            if full and not self._evict_session(key):  # H15: only the caller's own
+                raise RequestError(503, "too many sessions for this uid")
+            if len(self.sessions) >= self.max_sessions:
+                # H23: under session ownership eviction never takes another uid's session.
+                only = key if prof.per_uid_quotas or prof.session_owner else _ANY
+                if not self._evict_session(only):
+                    raise RequestError(503, "too many sessions")
             sid = requested_id
             if sid is None:
                 sid = "s-" + os.urandom(8).hex()
                 while sid in self.sessions:
                     sid = "s-" + os.urandom(8).hex()
-            elif sid in self.sessions:
-                raise RequestError(409, "session already exists")
-            session = self.sessions[sid] = Session(sid)
-        self.log.info("session created", session=sid)
+            limit = self.max_event_bytes if prof.byte_limits else None
+            session = self.sessions[sid] = Session(sid, owner, key, limit)
+            if key is not None:
+                self._sessions_by_key[key] = self._sessions_by_key.get(key, 0) + 1
+        self.log.info("session created", session=sid, owner=owner)
         return session
 
-    def _evict_session(self) -> bool:
-        """Forget the oldest session with no pending wrap (lock held)."""
+    def _evict_session(self, key=None) -> bool:
+        """Forget the oldest session with no pending wrap (lock held).
+
+        *key* limits the choice to the sessions counted against that quota key.
+        """
         busy = {wrap.session.id for wrap in self.wraps}
-        for sid in self.sessions:  # insertion order: oldest first
-            if sid not in busy:
-                del self.sessions[sid]
-                return True
+        for sid, session in self.sessions.items():  # insertion order: oldest first
+            if sid in busy or (key is not _ANY and session.quota_key != key):
+                continue
+            del self.sessions[sid]
+            if session.quota_key is not None:
+                self._release(self._sessions_by_key, session.quota_key)
+            return True
         return False
 
-    def get_session(self, session_id: str) -> Session:
+    def get_session(self, session_id: str, peer: Peer = None) -> Session:
         with self._lock:
             session = self.sessions.get(session_id)
-        if session is None:
+        if session is None or not self.may_use(session, peer):
             raise RequestError(404, "session not found")
         return session
 
-    def events(self, session_id: str) -> dict:
-        session = self.get_session(session_id)
+    def may_use(self, session: Session, peer: Peer) -> bool:
+        """H23: only the session's creator and root read its events or wrap-init in it."""
+        if not self.profile.session_owner or session.owner in (None, 0) or peer is None:
+            return True  # unowned, or root's and not yet claimed (see claim)
+        if peer.transport == "local":
+            return True
+        return peer.uid in (session.owner, 0)
+
+    def claim(self, session: Session, peer: Peer) -> None:
+        """H23: a session root created (on a user's behalf) goes to the first uid that
+        wrap-inits in it; from then on it is that uid's."""
+        if not self.profile.session_owner or peer is None or peer.transport != "unix":
+            return
+        with self._lock:
+            if session.owner == 0 and peer.uid not in (None, 0):
+                session.owner = peer.uid
+        if session.owner not in (None, peer.uid) and peer.uid != 0:
+            raise RequestError(404, "session not found")
+
+    def events(self, session_id: str, peer: Peer = None) -> dict:
+        session = self.get_session(session_id, peer)
         out = {"session": session.id, "events": session.events.snapshot()}
         if session.events.dropped:
             out["dropped"] = session.events.dropped
         return out
+
+    def reserve_wrap(self, wrap) -> None:
+        """Count *wrap* as pending: the global cap, and (H15) the per-uid quota."""
+        key = wrap.quota_key
+        with self._lock:
+            if len(self.wraps) >= self.max_wraps:
+                raise RequestError(503, "too many pending wraps")
+            if key is not None and self._wraps_by_key.get(key, 0) >= self.max_wraps_per_uid:
+                raise RequestError(503, "too many pending wraps for this uid")
+            self.wraps.add(wrap)
+            self._wraps_by_key[key] = self._wraps_by_key.get(key, 0) + 1
 
     def socket_kinds(self):
         if self.ptrace_mode:
@@ -684,7 +922,8 @@ class WrapServer:
         """Perform wrap-init; return the response or raise RequestError."""
         if peer is None:
             peer = Peer("local", os.geteuid(), os.getpid(), os.getegid())
-        session = self.get_session(session_id)
+        session = self.get_session(session_id, peer)
+        self.claim(session, peer)
         if not isinstance(body, dict):
             raise RequestError(400, "invalid json: expected an object")
         req = self.parse_wrap_request(body)
@@ -694,16 +933,20 @@ class WrapServer:
         if self.live_wraps() >= self.max_wraps:
             raise RequestError(503, "too many pending wraps")
         wrap = self.wrap_class(self, session, uid, expected, source, peer.transport)
+        if self.profile.per_uid_quotas:
+            wrap.quota_key = self.quota_key(peer)
+        self.reserve_wrap(wrap)
         try:
             wrap.setup(self.socket_kinds())
-        except WrapDirError as exc:
+        except (WrapDirError, OSError) as exc:
+            self.wrap_finished(wrap)
             self.log.error("wrap-init failed", session=session.id, error=str(exc))
-            raise RequestError(500, str(exc)) from None
-        except OSError as exc:
-            self.log.error("wrap-init failed", session=session.id, error=str(exc))
+            if isinstance(exc, WrapDirError):
+                raise RequestError(500, str(exc)) from None
             raise RequestError(500, f"wrap: {exc}") from None
-        with self._lock:
-            self.wraps.add(wrap)
+        except BaseException:
+            self.wrap_finished(wrap)
+            raise
         d = wrap.dir
         sockets = dict(d.sockets)
         wrap.event("wrap_init", caller_uid=expected if source != "legacy" else None,
@@ -754,6 +997,8 @@ class WrapServer:
             if not all(isinstance(a, str) for a in args):
                 raise RequestError(400, "invalid json: agent_args must be a list of strings")
         out["agent_args"] = list(args or [])
+        if self.profile.byte_limits:  # H20
+            self.check_sizes(out["agent_command"], out["agent_args"])
         mode = body.get("mode")
         if mode is not None and not isinstance(mode, str):
             raise RequestError(400, "invalid json: mode must be a string")
@@ -761,6 +1006,17 @@ class WrapServer:
             raise RequestError(400, f"invalid mode {mode!r}: want agent or shim")
         out["mode"] = mode or "agent"
         return out
+
+    def check_sizes(self, command: str, args: list) -> None:
+        """H20: bounded request fields (they are kept in the session's events)."""
+        if len(command.encode("utf-8", "surrogatepass")) > self.max_command_bytes:
+            raise RequestError(
+                413, f"agent_command too long (limit {self.max_command_bytes} bytes)")
+        if len(args) > self.max_args:
+            raise RequestError(413, f"agent_args has too many items (limit {self.max_args})")
+        total = sum(len(a.encode("utf-8", "surrogatepass")) for a in args)
+        if total > self.max_args_bytes:
+            raise RequestError(413, f"agent_args too long (limit {self.max_args_bytes} bytes)")
 
     def resolve_caller(self, body: dict, peer: Peer):
         """H1/H2: return ``(layout uid, expected peer uid or None, uid_source)``."""

@@ -168,12 +168,18 @@ def wait_readable(fds, timeout):
     return [fd for fd, _ev in poller.poll(ms)]
 
 
-def read_token(fd: int, timeout: float, limit: int = TOKEN_LIMIT, stop_fd=None) -> bytes:
+def read_token(fd: int, timeout: float, limit: int = TOKEN_LIMIT, stop_fd=None,
+               nonblocking: bool = False) -> bytes:
     """Read up to *limit* bytes from *fd* until EOF, bounded by *timeout*.
 
     Returns what was read (possibly empty).  Raises OSError on a read error
-    and TimeoutError when nothing at all arrived in time.
+    and TimeoutError when nothing at all arrived in time.  *nonblocking*
+    (docs/hostile-users.md H16) sets O_NONBLOCK on *fd* first: poll() says a
+    socket is readable as soon as one byte waits, but a blocking read then
+    waits for SO_RCVLOWAT bytes, for as long as the sender likes.
     """
+    if nonblocking:
+        os.set_blocking(fd, False)
     deadline = time.monotonic() + timeout
     out = b""
     while len(out) < limit:

@@ -33,7 +33,11 @@ implemented, chosen by ``profile.layout``:
 naive variants.
 
 Every step that creates something is undone by :meth:`WrapDir.remove`, which
-the owner calls on every error path before answering.
+the owner calls on every error path before answering.  With
+``profile.robust_cleanup`` (docs/hostile-users.md H14) removal is
+:func:`empty_dir_fd`: fd-relative, iterative, bounded in fds, operations and
+time, so nothing the caller puts in its directory (a 100,000-deep tree,
+symlinks, a racing writer) can make it recurse, follow a link or run forever.
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ import stat
 import struct
 import tempfile
 import threading
+import time
 
 from .profiles import (
     LAYOUT_AGENTSH,
@@ -78,6 +83,8 @@ __all__ = [
     "acl_grant",
     "get_acl",
     "set_acl",
+    "empty_dir_fd",
+    "CleanupIncomplete",
     "ISOLATION_CHOWN",
     "ISOLATION_ACL",
     "ISOLATION_SAME_UID",
@@ -201,7 +208,94 @@ def _octal(mode: int) -> str:
     return "%04o" % (mode & 0o7777)
 
 
+# ------------------------------------------------------------- bounded removal
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def empty_dir_fd(top_fd: int, max_depth: int = 16, max_ops: int = 200_000,
+                 timeout: float = 5.0) -> bool:
+    """Remove everything inside the directory open as *top_fd*; True once it is empty.
+
+    Iterative and fd-relative: ``openat(O_NOFOLLOW)``, ``unlinkat``; never a path,
+    never a symlink followed, no recursion.  At most *max_depth* directory fds are
+    held: a subtree deeper than that is renamed up into *top_fd* (flattened) and
+    emptied from there.  *max_ops* entries and *timeout* seconds bound the work a
+    racing writer can cause; False means something was left (the caller logs it).
+    """
+    deadline = time.monotonic() + timeout
+    ops = 0
+    # frames: [fd, name in parent, subdirectories still to visit, listed?]
+    stack = [[os.dup(top_fd), None, [], False]]
+    try:
+        while stack:
+            if ops >= max_ops or time.monotonic() >= deadline:
+                return False
+            frame = stack[-1]
+            fd = frame[0]
+            if frame[2]:
+                name = frame[2].pop()
+                if len(stack) >= max_depth:
+                    fresh = ".rm-" + os.urandom(8).hex()
+                    try:
+                        os.rename(name, fresh, src_dir_fd=fd, dst_dir_fd=top_fd)
+                    except OSError:
+                        pass
+                    else:
+                        stack[0][2].append(fresh)
+                    ops += 1
+                    continue
+                try:
+                    child = os.open(name, _DIR_FLAGS, dir_fd=fd)
+                except OSError:
+                    ops += 1
+                    continue
+                stack.append([child, name, [], False])
+                continue
+            try:
+                names = os.listdir(fd)
+            except OSError:
+                names = []
+            if names:
+                frame[3] = True
+                for name in names:
+                    ops += 1
+                    try:
+                        st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+                    except OSError:
+                        continue
+                    if stat.S_ISDIR(st.st_mode):
+                        frame[2].append(name)
+                        continue
+                    try:
+                        os.unlink(name, dir_fd=fd)
+                    except OSError:
+                        pass
+                if frame[2]:
+                    continue
+                if ops >= max_ops:
+                    return False
+                continue  # list again: empty now, unless a writer races us
+            if len(stack) == 1:
+                return True
+            stack.pop()
+            os.close(fd)
+            try:
+                os.rmdir(frame[1], dir_fd=stack[-1][0])
+            except OSError:
+                pass
+            ops += 1
+        return True
+    finally:
+        for frame in stack:
+            os.close(frame[0])
+
+
 # ---------------------------------------------------------------------- WrapDir
+
+
+class CleanupIncomplete(WrapDirError):
+    """Bounded cleanup (H14) gave up: something is left in the temp base."""
 
 
 class WrapDir:
@@ -401,6 +495,9 @@ class WrapDir:
         return sock
 
     def remove_tree(self) -> None:
+        if self.profile.robust_cleanup:
+            self.remove_tree_bounded()
+            return
         if self.dirfd is not None:
             # The caller may own the directory by now: remove it only if the
             # path still names the directory we made.
@@ -411,6 +508,46 @@ class WrapDir:
             if not same:
                 return
         shutil.rmtree(self.path, ignore_errors=True)
+
+    def remove_tree_bounded(self) -> None:
+        """H14: take the directory back, empty it through its fd, then rmdir it.
+
+        Raises :class:`CleanupIncomplete` when something could not be removed (the
+        wrap still releases its slot; the server logs it).
+        """
+        fd = self.dirfd
+        opened = fd is None
+        if opened:
+            try:
+                fd = os.open(self.path, _DIR_FLAGS)
+            except FileNotFoundError:
+                return
+            except OSError as exc:
+                raise CleanupIncomplete(f"cannot open {self.path}: {exc.strerror}") from None
+        try:
+            try:
+                same = os.path.samestat(os.lstat(self.path), os.fstat(fd))
+            except OSError:
+                same = False
+            if not same:
+                return  # the path no longer names our directory: leave it alone
+            if os.fstat(fd).st_uid != self.server_uid:
+                try:  # the caller may own it: take it back so nobody adds entries
+                    os.fchown(fd, self.server_uid, -1)
+                    os.fchmod(fd, 0o700)
+                except OSError:
+                    pass
+            done = empty_dir_fd(fd)
+            try:
+                os.rmdir(self.path)
+            except OSError as exc:
+                if exc.errno != errno.ENOENT:
+                    done = False
+            if not done:
+                raise CleanupIncomplete(f"could not empty {self.path}")
+        finally:
+            if opened:
+                os.close(fd)
 
     # -- agentsh layout ------------------------------------------------------------
 

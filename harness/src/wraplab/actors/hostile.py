@@ -1,0 +1,331 @@
+"""Hostile-local-user moves and server measurements (docs/hostile-users.md). Stdlib only;
+prints one JSON object.
+
+    python3 -m wraplab.actors.hostile state --pid PID --base DIR
+    python3 -m wraplab.actors.hostile sessions --api API --count N [--seconds S]
+    python3 -m wraplab.actors.hostile browser --api tcp:HOST:PORT
+    python3 -m wraplab.actors.hostile long-paths --api API --count N --length L [--seconds S]
+    python3 -m wraplab.actors.hostile deep-tree --api API --depth N
+    python3 -m wraplab.actors.hostile ptrace-hold --api API --seconds S
+    python3 -m wraplab.actors.hostile big-args --api API --count N --size B [--seconds S]
+    python3 -m wraplab.actors.hostile mkdir --path DIR
+    python3 -m wraplab.actors.hostile fake-api --dir DIR --seconds S
+
+``state``: the server process's fd count, threads and RSS (KiB), and the number of
+``wrap-*`` directories under DIR (as root). ``sessions``: N new sessions as fast as
+possible, answers counted by HTTP status. ``browser``: what a web page in a local
+browser can send to a loopback TCP API without a preflight (``Origin``, a foreign
+``Host``, a ``text/plain`` body), answers by case. ``long-paths``: N requests for a
+missing path L bytes long (each a 404 and a log line). ``deep-tree``: a wrap-init of
+our own, then N nested directories inside the wrap directory we were handed (openat,
+one fd at a time). ``ptrace-hold``: a wrap-init of our own (the server in ptrace mode),
+a handoff with our own pid, then the ACKed keepalive held for S seconds. ``big-args``:
+N wrap-inits whose ``agent_args`` hold B bytes, never dialled. ``mkdir``: DIR (0755,
+ours). ``fake-api``: in DIR (ours), move the real API socket aside if there is one, then
+serve a fake API whose wrap-init names our own notify socket, and report any token handed
+to it. Every mode is bounded by its count and ``--seconds``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import array
+import json
+import os
+import socket
+import struct
+import time
+
+from wraplab.actors._common import api_request, emit, errno_name, proc_status, wrap_init_body
+
+
+def own_wrap(api: str, body=None) -> dict:
+    """A session and a wrap-init of our own: ``{"status", "resp"}``."""
+    st, sess = api_request(api, "POST", "/api/v1/sessions", {})
+    if st != 201 or not isinstance(sess, dict):
+        return {"status": st, "resp": sess}
+    st, resp = api_request(api, "POST", f"/api/v1/sessions/{sess['id']}/wrap-init",
+                           body or wrap_init_body())
+    return {"status": st, "resp": resp, "session": sess["id"]}
+
+
+def deep_tree(api: str, depth: int) -> dict:
+    w = own_wrap(api)
+    out = {"wrap_init": w["status"], "session": w.get("session"), "made": 0}
+    if w["status"] != 200:
+        return out
+    wdir = os.path.dirname(w["resp"]["notify_socket"])
+    out["dir"] = wdir
+    try:
+        fd = os.open(wdir, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError as exc:
+        out["errno"] = errno_name(exc)
+        return out
+    try:
+        for _ in range(depth):
+            os.mkdir("d", dir_fd=fd)
+            nfd = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+            os.close(fd)
+            fd = nfd
+            out["made"] += 1
+    except OSError as exc:
+        out["errno"] = errno_name(exc)
+    finally:
+        os.close(fd)
+    return out
+
+
+def ptrace_hold(api: str, seconds: float) -> dict:
+    w = own_wrap(api)
+    out = {"wrap_init": w["status"], "session": w.get("session"), "ack": None}
+    if w["status"] != 200:
+        return out
+    path = w["resp"]["notify_socket"]
+    out["dir"] = os.path.dirname(path)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(10)
+    try:
+        sock.connect(path)
+        sock.sendall(struct.pack("<I", os.getpid()))
+        ack = sock.recv(1)
+        out["ack"] = ack[0] if ack else None
+        out["acked_at"] = time.time()
+        if ack:
+            time.sleep(seconds)  # the attacker's hold: the point of the attack
+        out["released_at"] = time.time()
+    except OSError as exc:
+        out["errno"] = errno_name(exc)
+    finally:
+        sock.close()
+    return out
+
+
+def big_args(api: str, count: int, size: int, seconds: float) -> dict:
+    out: dict[str, int] = {}
+    body = wrap_init_body()
+    body["agent_args"] = ["a" * size]
+    t0 = time.monotonic()
+    n = 0
+    while n < count and time.monotonic() - t0 < seconds:
+        n += 1
+        st = own_wrap(api, body)["status"]
+        out[str(st)] = out.get(str(st), 0) + 1
+    return {"attempts": n, "outcomes": out, "seconds": round(time.monotonic() - t0, 3)}
+
+
+def state(pid: int, base: str) -> dict:
+    out = {"pid": pid}
+    try:
+        status = proc_status(pid)
+        out["fds"] = len(os.listdir(f"/proc/{pid}/fd"))
+        out["threads"] = int(status.get("Threads", "0"))
+        out["rss_kib"] = int((status.get("VmRSS") or "0 kB").split()[0])
+    except FileNotFoundError:
+        out["exists"] = False
+    try:
+        out["dirs"] = sum(1 for n in os.listdir(base) if n.startswith("wrap-"))
+    except OSError as exc:
+        out["dirs_errno"] = exc.errno
+    return out
+
+
+def sessions(api: str, count: int, seconds: float) -> dict:
+    out: dict[str, int] = {}
+    t0 = time.monotonic()
+    n = 0
+    while n < count and time.monotonic() - t0 < seconds:
+        n += 1
+        st, _ = api_request(api, "POST", "/api/v1/sessions", {})
+        out[str(st)] = out.get(str(st), 0) + 1
+    return {"attempts": n, "outcomes": out, "seconds": round(time.monotonic() - t0, 3)}
+
+
+def _raw_tcp(host: str, port: int, head: str, body: bytes) -> int | None:
+    sock = socket.create_connection((host, port), timeout=5)
+    try:
+        sock.sendall(head.encode() + b"Content-Length: %d\r\n\r\n" % len(body) + body)
+        data = b""
+        while b"\r\n" not in data:
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+    finally:
+        sock.close()
+    parts = data.split(b" ", 2)
+    return int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else None
+
+
+def browser(api: str) -> dict:
+    scheme, _, rest = api.partition(":")
+    if scheme != "tcp":
+        raise SystemExit("browser: want a tcp:HOST:PORT API")
+    host, _, port = rest.rpartition(":")
+    host = host.strip("[]")
+    port_ = int(port)
+    cases = {
+        # fetch("http://127.0.0.1:PORT/api/v1/sessions", {method: "POST", mode: "no-cors",
+        # body: '{}'}) from a page on another origin: a "simple" request, no preflight.
+        "origin-text-plain": ("Origin: http://evil.example\r\nContent-Type: text/plain;"
+                              "charset=UTF-8\r\n", f"127.0.0.1:{port_}"),
+        # DNS rebinding: same-origin for the browser, so no Origin on a GET-less POST in
+        # old browsers; the Host is the attacker's name.
+        "rebinding-host": ("Content-Type: application/json\r\n", f"evil.example:{port_}"),
+    }
+    out = {}
+    for name, (extra, hosthdr) in cases.items():
+        head = (f"POST /api/v1/sessions HTTP/1.1\r\nHost: {hosthdr}\r\n{extra}"
+                "Connection: close\r\n")
+        try:
+            out[name] = _raw_tcp(host, port_, head, b"{}")
+        except OSError as exc:
+            out[name] = f"errno {exc.errno}"
+    return {"answers": out}
+
+
+def long_paths(api: str, count: int, length: int, seconds: float) -> dict:
+    out: dict[str, int] = {}
+    t0 = time.monotonic()
+    n = 0
+    path = "/" + "x" * length
+    while n < count and time.monotonic() - t0 < seconds:
+        n += 1
+        st, _ = api_request(api, "GET", path)
+        out[str(st)] = out.get(str(st), 0) + 1
+    return {"attempts": n, "outcomes": out, "bytes_sent": n * length,
+            "seconds": round(time.monotonic() - t0, 3)}
+
+
+def make_dir(path: str) -> dict:
+    try:
+        os.mkdir(path, 0o755)
+        os.chmod(path, 0o755)
+    except OSError as exc:
+        return {"path": path, "errno": errno_name(exc)}
+    return {"path": path, "uid": os.getuid()}
+
+
+def fake_api(directory: str, seconds: float) -> dict:
+    """Serve a fake API and notify socket in *directory* for *seconds*."""
+
+    api_path = os.path.join(directory, "api.sock")
+    notify_path = os.path.join(directory, "notify-fake.sock")
+    out = {"moved_real": False, "requests": 0, "handoffs": 0, "token": None}
+    try:
+        os.rename(api_path, os.path.join(directory, ".real-api.sock"))
+        out["moved_real"] = True
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        out["move_errno"] = errno_name(exc)
+    listeners = []
+    for path in (api_path, notify_path):
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.bind(path)
+        os.chmod(path, 0o666)
+        sock.listen(8)
+        sock.settimeout(0.1)
+        listeners.append(sock)
+    api, notify = listeners
+    out["ready_at"] = time.time()
+    deadline = time.monotonic() + seconds
+    answers = [(201, {"id": "s-fake"}),
+               (200, {"notify_socket": notify_path, "ptrace_mode": False,
+                      "fs_isolation": "chown", "wrapper_binary": "x"})]
+    try:
+        while time.monotonic() < deadline and out["token"] is None:
+            for lst in (api, notify):
+                try:
+                    conn, _ = lst.accept()
+                except OSError:
+                    continue
+                with conn:
+                    conn.settimeout(2)
+                    try:
+                        if lst is api:
+                            if not conn.recv(65536):
+                                continue
+                            st, body = answers[min(out["requests"], 1)]
+                            out["requests"] += 1
+                            data = json.dumps(body).encode()
+                            conn.sendall(b"HTTP/1.1 %d X\r\nContent-Type: application/json\r\n"
+                                         b"Content-Length: %d\r\nConnection: close\r\n\r\n"
+                                         % (st, len(data)) + data)
+                            continue
+                        fds = array.array("i")
+                        _msg, anc, _f, _a = conn.recvmsg(64, socket.CMSG_SPACE(4 * 4))
+                        for level, kind, raw in anc:
+                            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                                fds.frombytes(raw[: len(raw) - len(raw) % 4])
+                        out["handoffs"] += 1
+                        for fd in fds:
+                            try:
+                                got = os.read(fd, 256).decode("utf-8", "replace")
+                                out["token"] = got or out["token"]
+                            finally:
+                                os.close(fd)
+                        conn.sendall(b"\x01")
+                    except OSError:
+                        continue
+    finally:
+        for sock in listeners:
+            sock.close()
+    return out
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="hostile", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="mode", required=True)
+    p = sub.add_parser("state")
+    p.add_argument("--pid", type=int, required=True)
+    p.add_argument("--base", required=True)
+    p = sub.add_parser("sessions")
+    p.add_argument("--api", required=True)
+    p.add_argument("--count", type=int, required=True)
+    p.add_argument("--seconds", type=float, default=30.0)
+    p = sub.add_parser("browser")
+    p.add_argument("--api", required=True)
+    p = sub.add_parser("long-paths")
+    p.add_argument("--api", required=True)
+    p.add_argument("--count", type=int, required=True)
+    p.add_argument("--length", type=int, required=True)
+    p.add_argument("--seconds", type=float, default=30.0)
+    p = sub.add_parser("deep-tree")
+    p.add_argument("--api", required=True)
+    p.add_argument("--depth", type=int, required=True)
+    p = sub.add_parser("ptrace-hold")
+    p.add_argument("--api", required=True)
+    p.add_argument("--seconds", type=float, required=True)
+    p = sub.add_parser("big-args")
+    p.add_argument("--api", required=True)
+    p.add_argument("--count", type=int, required=True)
+    p.add_argument("--size", type=int, required=True)
+    p.add_argument("--seconds", type=float, default=30.0)
+    p = sub.add_parser("mkdir")
+    p.add_argument("--path", required=True)
+    p = sub.add_parser("fake-api")
+    p.add_argument("--dir", required=True)
+    p.add_argument("--seconds", type=float, required=True)
+    args = parser.parse_args(argv)
+    if args.mode == "state":
+        emit(state(args.pid, args.base))
+    elif args.mode == "sessions":
+        emit(sessions(args.api, args.count, args.seconds))
+    elif args.mode == "browser":
+        emit(browser(args.api))
+    elif args.mode == "deep-tree":
+        emit(deep_tree(args.api, min(args.depth, 100000)))
+    elif args.mode == "ptrace-hold":
+        emit(ptrace_hold(args.api, min(args.seconds, 120.0)))
+    elif args.mode == "mkdir":
+        emit(make_dir(args.path))
+    elif args.mode == "fake-api":
+        emit(fake_api(args.dir, min(args.seconds, 60.0)))
+    elif args.mode == "big-args":
+        emit(big_args(args.api, args.count, args.size, args.seconds))
+    else:
+        emit(long_paths(args.api, args.count, args.length, args.seconds))
+
+
+if __name__ == "__main__":
+    main()

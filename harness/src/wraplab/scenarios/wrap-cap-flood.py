@@ -1,0 +1,105 @@
+"""One local user fills the server's wrap cap; does alice still get her wrap?
+
+docs/hostile-users.md H15 (issue 14, finding 2). Every pending wrap holds a directory,
+fds and a thread, so the reference server caps them (1,024 at once, then 503 "too many
+pending wraps"). Mallory sends 1,100 session + wrap-init pairs as fast as she can and
+never dials: each of her wraps stays pending for the whole accept window. While they are
+pending, alice runs her client five times. Recorded: mallory's answers by HTTP status,
+alice's success rate and latency, and the server's fds, threads, RSS and wrap
+directories before the attack, at its peak and after every wrap has ended.
+
+Verdict: vulnerable when alice's wrap-init got 503 while mallory's wraps were pending
+(one uid denied another); defended when every one of alice's wraps worked *and* mallory
+was stopped by a per-uid 503 (evidence she reached the bound); error when she was not
+(the attack did not happen). Either way the server's fds, threads and wrap directories
+must be back to their baseline once the window is over ("nothing left behind"; RSS is
+reported, not judged: Python keeps freed memory in its arenas).
+
+Actors: owner (alice), flooder (mallory). Placement: root. Transport: unix. Socket: notify.
+Window 25 s (the flood takes 5-10 s).
+
+Expected:
+- hardened: defended: mallory gets 128 wraps (``max_wraps_per_uid``) and then 503 "too
+  many pending wraps for this uid"; alice's five wraps work.
+- agentsh, accept-once, permissive, pre-235: vulnerable: mallory's 1,024 pending wraps
+  fill the global cap and alice's wrap-init gets 503 (agentsh has no such cap, but no
+  per-uid bound either: its limit is the process's fds; the model's cap stands for it,
+  an assumption, docs/hostile-users.md H15).
+"""
+
+import time
+
+from wraplab.engine import DEFENDED, VULNERABLE
+
+SLUG = "wrap-cap-flood"
+ORDER = 240
+EXCLUSIVE = True  # 1,100 wraps and their threads: it needs the cores to itself
+ACTORS = {"owner": "owner", "flooder": "attacker"}
+SOCKETS = ("notify",)
+PLACEMENTS = ("root",)
+TRANSPORTS = ("unix",)
+WINDOW = 25.0
+SERVER = {"accept_window": WINDOW}
+FLOOD = 1100
+OWNER_TRIES = 5
+EXPECT = {
+    "hardened": DEFENDED,
+    "agentsh": VULNERABLE,
+    "pre-235": VULNERABLE,
+    "permissive": VULNERABLE,
+    "accept-once": VULNERABLE,
+}
+
+
+def state(ctx) -> dict:
+    return ctx.run.tool("hostile", ["state", "--pid", str(ctx.run.server.pid),
+                                    "--base", ctx.run.temp_base])
+
+
+def same(a: dict, b: dict) -> bool:
+    return all(a.get(k) == b.get(k) for k in ("fds", "threads", "dirs"))
+
+
+def run(ctx):
+    base = state(ctx)
+    t0 = time.time()
+    res = ctx.run.exec(ctx.flooder.user_role,
+                       ["python3", "-m", "wraplab.actors.churn", "wrap-inits", "--api", ctx.api,
+                        "--count", str(FLOOD), "--seconds", "15"], timeout=60)
+    flood = res.json()
+    outs = flood.get("outcomes") or {}
+    ctx.step(ctx.flooder, f"sends {FLOOD} session + wrap-init pairs and never dials",
+             f"{flood.get('attempts')} in {flood.get('seconds')} s: {outs}", t=t0,
+             ms=(flood.get("seconds") or 0) * 1000, detail=flood)
+    peak = state(ctx)
+    wraps = [ctx.owner.wraps() for _ in range(OWNER_TRIES)]
+    ok = [w for w in wraps if w.ok]
+    denied = [w for w in wraps if not w.ok and w.step == "wrap-init"
+              and (w.data.get("http_status") == 503)]
+    latency = sorted(w.latency_ms for w in wraps if w.latency_ms is not None)
+    flood_done = time.time()
+    after = ctx.waits_until("fds, threads and wrap directories are back to the baseline",
+                            lambda: (lambda s: s if same(s, base) else None)(state(ctx)),
+                            time.time() + WINDOW + 20, pause=1.0) or state(ctx)
+    rate = len(ok) / len(wraps)
+    ctx.metrics.update(flood=outs, owner_success=rate, owner_latency_ms=latency,
+                       baseline=base, peak=peak, after=after,
+                       recovered_s=round(time.time() - flood_done, 1))
+    ctx.note(f"alice {len(ok)}/{len(wraps)} ok while mallory's wraps were pending "
+             f"(latency ms {latency}); server state before {base}, peak {peak}, after {after}")
+    if not same(after, base):
+        return ctx.vulnerable(f"left behind after every window ended: {after} "
+                              f"(baseline {base})")
+    if denied:
+        return ctx.vulnerable(f"alice's wrap-init got 503 in {len(denied)} of {len(wraps)} "
+                              f"tries while mallory held {outs.get('200', 0)} pending wraps: "
+                              "one uid filled the global cap", guard="global cap")
+    if len(ok) != len(wraps):
+        return ctx.broken(f"alice's wraps failed without a 503: "
+                          f"{[w.failure() for w in wraps if not w.ok]}")
+    if not outs.get("503"):
+        return ctx.error(f"mallory was never refused ({outs}): the cap was not reached")
+    return ctx.defended(f"mallory got {outs.get('200', 0)} wraps and then 503 "
+                        f"({outs.get('503')} times); alice's {len(wraps)} wraps all worked "
+                        f"(latency ms {latency}); nothing left behind ({after})",
+                        guard="per-uid quota")
