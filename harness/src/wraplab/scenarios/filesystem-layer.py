@@ -44,7 +44,7 @@ SERVER = {"accept_window": 8}
 EXPECT = {
     "hardened": DEFENDED,
     "agentsh": {"root": DEFENDED, "root-no-chown": VULNERABLE, "service": VULNERABLE,
-                "signal": BROKEN},
+                "root/signal": BROKEN, "root-no-chown/signal": BROKEN, "service/signal": BROKEN},
     "pre-235": BROKEN,
     "permissive": VULNERABLE,
     "accept-once": {"root": DEFENDED, "root-no-chown": VULNERABLE, "service": VULNERABLE,
