@@ -65,7 +65,8 @@ def tool(ctx, actor, module: str, args: Sequence[str], *, timeout: float = 60.0,
     """``python3 -m wraplab.actors.<module> ARGS`` as ``actor``; its JSON (HarnessError if
     it printed none)."""
     argv = ["python3", "-m", f"wraplab.actors.{module}", *args]
-    res = ctx.run.exec(actor.user_role, argv, timeout=timeout, caps=tuple(caps))
+    extra = {"caps": tuple(caps)} if caps else {}  # else whatever capable() set
+    res = ctx.run.exec(actor.user_role, argv, timeout=timeout, **extra)
     try:
         return res.json()
     except ValueError:

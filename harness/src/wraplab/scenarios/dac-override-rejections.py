@@ -23,7 +23,8 @@ Expected:
 - agentsh: vulnerable: a log line per rejection (signal: broken by G8 first).
 - accept-once: vulnerable: the first rejection ends alice's loop (denial of service).
 - permissive, pre-235: vulnerable: no peer check; mallory's first connection is the
-  loop's one connection, alice's wrap fails.
+  loop's one connection, alice's wrap fails. pre-235 on signal: broken: alice fails
+  at her notify dial (EACCES on the root-only directory), a loop mallory did not touch.
 """
 
 import time
@@ -42,7 +43,7 @@ CONNECTS = 2000
 EXPECT = {
     "hardened": DEFENDED,
     "agentsh": {"*": VULNERABLE, "signal": BROKEN},
-    "pre-235": VULNERABLE,
+    "pre-235": {"*": VULNERABLE, "signal": BROKEN},
     "permissive": VULNERABLE,
     "accept-once": VULNERABLE,
 }
