@@ -210,9 +210,8 @@ WEAKENINGS: tuple[Weakening, ...] = (
        """
        server_wide(cleanup="notify-owns")
        """,
-       [("signal-after-notify", "signal", "root", "unix")],
-       known_uncaught="the owner's own signal dial fails (broken), no attacker is needed "
-       "or involved: the cell turns broken, not vulnerable (see docs/rules.md)"),
+       [("signal-squat", "signal", "root", "unix"),
+        ("signal-after-notify", "signal", "root", "unix")]),
     _w("H12-client-once", "H12",
        "the hardened client dials once, non-blocking (agentsh's client)",
        """
