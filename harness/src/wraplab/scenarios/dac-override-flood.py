@@ -63,6 +63,9 @@ def run(ctx):
     ctx.metrics.update(flood_rate=flood.rate, flood_attempts=flood.attempts,
                        flood_outcomes=flood.outcomes, owner_handoffs=len(wraps),
                        owner_ok=sum(w.ok for w in wraps),
+                       owner_handoff_ms=[None if w.latency_ms is None else
+                                         round(w.latency_ms - w.connect_delay * 1000, 1)
+                                         for w in wraps],
                        owner_failures=sorted({f"{w.step}:{w.errno}" for w in wraps
                                               if not w.ok}))
     if not flood.attempts:
@@ -82,4 +85,5 @@ def run(ctx):
                          "capability did not get it past the directory")
     return ctx.defended(f"{verdict.reason}; the flood reached the server ({flood.summary()}; "
                         f"{rejections} rejections) and alice's retrying client got through "
-                        "every time", guard="flood-defence")
+                        f"every time (handoff ms after the dial delay: "
+                        f"{ctx.metrics['owner_handoff_ms']})", guard="flood-defence")
