@@ -34,7 +34,6 @@ import secrets
 import socket
 import stat
 import struct
-import sys
 import time
 
 from wraplab.actors._common import (

@@ -18,9 +18,9 @@ her) or 2 s have passed; then alice's client dials the signal path and hands off
 
 Verdict: vulnerable when mallory received alice's fd (her token), or when mallory's socket
 was listening at alice's signal path before alice dialled it while her signal loop still
-waited (a pending wrap's path was hers); defended (cleanup) when the directory stayed until the last loop ended
-(mallory's mkdir failed with EEXIST all the while) and alice's handoffs worked; broken when
-alice failed without mallory holding the path.
+waited (a pending wrap's path was hers); defended (cleanup) when the directory stayed
+until the last loop ended (mallory's mkdir failed with EEXIST all the while) and alice's
+handoffs worked; broken when alice failed without mallory holding the path.
 
 Actors: owner (alice), intruder (mallory). Placement: root. Transport: unix. Socket:
 signal.
