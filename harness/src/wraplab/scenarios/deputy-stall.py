@@ -9,8 +9,8 @@ let it through. Mallory sends nothing. Only the handshake deadline (SPEC H7) can
 stall: a hardened loop drops the silent peer at its handshake timeout and goes on
 accepting, so alice's own dial still gets served.
 
-Window 4 s, handshake timeout 1.5 s (``SERVER``); mallory holds for 7.5 s; alice's client
-dials 2.5 s after wrap-init, once the deputy's connection is in mallory's hands.
+Window 5 s, handshake timeout 1.5 s (``SERVER``); mallory holds for 8.5 s; alice's client
+dials 3.5 s after wrap-init, once the deputy's connection is in mallory's hands (checked).
 
 Actors: owner (alice's client), deputy (alice, a second process), intruder (mallory).
 Placement: root. Transport: unix. Sockets: notify, signal, ptrace (the deadline applies
@@ -20,7 +20,7 @@ Expected:
 - hardened: defended (handshake-deadline): the server drops mallory's stalled connection
   after 1.5 s (``peer_dropped`` ``timeout``) and serves alice's dial.
 - agentsh, accept-once, permissive: vulnerable: notify and signal have no read deadline
-  (AGENTSH.md B20/G3): the server still holds mallory's connection after 7.5 s, past the
+  (AGENTSH.md B20/G3): the server still holds mallory's connection after 8.5 s, past the
   window, and alice's wrap fails; ptrace has a deadline (B28) but the stalled connection
   is the loop's one connection (B19): the loop ends with it and alice's dial finds no
   socket.
@@ -36,7 +36,7 @@ ACTORS = {"owner": "owner", "deputy": "owner", "intruder": "attacker"}
 SOCKETS = ("notify", "signal", "ptrace")
 PLACEMENTS = ("root",)
 TRANSPORTS = ("unix",)
-WINDOW = 4.0
+WINDOW = 5.0
 HANDSHAKE = 1.5
 HOLD = WINDOW + HANDSHAKE + 2.0
 SERVER = {"accept_window": WINDOW, "handshake_timeout": HANDSHAKE}
@@ -50,7 +50,7 @@ EXPECT = {
 
 
 def run(ctx):
-    slow = ctx.owner.starts_wrap(connect_delay=2.5)
+    slow = ctx.owner.starts_wrap(connect_delay=3.5)
     path = ctx.waits_for_socket(ctx.socket)
     if not path:
         return ctx.judge(slow.result())

@@ -53,7 +53,7 @@ EXPECT = {
 
 
 def run(ctx):
-    slow = ctx.owner.starts_wrap(connect_delay=2.0)
+    slow = ctx.owner.starts_wrap(connect_delay=3.5)
     tries = []
     path = ctx.waits_for_socket(ctx.socket)
     if path:
