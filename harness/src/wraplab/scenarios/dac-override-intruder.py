@@ -48,7 +48,7 @@ EXPECT = {
 
 
 def run(ctx):
-    slow = ctx.owner.starts_wrap(connect_delay=3.0)
+    slow = ctx.owner.starts_wrap(connect_delay=4.0)
     attempts = []
     if ctx.waits_for_socket(ctx.socket):
         with capable(ctx, ctx.intruder, "dac_override"):

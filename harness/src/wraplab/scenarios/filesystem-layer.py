@@ -11,7 +11,8 @@ alone).
 
 Alice's client is slow to dial. Mallory (no shared group) and bob (alice's group mate,
 ``wrapusers``: a mode or ACL that grants the group lets him in) each find the socket
-(/proc/net/unix shows the path) and make a bare connect before alice dials. Then alice
+(/proc/net/unix shows the path) and make a bare connect, at the same time, before alice
+dials. Then alice
 dials.
 
 Verdict: vulnerable when the kernel let either of them connect (the server saw them),
@@ -31,6 +32,8 @@ Expected:
 - permissive: vulnerable: 0711/0666, the first connection is served and ends the loop.
 - pre-235: broken: the directory is the server's 0700, alice cannot reach it either.
 """
+
+from concurrent.futures import ThreadPoolExecutor
 
 from wraplab.engine import BROKEN, DEFENDED, VULNERABLE
 
@@ -53,12 +56,13 @@ EXPECT = {
 
 
 def run(ctx):
-    slow = ctx.owner.starts_wrap(connect_delay=3.5)
+    slow = ctx.owner.starts_wrap(connect_delay=4.0)
     tries = []
     path = ctx.waits_for_socket(ctx.socket)
-    if path:
-        for who in (ctx.intruder, ctx.groupmate):
-            tries.append(who.attacks_socket(ctx.socket, steps="connect"))
+    if path:  # both at once: each must be done before alice dials
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            tries = list(pool.map(lambda who: who.attacks_socket(ctx.socket, steps="connect"),
+                                  (ctx.intruder, ctx.groupmate)))
     wrap = slow.result()
     verdict = ctx.judge(wrap, tries)
     if verdict.verdict is not DEFENDED:
