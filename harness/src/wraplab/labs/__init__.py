@@ -12,6 +12,7 @@ This is the contract the scenario engine codes against::
         r = run.exec("owner", ["wrapref", "wrap", "--api", run.api], timeout=60)
         r.exit_code, r.stdout, r.stderr, r.json(), r.timed_out
         h = run.spawn("attacker", argv); h.pid; h.poll(); h.wait(timeout); h.kill()
+        run.exec("attacker", argv, caps=("dac_override",))   # the uid, keeping a capability
         run.exec_many([("owner", argv1), ("attacker", argv2)], timeout=60)
         run.stat(path) -> FileFacts(path, exists, kind, uid, gid, mode, acl, ...)
         run.listdir(path) -> [names]
@@ -47,6 +48,19 @@ peer_shares_pids=, server_userns=)`` and a scenario's ``SERVER = {"peer": True, 
   it as the overflow uid 65534 (SO_PEERCRED, stat, /proc). The placement's capabilities
   hold inside it (root-no-chown stays without CAP_CHOWN). Root placements only; DockerLab
   relaxes seccomp as for ``userns``; LocalLab supports it too.
+
+Actors with capabilities: ``run.spawn/exec(actor, argv, caps=("dac_override",))`` starts
+the actor as root through ``setpriv --reuid --regid --groups --inh-caps +cap
+--ambient-caps +cap``: it runs as its own uid, gid and groups with exactly those
+capabilities effective (ambient, so they survive its execve) -- container root that dropped
+to the uid but kept the capability. Both labs; the transcript names it ``<actor>+<cap>``.
+In DockerLab the container's bounding set still applies (root-no-chown has no CHOWN).
+
+Scratch server copies: ``LocalLab(wrapref_src=DIR)`` / ``DockerLab(base, wrapref_src=DIR)``
+run that copy of the ``wrapref`` package (server and owner's client) instead of the
+project's: LocalLab copies it into the lab's ``lib/``, DockerLab puts it over the image's
+(purelib) in each container before the server starts. ``wraplab selftest`` uses it for
+weakened copies; the images stay the project's.
 
 Actors are named by role (``owner``, ``bystander``, ``attacker``, ``service``,
 ``overflow``), by user

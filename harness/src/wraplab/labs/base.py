@@ -475,20 +475,63 @@ class LabRun(abc.ABC):
         ...
 
     def spawn(self, actor: str | int | User, argv: Sequence[str], *,
-              env: Mapping[str, str] | None = None, cwd: str | None = None) -> ActorHandle:
-        """Start an actor in the background as its user; returns its handle."""
+              env: Mapping[str, str] | None = None, cwd: str | None = None,
+              caps: Sequence[str] = ()) -> ActorHandle:
+        """Start an actor in the background as its user; returns its handle.
+
+        ``caps`` (e.g. ``("dac_override",)``): the actor keeps these capabilities although
+        it runs as its (non-root) uid -- container root that dropped to the uid but kept
+        them. Launched as root through ``setpriv --reuid --regid --groups --inh-caps
+        --ambient-caps``, so the capabilities are effective in the actor and survive its
+        execve; the transcript names the actor ``<actor>+<cap>``."""
         self._check_open()
-        return self._spawn(str(actor) if not isinstance(actor, User) else actor.role,
-                           self.user(actor), argv, env, cwd, action="spawn")
+        label = str(actor) if not isinstance(actor, User) else actor.role
+        user = self.user(actor)
+        if not caps:
+            return self._spawn(label, user, argv, env, cwd, action="spawn")
+        return self._spawn_with_caps(label, user, argv, env, cwd, "spawn", caps)
 
     def exec(self, actor: str | int | User, argv: Sequence[str], *,
              timeout: float = DEFAULT_TIMEOUT, env: Mapping[str, str] | None = None,
-             cwd: str | None = None) -> ActorResult:
-        """Run an actor as its user and wait for it (killed after ``timeout``)."""
+             cwd: str | None = None, caps: Sequence[str] = ()) -> ActorResult:
+        """Run an actor as its user and wait for it (killed after ``timeout``); ``caps``
+        as for :meth:`spawn`."""
         self._check_open()
-        handle = self._spawn(str(actor) if not isinstance(actor, User) else actor.role,
-                             self.user(actor), argv, env, cwd, action="exec")
+        label = str(actor) if not isinstance(actor, User) else actor.role
+        user = self.user(actor)
+        if caps:
+            handle = self._spawn_with_caps(label, user, argv, env, cwd, "exec", caps)
+        else:
+            handle = self._spawn(label, user, argv, env, cwd, action="exec")
         return handle.wait(timeout)
+
+    #: setpriv in the lab (the images and the host have util-linux's).
+    setpriv_path = "setpriv"
+
+    def cap_launcher(self, user: User, caps: Sequence[str]) -> list[str]:
+        """argv prefix run by root: become ``user`` (uid, gid, its groups) keeping ``caps``
+        inheritable and ambient, hence permitted and effective after the execve."""
+        if user.uid == 0:
+            raise LabError("caps= is for non-root actors (root has its capabilities)")
+        names = [c.lower().removeprefix("cap_") for c in caps]
+        bad = [n for n in names if not n.replace("_", "").isalpha()]
+        if bad or not names:
+            raise LabError(f"bad capability names {list(caps)!r}")
+        want = ",".join(f"+{n}" for n in names)
+        groups = [user.gid, *(g for g in user.groups if g != user.gid)]
+        return [self.setpriv_path, f"--reuid={user.uid}", f"--regid={user.gid}",
+                "--groups=" + ",".join(str(g) for g in groups), f"--inh-caps={want}",
+                f"--ambient-caps={want}", "--"]
+
+    def _spawn_with_caps(self, label: str, user: User, argv: Sequence[str],
+                         env: Mapping[str, str] | None, cwd: str | None, action: str,
+                         caps: Sequence[str]) -> ActorHandle:
+        prefix = self.cap_launcher(user, caps)
+        env = {"HOME": self.temp_base, "USER": user.name, "LOGNAME": user.name, **(env or {})}
+        tag = "+".join(c.lower().removeprefix("cap_") for c in caps)
+        handle = self._spawn(f"{label}+{tag}", ROOT, [*prefix, *argv], env, cwd, action)
+        handle.user = user  # what the process runs as once setpriv exec-ed it
+        return handle
 
     def exec_many(self, calls: Iterable[tuple[str | int | User, Sequence[str]]], *,
                   timeout: float = DEFAULT_TIMEOUT) -> list[ActorResult]:

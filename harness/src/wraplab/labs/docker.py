@@ -27,9 +27,12 @@ with the run.
 from __future__ import annotations
 
 import contextlib
+import io
+import tarfile
 import threading
 import time
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import docker
@@ -238,6 +241,7 @@ class DockerRun(LabRun):
             api_path=f"{API_DIR}/api.sock", temp_base=TEMP_BASE, log_file=f"{LOG_DIR}/server.log",
         )
         self.image = image
+        self.lab = lab
         self._docker = _client(120)
         self._stream = _client(None)  # exec output streams may be silent for long
         self.container: LabContainer | None = None
@@ -292,6 +296,7 @@ class DockerRun(LabRun):
         container.start()
         self.container_id = container.get_container_id()
         container.assert_no_network()
+        self._replace_wrapref(container)
         options = "".join([", seccomp unconfined" if self.spec.relaxed_seccomp else "",
                            f", volumes {', '.join(v for v, _ in shared)}" if shared else ""])
         self._record(TranscriptEntry(
@@ -311,6 +316,7 @@ class DockerRun(LabRun):
             self._peer_container = peer
             peer.start()
             peer.assert_no_network()
+            self._replace_wrapref(peer)
             self.peer = DockerPeer(self, peer, name)
             self._record(TranscriptEntry(
                 action="lab", actor="lab", user="root", uid=None, argv=(),
@@ -325,6 +331,38 @@ class DockerRun(LabRun):
     def _spawn(self, actor: str, user: User, argv: Sequence[str], env: Mapping[str, str] | None,
                cwd: str | None, action: str) -> ActorHandle:
         return DockerActor(self, actor, user, argv, env, cwd, action)
+
+    def _replace_wrapref(self, container: LabContainer) -> None:
+        """``DockerLab(wrapref_src=...)``: put that copy of wrapref where the image has its
+        own (the interpreter's purelib), before anything of wrapref runs."""
+        src = self.lab.wrapref_src
+        if src is None:
+            return
+        box = container.get_wrapped_container()
+        code, out = box.exec_run(["python3", "-c", "import sysconfig; "
+                                  "print(sysconfig.get_paths()['purelib'])"], user="root")
+        purelib = out.decode().strip()
+        if code != 0 or not purelib.startswith("/"):
+            raise LabError(f"cannot find the lab's purelib: {out!r}")
+        box.exec_run(["rm", "-rf", f"{purelib}/wrapref"], user="root")
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as tar:
+            for path in sorted(src.rglob("*")):
+                if "__pycache__" in path.parts or path.suffix == ".pyc":
+                    continue
+                info = tar.gettarinfo(str(path), arcname=f"wrapref/{path.relative_to(src)}")
+                info.uid = info.gid = 0
+                info.uname = info.gname = "root"
+                info.mode = 0o755 if path.is_dir() else 0o644
+                if path.is_dir():
+                    tar.addfile(info)
+                else:
+                    with path.open("rb") as f:
+                        tar.addfile(info, f)
+        if not box.put_archive(purelib, buf.getvalue()):
+            raise LabError(f"could not copy {src} into {purelib}")
+        self._record(TranscriptEntry(action="lab", actor="lab", user="root", uid=None, argv=(),
+                                     note=f"wrapref replaced by {src} in {purelib}"))
 
     def _reap(self, pid: int, sig: str, tree: bool, container_id: str | None = None) -> None:
         argv = ["python3", "-m", "wraplab.actors.reap", "--signal", sig, str(pid)]
@@ -382,7 +420,12 @@ class DockerLab(Lab):
     """Labs in Docker containers built from containers/Dockerfile on ``base``
     (``bookworm``, ``trixie``, or any Debian-family image reference)."""
 
-    def __init__(self, base: str = "bookworm", *, build: bool = True) -> None:
+    def __init__(self, base: str = "bookworm", *, build: bool = True,
+                 wrapref_src: str | Path | None = None) -> None:
+        #: ``wrapref_src``: copy this wrapref package over the image's in every container
+        #: of a run before the server starts (``wraplab selftest``: weakened scratch copies;
+        #: the image itself stays the project's).
+        self.wrapref_src = Path(wrapref_src) if wrapref_src else None
         self.base = images.resolve_base(base)
         self.base_name = self.base.name
         self.name = f"docker-{self.base_name}"

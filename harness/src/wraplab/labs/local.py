@@ -130,6 +130,7 @@ class LocalRun(LabRun):
         self.lab = lab
         self.labdir = labdir
         self._procs: list[subprocess.Popen] = []
+        self.setpriv_path = lab.setpriv
 
     # ------------------------------------------------------------ setup
     def _prepare(self) -> None:
@@ -144,7 +145,7 @@ class LocalRun(LabRun):
         launcher = d / "bin" / "wrapref"
         launcher.write_bytes(images.wrapref_launcher())
         launcher.chmod(0o755)
-        shutil.copytree(paths.wrapref_package(), d / "lib" / "wrapref",
+        shutil.copytree(self.lab.wrapref_src or paths.wrapref_package(), d / "lib" / "wrapref",
                         ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
         (d / "lib" / "wraplab").mkdir()
         (d / "lib" / "wraplab" / "__init__.py").write_bytes(images.actors_init())
@@ -260,7 +261,11 @@ class LocalLab(Lab):
     name = "local"
 
     def __init__(self, *, python: str | None = None, uid_offset: int = UID_OFFSET,
-                 base_dir: str | Path | None = None) -> None:
+                 base_dir: str | Path | None = None,
+                 wrapref_src: str | Path | None = None) -> None:
+        #: ``wrapref_src``: run this copy of the wrapref package (server and client)
+        #: instead of the project's -- ``wraplab selftest`` runs weakened scratch copies.
+        self.wrapref_src = Path(wrapref_src) if wrapref_src else None
         self.python = python or os.environ.get("WRAPLAB_LOCAL_PYTHON", DEFAULT_PYTHON)
         self.uid_offset = uid_offset
         self.base_dir = Path(base_dir) if base_dir else local_base()

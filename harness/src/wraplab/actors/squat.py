@@ -1,0 +1,108 @@
+"""Squat a wrap socket's path once the server removed its directory. Stdlib only; prints one
+JSON object.
+
+    python3 -m wraplab.actors.squat --kind signal --base DIR [--wait S] [--deadline S]
+        [--hold S]
+
+Finds the ``kind`` socket under ``--base`` (/proc/net/unix, listing: ``find_sockets``),
+then tries ``mkdir`` of its directory (0755) until it succeeds -- EEXIST while the server's
+directory is still there -- or ``--deadline`` seconds pass. Once the directory is ours, binds
+a listening socket (0666) at the same name and waits up to ``--hold`` seconds for a
+client: whatever connects there believes it talks to the server. A received fd is read
+(a pipe holding the client's token). The temp base is world-writable with the sticky bit:
+anyone may create a name that no longer exists there.
+
+Output: ``path``, ``found_t``, ``tries`` (mkdir attempts), ``squat_t`` (epoch seconds when
+our socket was listening, or null), ``connected_t``, ``peer`` (SO_PEERCRED of the client),
+``token`` (what the received fd held) and ``errno`` of the last failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import select
+import socket
+import time
+
+from wraplab.actors._common import emit, errno_name, peercred
+from wraplab.actors.find_sockets import discover
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(prog="squat", description=__doc__.splitlines()[0])
+    ap.add_argument("--kind", default="signal", choices=("notify", "signal", "ptrace"))
+    ap.add_argument("--base", required=True)
+    ap.add_argument("--wait", type=float, default=5.0, help="to find the socket (s)")
+    ap.add_argument("--deadline", type=float, default=10.0, help="to take the path (s)")
+    ap.add_argument("--hold", type=float, default=3.0, help="to wait for a client (s)")
+    ap.add_argument("--ready", help="create this file once the path is found (a barrier)")
+    args = ap.parse_args(argv)
+    out: dict = {"uid": os.getuid(), "pid": os.getpid(), "kind": args.kind, "squat_t": None,
+                 "connected_t": None, "token": None, "errno": None}
+    found = discover(args.base, args.kind, args.wait)
+    path = out["path"] = found["path"]
+    if not path:
+        out["errno"] = "ENOENT"
+        emit(out, 1)
+    out["found_t"] = time.time()
+    if args.ready:
+        with open(args.ready, "x") as f:
+            f.write(path + "\n")
+    d = os.path.dirname(path)
+    end = time.monotonic() + args.deadline
+    tries = 0
+    while True:
+        tries += 1
+        try:
+            os.mkdir(d, 0o755)
+            break
+        except OSError as exc:
+            out["errno"] = errno_name(exc)
+            if time.monotonic() >= end:
+                out["tries"] = tries
+                emit(out)
+            time.sleep(0.0002)  # EEXIST: the server's directory is still there
+    out["tries"] = tries
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        os.chmod(d, 0o755)
+        listener.bind(path)
+        os.chmod(path, 0o666)
+        listener.listen(4)
+        out["squat_t"] = time.time()
+        out["errno"] = None
+        listener.settimeout(args.hold)
+        try:
+            conn, _ = listener.accept()
+        except socket.timeout:
+            emit(out)
+        with conn:
+            out["connected_t"] = time.time()
+            pid, uid, gid = peercred(conn)
+            out["peer"] = {"pid": pid, "uid": uid, "gid": gid}
+            conn.settimeout(args.hold)
+            try:
+                msg, fds, _flags, _addr = socket.recv_fds(conn, 64, 4)
+            except OSError as exc:
+                out["errno"] = errno_name(exc)
+                emit(out)
+            out["payload"] = msg.hex()
+            for fd in fds:
+                try:
+                    if select.select([fd], [], [], 1.0)[0]:
+                        out["token"] = os.read(fd, 256).decode(errors="replace") or None
+                finally:
+                    os.close(fd)
+    finally:
+        listener.close()
+        for p in (path, d):
+            try:
+                os.rmdir(p) if p == d else os.unlink(p)
+            except OSError:
+                pass
+    emit(out)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,84 @@
+"""Thousands of rejected connections from a CAP_DAC_OVERRIDE holder: one log line each?
+
+SPEC H13: rejections are counted per peer uid and the log lines about them rate-limited,
+so no local user can make the privileged server write a line per connect. In
+``rejection-leaks`` the hardened server's ACL stops mallory in the kernel (EACCES), so the
+rate limit is never reached. Here mallory keeps CAP_DAC_OVERRIDE (container root that
+dropped to her uid): the directory lets her through, the peer check rejects her every
+time, and the log limiter is what stands between her and the server's log.
+
+Alice's client is slow to dial; mallory connects and closes alice's socket up to
+2,000 times (blocking connects, 4 s bound: the count reached is recorded), then alice dials
+and must get her handoff. The server's log lines about rejections are counted.
+
+Verdict: vulnerable when alice's wrap was denied by the attacker (``ctx.judge``), or when
+over 1,000 rejections produced at least one log line per two (log flooding); broken when
+alice failed by herself; defended (log-rate-limit) otherwise.
+
+Actors: owner (alice), intruder (mallory + CAP_DAC_OVERRIDE). Placement: root.
+Transport: unix. Sockets: notify, signal, ptrace (each loop logs its own rejections).
+
+Expected:
+- hardened: defended (log-rate-limit): a handful of lines for ~2,000 rejections.
+- agentsh: vulnerable: a log line per rejection (signal: broken by G8 first).
+- accept-once: vulnerable: the first rejection ends alice's loop (denial of service).
+- permissive, pre-235: vulnerable: no peer check; mallory's first connection is the
+  loop's one connection, alice's wrap fails. pre-235 on signal: broken: alice fails
+  at her notify dial (EACCES on the root-only directory), a loop mallory did not touch.
+"""
+
+import time
+
+from wraplab.engine import BROKEN, DEFENDED, VULNERABLE, Flood
+from wraplab.layers import capable, tool
+
+SLUG = "dac-override-rejections"
+ORDER = 350
+ACTORS = {"owner": "owner", "intruder": "attacker"}
+SOCKETS = ("notify", "signal", "ptrace")
+PLACEMENTS = ("root",)
+TRANSPORTS = ("unix",)
+SERVER = {"accept_window": 10}
+CONNECTS = 2000
+EXPECT = {
+    "hardened": DEFENDED,
+    "agentsh": {"*": VULNERABLE, "signal": BROKEN},
+    "pre-235": {"*": VULNERABLE, "signal": BROKEN},
+    "permissive": VULNERABLE,
+    "accept-once": VULNERABLE,
+}
+
+
+def run(ctx):
+    slow = ctx.owner.starts_wrap(connect_delay=5.0)
+    path = ctx.waits_for_socket(ctx.socket)
+    attacks = []
+    if path:
+        t0 = time.time()
+        with capable(ctx, ctx.intruder, "dac_override"):
+            data = tool(ctx, ctx.intruder, "churn", ["connects", "--path", path, "--count",
+                                                     str(CONNECTS), "--seconds", "4"])
+        outs = data.get("outcomes") or {}
+        ctx.step(ctx.intruder, f"connects and closes {path} up to {CONNECTS} times",
+                 f"{data.get('attempts')} in {data.get('seconds')} s: {outs}", t=t0,
+                 ms=(data.get("seconds") or 0) * 1000, detail=data)
+        rate = (data.get("attempts") or 0) / max(data.get("seconds") or 0, 1e-3)
+        attacks.append(Flood(ctx.intruder, {**data, "outcomes": outs, "rate": rate}))
+    wrap = slow.result()
+    verdict = ctx.judge(wrap, attacks, first=False)
+    rejections = ctx.metrics.get("server_rejections", 0)
+    log = ctx.run.server_log()
+    lines = sum(1 for r in log if "rejecting" in str(r.get("msg", "")))
+    ctx.metrics.update(rejection_log_lines=lines,
+                       connects=attacks[0].attempts if attacks else 0,
+                       connect_outcomes=attacks[0].outcomes if attacks else {})
+    if verdict.verdict is not DEFENDED:
+        return verdict
+    if rejections <= 1000:
+        return ctx.error(f"only {rejections} rejections reached the server: too few to "
+                         "judge its log")
+    if lines * 2 >= rejections:
+        return ctx.vulnerable(f"log flooding (H13): {lines} log lines for {rejections} "
+                              "rejections; alice's handoff worked", guard="peer-check")
+    return ctx.defended(f"{lines} rejection log lines for {rejections} rejections (rate "
+                        f"limited); {verdict.reason}", guard="log-rate-limit")

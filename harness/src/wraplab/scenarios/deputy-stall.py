@@ -1,0 +1,98 @@
+"""Mallory stalls alice's handoff over a connection alice's own process made and gave away.
+
+A confused deputy -- any process of alice's that connects where it is told and hands the
+connection on (a proxy, a helper that passes fds, a compromised child) -- connects to
+alice's wrap socket before her client dials and passes the connected socket to mallory
+over SCM_RIGHTS. The kernel recorded SO_PEERCRED at connect: the server sees alice (uid
+and the deputy's pid), so the directory's mode/ACL (H3/H4) and the peer check (H6) all
+let it through. Mallory sends nothing. Only the handshake deadline (SPEC H7) can end the
+stall: a hardened loop drops the silent peer at its handshake timeout and goes on
+accepting, so alice's own dial still gets served.
+
+Window 5 s, handshake timeout 1.5 s (``SERVER``); mallory holds for 8.5 s; alice's client
+dials 3.5 s after wrap-init, once the deputy's connection is in mallory's hands (checked).
+
+Actors: owner (alice's client), deputy (alice, a second process), intruder (mallory).
+Placement: root. Transport: unix. Sockets: notify, signal, ptrace (the deadline applies
+to each).
+
+Expected:
+- hardened: defended (handshake-deadline): the server drops mallory's stalled connection
+  after 1.5 s (``peer_dropped`` ``timeout``) and serves alice's dial.
+- agentsh, accept-once, permissive: vulnerable: notify and signal have no read deadline
+  (AGENTSH.md B20/G3): the server still holds mallory's connection after 8.5 s, past the
+  window, and alice's wrap fails; ptrace has a deadline (B28) but the stalled connection
+  is the loop's one connection (B19): the loop ends with it and alice's dial finds no
+  socket.
+- pre-235: broken: the directory is root's 0700, neither the deputy nor alice can connect.
+"""
+
+from wraplab.engine import BROKEN, DEFENDED, VULNERABLE
+from wraplab.layers import deputy_passes
+
+SLUG = "deputy-stall"
+ORDER = 320
+ACTORS = {"owner": "owner", "deputy": "owner", "intruder": "attacker"}
+SOCKETS = ("notify", "signal", "ptrace")
+PLACEMENTS = ("root",)
+TRANSPORTS = ("unix",)
+WINDOW = 5.0
+HANDSHAKE = 1.5
+HOLD = WINDOW + HANDSHAKE + 2.0
+SERVER = {"accept_window": WINDOW, "handshake_timeout": HANDSHAKE}
+EXPECT = {
+    "hardened": DEFENDED,
+    "agentsh": VULNERABLE,
+    "pre-235": BROKEN,
+    "permissive": VULNERABLE,
+    "accept-once": VULNERABLE,
+}
+
+
+def run(ctx):
+    slow = ctx.owner.starts_wrap(connect_delay=3.5)
+    path = ctx.waits_for_socket(ctx.socket)
+    if not path:
+        return ctx.judge(slow.result())
+    passed, got = deputy_passes(ctx, ctx.deputy, ctx.intruder, do="stall", kind=ctx.socket,
+                                path=path, hold=HOLD)
+    wrap = slow.result()
+    events = ctx.events(wrap.session)
+    ends = [e for e in events if e.get("kind") == ctx.socket and e.get("type") in
+            ("peer_dropped", "handoff_ok", "handoff_failed", "window_expired")]
+    held = (got.get("ms") or 0) / 1000
+    ctx.metrics.update(held_s=round(held, 2), server=got.get("server"), owner_ok=wrap.ok,
+                       loop_events=[{k: e.get(k) for k in ("type", "reason", "peer_uid")}
+                                    for e in ends])
+    if not passed.get("passed"):
+        if passed.get("errno") and not wrap.ok:
+            return ctx.broken(f"the deputy could not connect ({passed['errno']}) and alice's "
+                              f"wrap {wrap.failure()}")
+        if passed.get("errno"):
+            return ctx.defended(f"the deputy could not connect ({passed['errno']})",
+                                guard="kernel")
+        return ctx.error(f"the deputy did not pass a connection: {passed}")
+    if passed.get("t", 0) > ctx.earliest_dial(wrap):
+        return ctx.error("the deputy connected after alice could dial: not first")
+    owner = "alice's wrap then " + (wrap.failure() if not wrap.ok else "worked")
+    if got.get("server") == "open":
+        return ctx.vulnerable(
+            f"the server held mallory's stalled connection (alice's credentials) for all "
+            f"{held:.1f} s she waited, past its {WINDOW:g} s window (no handshake deadline); "
+            f"{owner}")
+    if held > HANDSHAKE + 1.5:
+        return ctx.error(f"the server closed the stalled connection after {held:.1f} s: "
+                         "neither at its handshake timeout nor held past the window")
+    why = next((e.get("reason") for e in ends
+                if e.get("type") in ("peer_dropped", "handoff_failed")), None)
+    if not wrap.ok:
+        return ctx.vulnerable(
+            f"the server closed mallory's stalled connection after {held:.1f} s (reason "
+            f"{why}), but it was the loop's one connection: the loop ended and {owner}",
+            guard="handshake-deadline")
+    verdict = ctx.judge(wrap)
+    if verdict.verdict is not DEFENDED:
+        return verdict
+    return ctx.defended(f"the server dropped mallory's stalled connection after {held:.1f} s "
+                        f"(handshake timeout {HANDSHAKE:g} s; reason {why}) and kept "
+                        f"accepting; {owner}", guard="handshake-deadline")

@@ -1,0 +1,118 @@
+"""Mallory takes the signal socket's path once the server removed the wrap directory.
+
+SPEC H11: the wrap directory goes when the *last* loop of the session ends. agentsh's
+notify loop removes it right after its own handoff while the signal loop still waits
+(AGENTSH.md G8): in ``signal-after-notify`` that only breaks alice's wrap. But the
+directory lived in the server's temp base, world-writable with the sticky bit, and its
+name was public (/proc/net/unix shows the socket path): once it is gone anyone may create
+it again. Mallory does: she finds alice's signal socket path, tries ``mkdir`` of its
+directory until it succeeds (EEXIST while the server's is there), binds her own socket at
+the same name and waits. Alice's client, after its notify ACK, dials the signal path it was
+given -- now mallory's socket -- and hands its signal fd to her. A client that retries a
+vanished socket (the hardened client, H12) walks into it every time.
+
+Order, by barriers: alice does wrap-init (her notify and signal sockets); mallory's squat
+tool finds the signal path and says so (a file); alice's minimal client hands off on
+notify; the harness waits until mallory's socket sits at the signal path (stat: owned by
+her) or 2 s have passed; then alice's client dials the signal path and hands off.
+
+Verdict: vulnerable when mallory received alice's fd (her token), or when mallory's socket
+was listening at alice's signal path before alice dialled it while her signal loop still
+waited (a pending wrap's path was hers); defended (cleanup) when the directory stayed
+until the last loop ended (mallory's mkdir failed with EEXIST all the while) and alice's
+handoffs worked; broken when alice failed without mallory holding the path.
+
+Actors: owner (alice), intruder (mallory). Placement: root. Transport: unix. Socket:
+signal.
+
+Expected:
+- hardened: defended (cleanup): the directory outlives both loops; mallory's directory
+  only appears after alice is done, and nobody dials it.
+- agentsh, accept-once, permissive: vulnerable: the notify loop removes the directory,
+  mallory's socket takes the signal path while the signal loop still waits (G8 made
+  exploitable; alice's once-dialling client usually gets ENOENT first, but any later dial
+  is mallory's).
+- pre-235: broken: alice cannot reach the root-only directory (mallory takes the path only
+  when the window ends, after alice's dials).
+"""
+
+import time
+
+from wraplab.engine import BROKEN, DEFENDED, LOOP_ENDS, VULNERABLE
+
+SLUG = "signal-squat"
+ORDER = 380
+ACTORS = {"owner": "owner", "intruder": "attacker"}
+SOCKETS = ("signal",)
+PLACEMENTS = ("root",)
+TRANSPORTS = ("unix",)
+SERVER = {"accept_window": 5}
+EXPECT = {
+    "hardened": DEFENDED,
+    "agentsh": VULNERABLE,
+    "pre-235": BROKEN,
+    "permissive": VULNERABLE,
+    "accept-once": VULNERABLE,
+}
+
+
+def run(ctx):
+    owner, mallory = ctx.owner, ctx.intruder
+    st, body = ctx.run.api_request("POST", "/api/v1/sessions", {}, as_user=owner.user_role)
+    if st != 201 or not isinstance(body, dict):
+        return ctx.error(f"POST /sessions: HTTP {st} {body!r}")
+    sid = body["id"]
+    st, resp = ctx.run.api_request("POST", f"/api/v1/sessions/{sid}/wrap-init",
+                                   {"agent_command": "true", "agent_args": [],
+                                    "caller_uid": owner.uid}, as_user=owner.user_role)
+    if st != 200 or not isinstance(resp, dict) or not resp.get("signal_socket"):
+        return ctx.error(f"wrap-init: HTTP {st} {resp!r}")
+    ctx.events(sid)  # collected with the outcome
+    notify, signal = resp["notify_socket"], resp["signal_socket"]
+    ctx.step(owner, "wrap-init (notify and signal sockets)", f"{notify}, {signal}")
+    ready = f"{ctx.run.temp_base}/squat-ready-{sid}"
+    squatter = ctx.run.spawn(mallory.user_role, [
+        "python3", "-m", "wraplab.actors.squat", "--kind", "signal", "--base",
+        ctx.run.temp_base, "--wait", "4", "--deadline", "6", "--hold", "3", "--ready", ready])
+    if not ctx.waits_until("mallory found the signal path",
+                           lambda: ctx.run.stat(ready).exists, time.time() + 6):
+        squatter.kill()
+        return ctx.error("mallory's squat tool did not find the signal path")
+    first = owner.attacks_socket("notify", steps="handoff", path=notify)
+    ctx.waits_until("mallory's socket sits at the signal path (2 s at most)",
+                    lambda: ctx.run.stat(signal).uid == mallory.uid, time.time() + 2.0)
+    second = owner.attacks_socket("signal", steps="handoff", path=signal)
+    res = squatter.wait(20)
+    try:
+        got = res.json()
+    except ValueError:
+        return ctx.error(f"squat printed no JSON (exit {res.exit_code}): {res.stderr[-300:]}")
+    ctx.run.exec("root", ["rm", "-f", ready])
+    ctx.step(mallory, f"takes the path {got.get('path')} once its directory is gone "
+             f"({got.get('tries')} mkdir tries)",
+             f"listening from +{got['squat_t'] - got['found_t']:.3f}s; token received: "
+             f"{got.get('token')!r}" if got.get("squat_t") else f"never: {got.get('errno')}",
+             errno=got.get("errno"), t=got.get("found_t"), detail=got)
+    events = ctx.events(sid)
+    ends = {e.get("kind"): float(e.get("ts") or 0) for e in events
+            if e.get("type") in LOOP_ENDS}
+    ok = {e.get("kind"): e.get("token") for e in events if e.get("type") == "handoff_ok"}
+    squat = got.get("squat_t")
+    ctx.metrics.update(squat_t=squat, loop_ends=ends, mkdir_tries=got.get("tries"),
+                       stolen=bool(got.get("token")))
+    if got.get("token") and got["token"] == second.token:
+        return ctx.vulnerable(f"alice's client dialled mallory's socket at its signal path "
+                              f"and handed her its fd (token {got['token']!r})")
+    dialled = min((a["t"] for a in second.attempts), default=None)
+    if squat and dialled and squat < dialled and ("signal" not in ends
+                                                  or squat < ends["signal"]):
+        return ctx.vulnerable(
+            f"mallory's socket listened at alice's signal path {signal} before alice dialled "
+            f"it, while her signal loop still waited: the server had removed the directory "
+            f"under it (G8); alice's dial: {second.refusals()}")
+    if ok.get("notify") == first.token and ok.get("signal") == second.token:
+        return ctx.defended(f"the directory stayed until alice's last loop ended (mallory's "
+                            f"mkdir: {got.get('tries')} tries, EEXIST while it mattered); "
+                            "alice's notify and signal tokens arrived", guard="cleanup")
+    return ctx.broken(f"alice's handoffs did not both arrive ({first.refusals()}; "
+                      f"{second.refusals()}) and mallory never held the path while it mattered")

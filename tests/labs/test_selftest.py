@@ -1,0 +1,77 @@
+"""``wraplab selftest``: its weakenings name real cells, weaken what they say and nothing
+else, and both labs run the scratch copy instead of the project's wrapref."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from conftest import LAB_PARAMS
+from wraplab import engine, selftest
+from wraplab.labs import ServerSpec
+
+CHECK = r"""
+import json, dataclasses
+from wrapref import server as s
+class W:  # the little an AcceptLoop needs from its wrap
+    def __init__(self):
+        self.server = s.WrapServer("hardened", apis=[])
+        self.name = "w"
+out = {}
+for kind in ("notify", "signal", "ptrace"):
+    loop = s.AcceptLoop(W(), kind, None, 0.0)
+    out[kind] = {k: v for k, v in dataclasses.asdict(loop.profile).items()}
+out["server"] = dataclasses.asdict(W().server.profile)
+print(json.dumps(out))
+"""
+
+
+def _profiles(tmp_path, weakening):
+    src = selftest.scratch_copy(weakening, tmp_path)
+    res = subprocess.run([sys.executable, "-c", CHECK], capture_output=True, text=True,
+                         env={"PYTHONPATH": str(src.parent)}, timeout=60, check=False)
+    assert res.returncode == 0, res.stderr
+    return json.loads(res.stdout)
+
+
+@pytest.mark.parametrize("w", selftest.WEAKENINGS, ids=lambda w: w.id)
+def test_every_weakening_names_existing_cells_and_imports(w, tmp_path):
+    for slug, sock, place, transport in w.cells:
+        scenario = engine.get_scenario(slug)
+        lab = next(iter(set(w.labs) & set(scenario.labs)))
+        cells = scenario.cells(profiles=["hardened"], sockets=[sock], placements=[place],
+                               transports=[transport], lab=lab)
+        assert len(cells) == 1, (slug, sock, place, transport)
+        assert cells[0].expected is engine.DEFENDED
+    _profiles(tmp_path, w)  # the scratch copy imports with the weakening in
+
+
+def test_a_per_kind_weakening_touches_that_kind_only(tmp_path):
+    plain = _profiles(tmp_path / "plain", None)
+    w = next(x for x in selftest.WEAKENINGS if x.id == "H6-signal")
+    weak = _profiles(tmp_path / "weak", w)
+    assert plain["signal"]["peer_check"] is True
+    assert weak["signal"]["peer_check"] is False
+    assert weak["notify"] == plain["notify"] and weak["ptrace"] == plain["ptrace"]
+    assert weak["server"] == plain["server"]
+
+
+@pytest.mark.parametrize("lab", LAB_PARAMS)
+def test_labs_run_the_scratch_copy(lab, tmp_path):
+    from wraplab.labs import DockerLab, LocalLab
+
+    w = next(x for x in selftest.WEAKENINGS if x.id == "H6-signal")
+    src = selftest.scratch_copy(w, tmp_path)
+    made = LocalLab(wrapref_src=src) if lab == "local" else DockerLab(
+        lab.removeprefix("docker-"), wrapref_src=src)
+    with made.start(ServerSpec.wrapref("hardened", signal_socket=True)) as run:
+        probe = ["python3", "-c", "import wrapref._weaken, os; "
+                 "print(os.path.dirname(wrapref.__file__))"]
+        res = run.exec("root", probe, timeout=30)
+        assert res.exit_code == 0, res.describe()
+    # ...and without wrapref_src the lab has the project's wrapref (no _weaken module).
+    plain = LocalLab() if lab == "local" else DockerLab(lab.removeprefix("docker-"))
+    with plain.start(ServerSpec.wrapref("hardened")) as run:
+        assert run.exec("root", probe, timeout=30).exit_code != 0
