@@ -33,11 +33,32 @@ class HarnessError(RuntimeError):
 class Actor:
     """A scenario role played by a real user of the lab (users.conf)."""
 
-    def __init__(self, ctx: Context, role: str, user_role: str):
+    def __init__(self, ctx: Context, role: str, user_role: str, caps: Sequence[str] = ()):
         self.ctx = ctx
         self.role = role
         self.user_role = user_role
         self.user = ctx.run.users[user_role]
+        self.caps = tuple(caps)
+
+    def with_caps(self, *caps: str) -> Actor:
+        """The same user keeping ``caps`` in every process it runs from here (e.g.
+        ``dac_override``: container root that dropped to the uid but kept the capability;
+        it gets through directory modes and ACLs, so the server's own checks stand)."""
+        actor = Actor(self.ctx, self.role, self.user_role, (*self.caps, *caps))
+        self.ctx.note(f"the {self.role} ({self.name}, uid {self.uid}) keeps CAP_"
+                      + ", CAP_".join(c.upper() for c in actor.caps))
+        return actor
+
+    @property
+    def label(self) -> str:
+        """The role as the transcript shows it (``intruder+dac_override``)."""
+        return "+".join((self.role, *self.caps))
+
+    def lab_options(self, peer: bool = False) -> dict:
+        """Keyword arguments for the lab's exec/spawn of this actor's processes."""
+        if self.caps and peer:
+            raise HarnessError("an actor with capabilities runs in the main container only")
+        return {"caps": self.caps} if self.caps else {}
 
     @property
     def uid(self) -> int:
@@ -65,7 +86,8 @@ class Actor:
                   peer: bool = False) -> dict:
         """Run the in-lab tool ``wraplab.actors.<tool>`` as this actor; its JSON object
         (a tool that printed none is a :class:`HarnessError`)."""
-        res = self.where(peer).exec(self.user_role, tool_argv(tool, *args), timeout=timeout)
+        res = self.where(peer).exec(self.user_role, tool_argv(tool, *args), timeout=timeout,
+                                    **self.lab_options(peer))
         data = json_of(res)
         if data is None:
             raise HarnessError(f"{tool} printed no JSON (exit {res.exit_code}): "
@@ -75,7 +97,8 @@ class Actor:
     def spawns_tool(self, tool: str, *args: str, peer: bool = False):
         """Start ``wraplab.actors.<tool>`` in the background; its handle (killed at the end
         of the cell if still running)."""
-        return self.ctx.track(self.where(peer).spawn(self.user_role, tool_argv(tool, *args)))
+        return self.ctx.track(self.where(peer).spawn(self.user_role, tool_argv(tool, *args),
+                                                     **self.lab_options(peer)))
 
     # -- the owner's client --------------------------------------------------------------
     def client_argv(self, *, legacy: bool = False, dial: str | None = None,
@@ -114,7 +137,8 @@ class Actor:
         """Run the target's client to the end: session, wrap-init, every handoff."""
         argv = self.client_argv(legacy=legacy, dial=dial, caller_uid=caller_uid)
         started = time.time()
-        res = self.where(peer).exec(self.user_role, argv, timeout=self.ctx.client_budget + 60)
+        res = self.where(peer).exec(self.user_role, argv, timeout=self.ctx.client_budget + 60,
+                                    **self.lab_options(peer))
         return self.wrap_done(res, started, argv)
 
     def starts_wrap(self, *, legacy: bool = False, dial: str | None = None,
@@ -232,7 +256,8 @@ class HeldWrap:
                      "--hold-before-dial", self.barrier.file("release"),
                      "--hold-timeout", f"{self.hold_limit:g}"]
         self.started = time.time()
-        self.handle = self.ctx.track(actor.where(peer).spawn(actor.user_role, self.argv))
+        self.handle = self.ctx.track(actor.where(peer).spawn(actor.user_role, self.argv,
+                                                             **actor.lab_options(peer)))
         self._announced: dict | None = None
         self._looked = False
         self._wrap: Wrap | None = None

@@ -53,6 +53,7 @@ GUARDS = {
     "handshake-deadline": "an admitted peer that stalled was dropped in time (H7)",
     "handshake": "the server refused a malformed handoff",
     "pid-check": "the wrapper or ptrace pid was not the peer's own (H9, H10)",
+    "cloexec": "every received fd was close-on-exec from the start (H8)",
     "cleanup": "the server released everything when the window ended",
     "layout": "the server never handed the directory to the caller while it bound sockets",
     "ignored": "the server ignored the claim",

@@ -82,7 +82,7 @@ class Context:
     def step(self, actor: Actor | str, action: str, result: str = "", *, errno=None,
              t: float | None = None, ms: float | None = None, detail: dict | None = None):
         if isinstance(actor, Actor):
-            who, user, uid = actor.role, actor.name, actor.uid
+            who, user, uid = actor.label, actor.name, actor.uid
         else:
             who, user, uid = actor, "root" if actor == "harness" else actor, None
         with self._lock:

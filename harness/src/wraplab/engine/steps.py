@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import secrets
+import time
+from collections.abc import Callable
+from typing import Any
+
+from wraplab.engine.actors import HarnessError
 from wraplab.engine.verdicts import DEFENDED
 
-__all__ = ["claim_foreign_pid"]
+__all__ = ["claim_foreign_pid", "deputy_passes"]
 
 
 def claim_foreign_pid(ctx, kind: str):
@@ -48,3 +54,51 @@ def claim_foreign_pid(ctx, kind: str):
     detail = failed[0].get("detail") if failed else None
     return ctx.defended(f"the server refused pid {claimed} ({out.get('result')}, {why}: "
                         f"{detail}); alice's own wrap then worked", guard="pid-check")
+
+
+def deputy_passes(ctx, deputy, receiver, *, do: str, kind: str, path: str | None = None,
+                  hold: float = 5.0, wait: float = 15.0,
+                  meanwhile: Callable[[], Any] | None = None) -> tuple[dict, dict]:
+    """The ``deputy`` (a process of the owner) connects to the ``kind`` wrap socket --
+    ``path``, or one of a wrap-init of its own (its own session, ``caller_uid`` = its uid)
+    -- and passes the connected socket to the ``receiver`` (the attacker), who then does
+    ``do`` (handoff, stall, report) over it. Returns ``(deputy's JSON, receiver's JSON)``.
+
+    Order by barriers: the receiver listens on a rendezvous in the temp base; the deputy
+    dials it until it listens (bounded); the receiver waits for the socket (bounded).
+    ``meanwhile`` runs once the connection was passed, before the receiver is waited for
+    (a stall: release the owner's held client while the receiver holds the connection)."""
+    rendezvous = f"{ctx.run.temp_base}/rv-{secrets.token_hex(6)}.sock"
+    recv = receiver.spawns_tool("deputy", "receive", "--rendezvous", rendezvous, "--do", do,
+                                "--kind", kind, "--hold", f"{hold:g}", "--wait", f"{wait:g}")
+    where = ["--path", path] if path else ["--api", ctx.api]
+    t0 = time.time()
+    try:
+        passed = deputy.runs_tool("deputy", "pass", "--rendezvous", rendezvous, "--kind", kind,
+                                  *where, "--wait", f"{wait:g}", timeout=wait + 30)
+    except HarnessError:
+        recv.kill()
+        raise
+    ctx.step(deputy, f"connects to its {kind} socket {passed.get('path')} and passes the "
+             f"connection to the {receiver.role}", passed.get("result") or
+             passed.get("error", ""), errno=passed.get("errno"), t=passed.get("t", t0),
+             ms=passed.get("ms"), detail=passed)
+    if not passed.get("passed"):
+        recv.kill()
+        return passed, {}
+    if meanwhile is not None:
+        meanwhile()
+    res = recv.wait(wait + hold + 30)
+    try:
+        got = res.json()
+    except ValueError:
+        raise HarnessError(f"deputy receive printed no JSON (exit {res.exit_code}): "
+                           f"{(res.stderr or '').strip()[-400:]}") from None
+    what = {"handoff": "hands off " + ("its own pid" if kind == "ptrace"
+                                       else f"its own token {got.get('token')}"),
+            "stall": f"holds it and sends nothing (up to {hold:g} s)",
+            "report": "reports its uid over it"}[do]
+    ctx.step(receiver, f"receives the deputy's {kind} connection and {what}",
+             got.get("result", ""), errno=got.get("errno"), t=got.get("t", t0),
+             ms=got.get("ms"), detail=got)
+    return passed, got

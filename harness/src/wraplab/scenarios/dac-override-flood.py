@@ -26,7 +26,6 @@ Expected (decided from runs):
 """
 
 from wraplab.engine import BROKEN, DEFENDED, VULNERABLE, combine, rejections_of
-from wraplab.layers import capable
 
 SLUG = "dac-override-flood"
 ORDER = 370
@@ -41,7 +40,7 @@ FLOODERS = 2
 WAITERS = 16
 HANDOFFS = 5
 EXPECT = {
-    "hardened": DEFENDED,
+    "hardened": DEFENDED.by("backlog"),
     "agentsh": {"*": VULNERABLE, "signal": BROKEN},
     "pre-235": {"*": VULNERABLE, "signal": BROKEN},
     "permissive": VULNERABLE,
@@ -50,40 +49,42 @@ EXPECT = {
 
 
 def run(ctx):
-    with capable(ctx, ctx.flooder, "dac_override"):
-        flood = ctx.flooder.starts_flood(ctx.socket, seconds=FLOOD_SECONDS, procs=FLOODERS,
-                                         waiters=WAITERS, follow=True, wait=4.0)
-    wraps = []
-    while len(wraps) < HANDOFFS:
-        wrap = ctx.owner.wraps(connect_delay=1.5 if not wraps else 0.5)
+    flooder = ctx.flooder.with_caps("dac_override")
+    judgements, floods, wraps = [], [], []
+    for _ in range(HANDOFFS):
+        owner = ctx.owner.starts_wrap()
+        path = owner.socket(ctx.socket)
+        if path is None:  # wrap-init failed: there is nothing to flood
+            judgements.append(ctx.judge(owner.release()))
+            break
+        flood = flooder.starts_flood(path, seconds=FLOOD_SECONDS, procs=FLOODERS,
+                                     waiters=WAITERS)
+        running = flood.ready()
+        wrap = owner.release()
+        floods.append(flood.stop())
         wraps.append(wrap)
+        if not running:
+            return ctx.error(f"the flood never got going: {floods[-1].summary()}")
+        judgements.append(ctx.judge(wrap, [floods[-1]], first=False))
         if not wrap.ok:
             break
-    flood = flood.stop()
-    ctx.metrics.update(flood_rate=flood.rate, flood_attempts=flood.attempts,
-                       flood_outcomes=flood.outcomes, owner_handoffs=len(wraps),
+    rejections = sum(rejections_of(ctx.events(w.session), {ctx.flooder.uid}) for w in wraps)
+    ctx.metrics.update(flood_rate=[f.rate for f in floods],
+                       flood_attempts=sum(f.attempts for f in floods),
+                       flood_outcomes=[f.outcomes for f in floods], owner_handoffs=len(wraps),
                        owner_ok=sum(w.ok for w in wraps),
-                       owner_handoff_ms=[None if w.latency_ms is None else
-                                         round(w.latency_ms - w.connect_delay * 1000, 1)
-                                         for w in wraps],
+                       owner_handoff_ms=[w.dial_ms for w in wraps],
                        owner_failures=sorted({f"{w.step}:{w.errno}" for w in wraps
-                                              if not w.ok}))
-    if not flood.attempts:
-        return ctx.error("the flood never started: " + str(flood.data.get("error")))
-    t0, t1 = flood.data.get("t0", 0), flood.data.get("t1", 0)
-    if t0 >= ctx.earliest_dial(wraps[0]):
-        return ctx.error("the flood started after the owner could dial")
-    if t1 < ctx.earliest_dial(wraps[-1]):
-        return ctx.error("the flood ended before the owner's last handoff")
-    rejections = sum(rejections_of(ctx.events(w.session), {flood.uid}) for w in wraps)
-    ctx.metrics["server_rejections"] = rejections
-    verdict = combine([ctx.judge(w, [flood], first=False) for w in wraps])
+                                              if not w.ok}),
+                       server_rejections=rejections)
+    verdict = combine(judgements)
     if verdict.verdict is not DEFENDED:
         return verdict
-    if not flood.reached_server:
-        return ctx.error(f"the flood did not reach the server ({flood.summary()}): the "
-                         "capability did not get it past the directory")
-    return ctx.defended(f"{verdict.reason}; the flood reached the server ({flood.summary()}; "
-                        f"{rejections} rejections) and alice's retrying client got through "
-                        f"every time (handoff ms after the dial delay: "
-                        f"{ctx.metrics['owner_handoff_ms']})", guard="flood-defence")
+    if not all(f.reached_server for f in floods):
+        return ctx.error("a flood did not reach the server ("
+                         + "; ".join(f.summary() for f in floods)
+                         + "): the capability did not get it past the directory")
+    return ctx.defended(f"{verdict.reason}; every flood reached the server "
+                        f"({rejections} rejections) and alice's retrying client got through "
+                        f"every time (handoff ms from the dial: "
+                        f"{ctx.metrics['owner_handoff_ms']})", guard="backlog")

@@ -29,7 +29,6 @@ Expected:
 """
 
 from wraplab.engine import BROKEN, DEFENDED, VULNERABLE
-from wraplab.layers import capable
 
 SLUG = "dac-override-intruder"
 ORDER = 300
@@ -39,7 +38,7 @@ PLACEMENTS = ("root", "root-no-chown", "service")
 TRANSPORTS = ("unix",)
 SERVER = {"accept_window": 8}
 EXPECT = {
-    "hardened": DEFENDED,
+    "hardened": DEFENDED.by("peer-check"),
     "agentsh": {"*": DEFENDED, "signal": BROKEN},
     "pre-235": VULNERABLE,
     "permissive": VULNERABLE,
@@ -48,10 +47,7 @@ EXPECT = {
 
 
 def run(ctx):
-    slow = ctx.owner.starts_wrap(connect_delay=4.0)
-    attempts = []
-    if ctx.waits_for_socket(ctx.socket):
-        with capable(ctx, ctx.intruder, "dac_override"):
-            attempts.append(ctx.intruder.attacks_socket(ctx.socket))
-    wrap = slow.result()
-    return ctx.judge(wrap, attempts)
+    owner = ctx.owner.starts_wrap()
+    capable = ctx.intruder.with_caps("dac_override")
+    attack = capable.attacks_socket(ctx.socket, owner.socket(ctx.socket))
+    return ctx.judge(owner.release(), [attack])

@@ -30,7 +30,6 @@ Expected:
 import time
 
 from wraplab.engine import BROKEN, DEFENDED, VULNERABLE, Flood
-from wraplab.layers import capable, tool
 
 SLUG = "dac-override-rejections"
 ORDER = 350
@@ -41,7 +40,7 @@ TRANSPORTS = ("unix",)
 SERVER = {"accept_window": 10}
 CONNECTS = 2000
 EXPECT = {
-    "hardened": DEFENDED,
+    "hardened": DEFENDED.by("rate-limit"),
     "agentsh": {"*": VULNERABLE, "signal": BROKEN},
     "pre-235": {"*": VULNERABLE, "signal": BROKEN},
     "permissive": VULNERABLE,
@@ -50,22 +49,21 @@ EXPECT = {
 
 
 def run(ctx):
-    slow = ctx.owner.starts_wrap(connect_delay=5.0)
-    path = ctx.waits_for_socket(ctx.socket)
+    owner = ctx.owner.starts_wrap()
+    path = owner.socket(ctx.socket)
     attacks = []
     if path:
         t0 = time.time()
-        with capable(ctx, ctx.intruder, "dac_override"):
-            data = tool(ctx, ctx.intruder, "churn", ["connects", "--path", path, "--count",
-                                                     str(CONNECTS), "--seconds", "4"])
+        data = ctx.intruder.with_caps("dac_override").runs_tool(
+            "churn", "connects", "--path", path, "--count", str(CONNECTS), "--seconds", "4")
         outs = data.get("outcomes") or {}
         ctx.step(ctx.intruder, f"connects and closes {path} up to {CONNECTS} times",
                  f"{data.get('attempts')} in {data.get('seconds')} s: {outs}", t=t0,
                  ms=(data.get("seconds") or 0) * 1000, detail=data)
         rate = (data.get("attempts") or 0) / max(data.get("seconds") or 0, 1e-3)
         attacks.append(Flood(ctx.intruder, {**data, "outcomes": outs, "rate": rate}))
-    wrap = slow.result()
-    verdict = ctx.judge(wrap, attacks, first=False)
+    wrap = owner.release()
+    verdict = ctx.judge(wrap, attacks)
     rejections = ctx.metrics.get("server_rejections", 0)
     log = ctx.run.server_log()
     lines = sum(1 for r in log if "rejecting" in str(r.get("msg", "")))
@@ -81,4 +79,4 @@ def run(ctx):
         return ctx.vulnerable(f"log flooding (H13): {lines} log lines for {rejections} "
                               "rejections; alice's handoff worked", guard="peer-check")
     return ctx.defended(f"{lines} rejection log lines for {rejections} rejections (rate "
-                        f"limited); {verdict.reason}", guard="log-rate-limit")
+                        f"limited); {verdict.reason}", guard="rate-limit")

@@ -29,8 +29,7 @@ Expected:
 - pre-235: broken: the deputy cannot reach the root-only directory (nor can alice).
 """
 
-from wraplab.engine import BROKEN, DEFENDED, VULNERABLE
-from wraplab.layers import deputy_passes
+from wraplab.engine import BROKEN, DEFENDED, VULNERABLE, deputy_passes
 
 SLUG = "deputy-handoff"
 ORDER = 330
@@ -40,7 +39,7 @@ PLACEMENTS = ("root",)
 TRANSPORTS = ("unix",)
 SERVER = {"accept_window": 5}
 EXPECT = {
-    "hardened": {"*": DEFENDED, "signal": VULNERABLE},
+    "hardened": {"*": DEFENDED.by("pid-check"), "signal": VULNERABLE},
     "agentsh": VULNERABLE,
     "pre-235": BROKEN,
     "permissive": VULNERABLE,

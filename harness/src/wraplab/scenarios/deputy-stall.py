@@ -27,8 +27,7 @@ Expected:
 - pre-235: broken: the directory is root's 0700, neither the deputy nor alice can connect.
 """
 
-from wraplab.engine import BROKEN, DEFENDED, VULNERABLE
-from wraplab.layers import deputy_passes
+from wraplab.engine import BROKEN, DEFENDED, VULNERABLE, deputy_passes
 
 SLUG = "deputy-stall"
 ORDER = 320
@@ -41,7 +40,7 @@ HANDSHAKE = 1.5
 HOLD = WINDOW + HANDSHAKE + 2.0
 SERVER = {"accept_window": WINDOW, "handshake_timeout": HANDSHAKE}
 EXPECT = {
-    "hardened": DEFENDED,
+    "hardened": DEFENDED.by("handshake-deadline"),
     "agentsh": VULNERABLE,
     "pre-235": BROKEN,
     "permissive": VULNERABLE,
@@ -50,13 +49,14 @@ EXPECT = {
 
 
 def run(ctx):
-    slow = ctx.owner.starts_wrap(connect_delay=3.5)
-    path = ctx.waits_for_socket(ctx.socket)
+    owner = ctx.owner.starts_wrap()
+    path = owner.socket(ctx.socket)
     if not path:
-        return ctx.judge(slow.result())
+        return ctx.judge(owner.release(), [])  # no socket: the attack cannot happen
+    # alice is released once mallory holds the passed connection, not before
     passed, got = deputy_passes(ctx, ctx.deputy, ctx.intruder, do="stall", kind=ctx.socket,
-                                path=path, hold=HOLD)
-    wrap = slow.result()
+                                path=path, hold=HOLD, meanwhile=owner.release)
+    wrap = owner.release()
     events = ctx.events(wrap.session)
     ends = [e for e in events if e.get("kind") == ctx.socket and e.get("type") in
             ("peer_dropped", "handoff_ok", "handoff_failed", "window_expired")]
@@ -72,8 +72,12 @@ def run(ctx):
             return ctx.defended(f"the deputy could not connect ({passed['errno']})",
                                 guard="kernel")
         return ctx.error(f"the deputy did not pass a connection: {passed}")
-    if passed.get("t", 0) > ctx.earliest_dial(wrap):
-        return ctx.error("the deputy connected after alice could dial: not first")
+    late = ctx.dialled_too_late(wrap)
+    if late:
+        return ctx.error(f"no verdict: {late}")
+    if wrap.t_dial is not None and passed.get("t", 0) > wrap.t_dial:
+        return ctx.error("the attack did not happen first: the deputy connected after alice "
+                         "dialled")
     owner = "alice's wrap then " + (wrap.failure() if not wrap.ok else "worked")
     if got.get("server") == "open":
         return ctx.vulnerable(

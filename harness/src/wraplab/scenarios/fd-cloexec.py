@@ -37,7 +37,7 @@ PLACEMENTS = ("root",)
 TRANSPORTS = ("unix",)
 SERVER = {"accept_window": 5}
 EXPECT = {
-    "hardened": DEFENDED,
+    "hardened": DEFENDED.by("cloexec"),
     "agentsh": VULNERABLE,
     "pre-235": BROKEN,
     "permissive": VULNERABLE,
@@ -46,12 +46,12 @@ EXPECT = {
 
 
 def run(ctx):
-    slow = ctx.owner.starts_wrap(connect_delay=2.0)
-    path = ctx.waits_for_socket(ctx.socket)
+    owner = ctx.owner.starts_wrap()
+    path = owner.socket(ctx.socket)
     if not path:
-        return ctx.judge(slow.result())
-    hand = ctx.helper.attacks_socket(ctx.socket, steps="handoff", path=path)
-    wrap = slow.result()
+        return ctx.judge(owner.release(), [])  # no socket: nothing to hand over
+    hand = ctx.helper.attacks_socket(ctx.socket, path, steps="handoff")
+    wrap = owner.release()
     events = ctx.events(wrap.session)
     # alice's helper, or her client if it dialled first: either is alice's own handoff
     ok = [e for e in events if e.get("type") == "handoff_ok" and e.get("kind") == ctx.socket

@@ -45,7 +45,7 @@ PLACEMENTS = ("root", "root-no-chown", "service")
 TRANSPORTS = ("unix",)
 SERVER = {"accept_window": 8}
 EXPECT = {
-    "hardened": DEFENDED,
+    "hardened": DEFENDED.by("kernel"),
     "agentsh": {"root": DEFENDED, "root-no-chown": VULNERABLE, "service": VULNERABLE,
                 "root/signal": BROKEN, "root-no-chown/signal": BROKEN, "service/signal": BROKEN},
     "pre-235": BROKEN,
@@ -56,14 +56,12 @@ EXPECT = {
 
 
 def run(ctx):
-    slow = ctx.owner.starts_wrap(connect_delay=4.0)
-    tries = []
-    path = ctx.waits_for_socket(ctx.socket)
-    if path:  # both at once: each must be done before alice dials
-        with ThreadPoolExecutor(max_workers=2) as pool:
-            tries = list(pool.map(lambda who: who.attacks_socket(ctx.socket, steps="connect"),
-                                  (ctx.intruder, ctx.groupmate)))
-    wrap = slow.result()
+    owner = ctx.owner.starts_wrap()
+    path = owner.socket(ctx.socket)
+    with ThreadPoolExecutor(max_workers=2) as pool:  # both at once, alice still held
+        tries = list(pool.map(lambda who: who.attacks_socket(ctx.socket, path, steps="connect"),
+                              (ctx.intruder, ctx.groupmate)))
+    wrap = owner.release()
     verdict = ctx.judge(wrap, tries)
     if verdict.verdict is not DEFENDED:
         return verdict

@@ -48,7 +48,7 @@ PLACEMENTS = ("root",)
 TRANSPORTS = ("unix",)
 SERVER = {"accept_window": 5}
 EXPECT = {
-    "hardened": DEFENDED,
+    "hardened": DEFENDED.by("cleanup"),
     "agentsh": VULNERABLE,
     "pre-235": BROKEN,
     "permissive": VULNERABLE,

@@ -22,7 +22,6 @@ Expected:
 import json
 
 from wraplab.engine import DEFENDED, VULNERABLE
-from wraplab.layers import tool
 
 SLUG = "uid-range-tcp"
 ORDER = 360
@@ -32,7 +31,7 @@ PLACEMENTS = ("root",)
 TRANSPORTS = ("tcp",)
 SERVER = {"accept_window": 3}
 EXPECT = {
-    "hardened": DEFENDED,
+    "hardened": DEFENDED.by("uid-range"),
     "agentsh": VULNERABLE,
     "pre-235": DEFENDED,
     "permissive": VULNERABLE,
@@ -44,14 +43,14 @@ def run(ctx):
     values = (2**32 - 1, 2**32, 2**32 + ctx.owner.uid, 2**63 - 1, 65534)
     rows, trusted = [], []
     for value in values:
-        made = tool(ctx, ctx.owner, "api", ["POST", "/api/v1/sessions", "--api", ctx.api,
-                                            "--body", "{}"])
+        made = ctx.owner.runs_tool("api", "POST", "/api/v1/sessions", "--api", ctx.api,
+                                   "--body", "{}")
         if made.get("status") != 201 or not isinstance(made.get("body"), dict):
             return ctx.error(f"POST /sessions over {ctx.api}: {made}")
         sid = made["body"]["id"]
         body = json.dumps({"agent_command": "true", "agent_args": [], "caller_uid": value})
-        got = tool(ctx, ctx.owner, "api", ["POST", f"/api/v1/sessions/{sid}/wrap-init",
-                                           "--api", ctx.api, "--body", body])
+        got = ctx.owner.runs_tool("api", "POST", f"/api/v1/sessions/{sid}/wrap-init",
+                                  "--api", ctx.api, "--body", body)
         row = {"caller_uid": value, "http": got.get("status")}
         if got.get("status") == 200:
             init = next((e for e in ctx.events(sid) if e.get("type") == "wrap_init"), {})
@@ -74,4 +73,4 @@ def run(ctx):
         return ctx.error(f"a request got no answer or a server error: {codes}")
     if any(r["http"] == 200 for r in rows):
         return ctx.defended(f"caller_uid was ignored (legacy wraps): {codes}", guard="ignored")
-    return ctx.defended(f"every value was refused: {codes}", guard="validation")
+    return ctx.defended(f"every value was refused: {codes}", guard="uid-range")
