@@ -181,3 +181,13 @@ def test_a_real_local_cell_writes_reports_that_parse(tmp_path, check_report):
     doc = junitparser.JUnitXml.fromfile(str(x))
     assert (doc.tests, doc.failures, doc.errors) == (1, 0, 0)
     assert "wrong-uid" in m.read_text()
+
+
+def test_summary_line_takes_flood_rates_per_handoff():
+    """A flood scenario records one rate per handoff (a list); the table's summary line
+    reports their range rather than failing on it."""
+    one, many = make_outcome(), make_outcome(scenario="reconnect-flood")
+    one.metrics["flood_rate"] = 90000.0
+    many.metrics["flood_rate"] = [120000.0, 60000.0, None]
+    text = report.render_matrix([one, many], 12.0)
+    assert "flood rate 60,000-120,000 connects/s" in text

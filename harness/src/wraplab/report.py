@@ -235,6 +235,13 @@ def _render_one(outcomes: Sequence[Outcome]) -> str:
     return "\n".join(lines)
 
 
+def _numbers(value) -> list[float]:
+    """A metric that is a number or a list of numbers (one per handoff), as a list."""
+    if isinstance(value, (list, tuple)):
+        return [float(v) for v in value if isinstance(v, (int, float))]
+    return [float(value)] if isinstance(value, (int, float)) else []
+
+
 def _summary_line(outcomes: Sequence[Outcome], wall: float | None) -> str:
     s = summary_counts(outcomes)
     labs = list(by_lab(outcomes))
@@ -242,7 +249,7 @@ def _summary_line(outcomes: Sequence[Outcome], wall: float | None) -> str:
             f"{s['mismatches']} mismatches, {s['errors']} errors")
     if wall is not None:
         text += f"; wall time {wall:.1f} s"
-    rates = [o.metrics.get("flood_rate") for o in outcomes if o.metrics.get("flood_rate")]
+    rates = [r for o in outcomes for r in _numbers(o.metrics.get("flood_rate")) if r]
     if rates:
         text += f"; flood rate {min(rates):,.0f}-{max(rates):,.0f} connects/s"
     return text
