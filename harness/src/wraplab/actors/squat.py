@@ -1,11 +1,10 @@
 """Squat a wrap socket's path once the server removed its directory. Stdlib only; prints one
 JSON object.
 
-    python3 -m wraplab.actors.squat --kind signal --base DIR [--wait S] [--deadline S]
-        [--hold S]
+    python3 -m wraplab.actors.squat --path SOCKET [--deadline S] [--hold S] [--ready FILE]
 
-Finds the ``kind`` socket under ``--base`` (/proc/net/unix, listing: ``find_sockets``),
-then tries ``mkdir`` of its directory (0755) until it succeeds -- EEXIST while the server's
+Takes the socket path (as anyone can read it in /proc/net/unix; the harness hands over the
+path the server announced), then tries ``mkdir`` of its directory (0755) until it succeeds -- EEXIST while the server's
 directory is still there -- or ``--deadline`` seconds pass. Once the directory is ours, binds
 a listening socket (0666) at the same name and waits up to ``--hold`` seconds for a
 client: whatever connects there believes it talks to the server. A received fd is read
@@ -26,25 +25,18 @@ import socket
 import time
 
 from wraplab.actors._common import emit, errno_name, peercred
-from wraplab.actors.find_sockets import discover
 
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(prog="squat", description=__doc__.splitlines()[0])
-    ap.add_argument("--kind", default="signal", choices=("notify", "signal", "ptrace"))
-    ap.add_argument("--base", required=True)
-    ap.add_argument("--wait", type=float, default=5.0, help="to find the socket (s)")
+    ap.add_argument("--path", required=True, help="the socket path to take over")
     ap.add_argument("--deadline", type=float, default=10.0, help="to take the path (s)")
     ap.add_argument("--hold", type=float, default=3.0, help="to wait for a client (s)")
     ap.add_argument("--ready", help="create this file once the path is found (a barrier)")
     args = ap.parse_args(argv)
-    out: dict = {"uid": os.getuid(), "pid": os.getpid(), "kind": args.kind, "squat_t": None,
+    out: dict = {"uid": os.getuid(), "pid": os.getpid(), "squat_t": None,
                  "connected_t": None, "token": None, "errno": None}
-    found = discover(args.base, args.kind, args.wait)
-    path = out["path"] = found["path"]
-    if not path:
-        out["errno"] = "ENOENT"
-        emit(out, 1)
+    path = out["path"] = args.path
     out["found_t"] = time.time()
     if args.ready:
         with open(args.ready, "x") as f:

@@ -70,14 +70,12 @@ def run(ctx):
     ctx.events(sid)  # collected with the outcome
     notify, signal = resp["notify_socket"], resp["signal_socket"]
     ctx.step(owner, "wrap-init (notify and signal sockets)", f"{notify}, {signal}")
-    ready = f"{ctx.run.temp_base}/squat-ready-{sid}"
-    squatter = ctx.run.spawn(mallory.user_role, [
-        "python3", "-m", "wraplab.actors.squat", "--kind", "signal", "--base",
-        ctx.run.temp_base, "--wait", "4", "--deadline", "6", "--hold", "3", "--ready", ready])
-    if not ctx.waits_until("mallory found the signal path",
-                           lambda: ctx.run.stat(ready).exists, time.time() + 6):
+    gate = ctx.barrier(mallory)
+    squatter = mallory.spawns_tool("squat", "--path", signal, "--deadline", "6", "--hold", "3",
+                                   "--ready", gate.file("ready"))
+    if not gate.wait("ready", 10, while_running=squatter).get("ok"):
         squatter.kill()
-        return ctx.error("mallory's squat tool did not find the signal path")
+        return ctx.error("mallory's squat tool never started on the signal path")
     first = owner.attacks_socket("notify", steps="handoff", path=notify)
     ctx.waits_until("mallory's socket sits at the signal path (2 s at most)",
                     lambda: ctx.run.stat(signal).uid == mallory.uid, time.time() + 2.0)
@@ -87,7 +85,6 @@ def run(ctx):
         got = res.json()
     except ValueError:
         return ctx.error(f"squat printed no JSON (exit {res.exit_code}): {res.stderr[-300:]}")
-    ctx.run.exec("root", ["rm", "-f", ready])
     ctx.step(mallory, f"takes the path {got.get('path')} once its directory is gone "
              f"({got.get('tries')} mkdir tries)",
              f"listening from +{got['squat_t'] - got['found_t']:.3f}s; token received: "
