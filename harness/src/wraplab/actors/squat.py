@@ -4,12 +4,12 @@ JSON object.
     python3 -m wraplab.actors.squat --path SOCKET [--deadline S] [--hold S] [--ready FILE]
 
 Takes the socket path (as anyone can read it in /proc/net/unix; the harness hands over the
-path the server announced), then tries ``mkdir`` of its directory (0755) until it succeeds -- EEXIST while the server's
-directory is still there -- or ``--deadline`` seconds pass. Once the directory is ours, binds
-a listening socket (0666) at the same name and waits up to ``--hold`` seconds for a
-client: whatever connects there believes it talks to the server. A received fd is read
-(a pipe holding the client's token). The temp base is world-writable with the sticky bit:
-anyone may create a name that no longer exists there.
+path the server announced), then tries ``mkdir`` of its directory (0755) until it succeeds
+-- EEXIST while the server's directory is still there -- or ``--deadline`` seconds pass.
+Once the directory is ours, binds a listening socket (0666) at the same name and waits up
+to ``--hold`` seconds for a client: whatever connects there believes it talks to the
+server. A received fd is read (a pipe holding the client's token). The temp base is
+world-writable with the sticky bit: anyone may create a name that no longer exists there.
 
 Output: ``path``, ``found_t``, ``tries`` (mkdir attempts), ``squat_t`` (epoch seconds when
 our socket was listening, or null), ``connected_t``, ``peer`` (SO_PEERCRED of the client),

@@ -8,9 +8,10 @@ from collections.abc import Callable
 from typing import Any
 
 from wraplab.engine.actors import HarnessError
-from wraplab.engine.verdicts import DEFENDED
+from wraplab.engine.evidence import rejections_of
+from wraplab.engine.verdicts import DEFENDED, Judgement, combine
 
-__all__ = ["claim_foreign_pid", "deputy_passes"]
+__all__ = ["claim_foreign_pid", "deputy_passes", "handoffs_under_flood"]
 
 
 def claim_foreign_pid(ctx, kind: str):
@@ -102,3 +103,39 @@ def deputy_passes(ctx, deputy, receiver, *, do: str, kind: str, path: str | None
              got.get("result", ""), errno=got.get("errno"), t=got.get("t", t0),
              ms=got.get("ms"), detail=got)
     return passed, got
+
+
+def handoffs_under_flood(ctx, flooder, *, handoffs: int, seconds: float, procs: int,
+                         waiters: int) -> Judgement:
+    """The owner wraps up to ``handoffs`` times, each time released into a flood of its
+    announced socket that is already running (a barrier: the flood says so), the flood
+    stopped once the owner is done; the worst of the judgements (a flood that wins only by
+    chance still wins one of several nearly always). Stops early once a handoff is lost or
+    the kernel refused the flood (nothing left to chance). Records the metrics."""
+    judgements, floods, wraps = [], [], []
+    for _ in range(handoffs):
+        owner = ctx.owner.starts_wrap()
+        path = owner.socket(ctx.socket)
+        if path is None:  # wrap-init failed: there is nothing to flood
+            judgements.append(ctx.judge(owner.release()))
+            break
+        flood = flooder.starts_flood(path, seconds=seconds, procs=procs, waiters=waiters)
+        running = flood.ready()
+        wrap = owner.release()
+        floods.append(flood.stop())
+        wraps.append(wrap)
+        if not running:
+            return ctx.error(f"the flood never got going: {floods[-1].summary()}")
+        judgements.append(ctx.judge(wrap, [floods[-1]], first=False))
+        if not wrap.ok or floods[-1].kernel_refused:
+            break
+    ctx.metrics.update(
+        flood_rate=[f.rate for f in floods], flood_attempts=sum(f.attempts for f in floods),
+        flood_outcomes=[f.outcomes for f in floods], flood_procs=procs,
+        flood_reached_server=[f.reached_server for f in floods],
+        owner_handoffs=len(wraps), owner_ok=sum(w.ok for w in wraps),
+        owner_failures=sorted({f"{w.step}:{w.errno}" for w in wraps if not w.ok}),
+        owner_handoff_ms=[w.dial_ms for w in wraps],
+        server_rejections=sum(rejections_of(ctx.events(w.session, fresh=False), {flooder.uid})
+                              for w in wraps))
+    return combine(judgements)

@@ -25,7 +25,7 @@ Expected (decided from runs):
   root-only directory), a loop the signal flood did not touch.
 """
 
-from wraplab.engine import BROKEN, DEFENDED, VULNERABLE, combine, rejections_of
+from wraplab.engine import BROKEN, DEFENDED, VULNERABLE, handoffs_under_flood
 
 SLUG = "dac-override-flood"
 ORDER = 370
@@ -49,42 +49,15 @@ EXPECT = {
 
 
 def run(ctx):
-    flooder = ctx.flooder.with_caps("dac_override")
-    judgements, floods, wraps = [], [], []
-    for _ in range(HANDOFFS):
-        owner = ctx.owner.starts_wrap()
-        path = owner.socket(ctx.socket)
-        if path is None:  # wrap-init failed: there is nothing to flood
-            judgements.append(ctx.judge(owner.release()))
-            break
-        flood = flooder.starts_flood(path, seconds=FLOOD_SECONDS, procs=FLOODERS,
-                                     waiters=WAITERS)
-        running = flood.ready()
-        wrap = owner.release()
-        floods.append(flood.stop())
-        wraps.append(wrap)
-        if not running:
-            return ctx.error(f"the flood never got going: {floods[-1].summary()}")
-        judgements.append(ctx.judge(wrap, [floods[-1]], first=False))
-        if not wrap.ok:
-            break
-    rejections = sum(rejections_of(ctx.events(w.session), {ctx.flooder.uid}) for w in wraps)
-    ctx.metrics.update(flood_rate=[f.rate for f in floods],
-                       flood_attempts=sum(f.attempts for f in floods),
-                       flood_outcomes=[f.outcomes for f in floods], owner_handoffs=len(wraps),
-                       owner_ok=sum(w.ok for w in wraps),
-                       owner_handoff_ms=[w.dial_ms for w in wraps],
-                       owner_failures=sorted({f"{w.step}:{w.errno}" for w in wraps
-                                              if not w.ok}),
-                       server_rejections=rejections)
-    verdict = combine(judgements)
+    verdict = handoffs_under_flood(ctx, ctx.flooder.with_caps("dac_override"),
+                                   handoffs=HANDOFFS, seconds=FLOOD_SECONDS, procs=FLOODERS,
+                                   waiters=WAITERS)
     if verdict.verdict is not DEFENDED:
         return verdict
-    if not all(f.reached_server for f in floods):
-        return ctx.error("a flood did not reach the server ("
-                         + "; ".join(f.summary() for f in floods)
-                         + "): the capability did not get it past the directory")
+    if not all(ctx.metrics["flood_reached_server"]):
+        return ctx.error(f"a flood did not reach the server ({ctx.metrics['flood_outcomes']}):"
+                         " the capability did not get it past the directory")
     return ctx.defended(f"{verdict.reason}; every flood reached the server "
-                        f"({rejections} rejections) and alice's retrying client got through "
-                        f"every time (handoff ms from the dial: "
+                        f"({ctx.metrics['server_rejections']} rejections) and alice's "
+                        f"retrying client got through every time (handoff ms from the dial: "
                         f"{ctx.metrics['owner_handoff_ms']})", guard="backlog")

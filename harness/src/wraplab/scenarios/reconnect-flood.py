@@ -49,7 +49,7 @@ hardened removes the directory when the last loop ends.
 
 import os
 
-from wraplab.engine import BROKEN, DEFENDED, VULNERABLE, combine
+from wraplab.engine import BROKEN, DEFENDED, VULNERABLE, handoffs_under_flood
 
 SLUG = "reconnect-flood"
 ORDER = 50
@@ -75,28 +75,5 @@ EXPECT = {
 
 
 def run(ctx):
-    judgements, floods, wraps = [], [], []
-    for _ in range(HANDOFFS):
-        owner = ctx.owner.starts_wrap()
-        path = owner.socket(ctx.socket)
-        if path is None:  # wrap-init failed: there is nothing to flood
-            judgements.append(ctx.judge(owner.release()))
-            break
-        flood = ctx.flooder.starts_flood(path, seconds=FLOOD_SECONDS, procs=FLOODERS,
-                                         waiters=WAITERS)
-        running = flood.ready()
-        wrap = owner.release()
-        floods.append(flood.stop())
-        wraps.append(wrap)
-        if not running:
-            return ctx.error(f"the flood never got going: {floods[-1].summary()}")
-        judgements.append(ctx.judge(wrap, [floods[-1]], first=False))
-        if not wrap.ok or floods[-1].kernel_refused:
-            break  # the worst verdict is in, or the kernel guards: nothing left to chance
-    ctx.metrics.update(
-        flood_rate=[f.rate for f in floods], flood_attempts=sum(f.attempts for f in floods),
-        flood_outcomes=[f.outcomes for f in floods], flood_procs=FLOODERS,
-        owner_handoffs=len(wraps), owner_ok=sum(w.ok for w in wraps),
-        owner_failures=sorted({f"{w.step}:{w.errno}" for w in wraps if not w.ok}),
-        owner_handoff_ms=[w.dial_ms for w in wraps])
-    return combine(judgements)
+    return handoffs_under_flood(ctx, ctx.flooder, handoffs=HANDOFFS, seconds=FLOOD_SECONDS,
+                                procs=FLOODERS, waiters=WAITERS)
