@@ -11,7 +11,7 @@ from wraplab.engine.actors import HarnessError
 from wraplab.engine.evidence import rejections_of
 from wraplab.engine.verdicts import DEFENDED, Judgement, combine
 
-__all__ = ["claim_foreign_pid", "deputy_passes", "handoffs_under_flood"]
+__all__ = ["claim_foreign_pid", "deputy_passes", "handoffs_under_flood", "judge_stall"]
 
 
 def claim_foreign_pid(ctx, kind: str):
@@ -139,3 +139,34 @@ def handoffs_under_flood(ctx, flooder, *, handoffs: int, seconds: float, procs: 
         server_rejections=sum(rejections_of(ctx.events(w.session, fresh=False), {flooder.uid})
                               for w in wraps))
     return combine(judgements)
+
+
+def judge_stall(ctx, wrap, *, who: str, held: float, server: str | None, ends: list[dict],
+                window: float, handshake: float) -> Judgement:
+    """The verdict on a connection that was admitted and then sent nothing (slow-client,
+    deputy-stall): held past the window (no deadline), or closed in time but as the loop's
+    one connection (the owner lost), or dropped in time with the owner served.
+    ``who``: the stalled connection as the reasons name it; ``held``: seconds the staller
+    saw it open; ``server``: what the staller saw the server do (``open``, ``eof``...);
+    ``ends``: the server's loop events of the kind."""
+    owner = "alice's wrap then " + (wrap.failure() if not wrap.ok else "worked")
+    if server == "open":
+        return ctx.vulnerable(
+            f"the server held {who} for all {held:.1f} s the staller waited, past its "
+            f"{window:g} s accept window (no handshake deadline); {owner}")
+    if held > handshake + 1.5:
+        return ctx.error(f"the server closed {who} after {held:.1f} s: neither at its "
+                         "handshake timeout nor held past the window")
+    why = next((e.get("reason") for e in ends
+                if e.get("type") in ("peer_dropped", "handoff_failed")), None)
+    if not wrap.ok:
+        return ctx.vulnerable(
+            f"the server closed {who} after {held:.1f} s (reason {why}), but it was the "
+            f"loop's one connection: the loop ended with it and {owner}",
+            guard="handshake-deadline")
+    verdict = ctx.judge(wrap)
+    if verdict.verdict is not DEFENDED:
+        return verdict
+    return ctx.defended(f"the server dropped {who} after {held:.1f} s (handshake timeout "
+                        f"{handshake:g} s; reason {why}) and kept accepting; {owner}",
+                        guard="handshake-deadline")

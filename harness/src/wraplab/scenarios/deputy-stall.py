@@ -27,7 +27,7 @@ Expected:
 - pre-235: broken: the directory is root's 0700, neither the deputy nor alice can connect.
 """
 
-from wraplab.engine import BROKEN, DEFENDED, VULNERABLE, deputy_passes
+from wraplab.engine import BROKEN, DEFENDED, VULNERABLE, deputy_passes, judge_stall
 
 SLUG = "deputy-stall"
 ORDER = 320
@@ -78,25 +78,6 @@ def run(ctx):
     if wrap.t_dial is not None and passed.get("t", 0) > wrap.t_dial:
         return ctx.error("the attack did not happen first: the deputy connected after alice "
                          "dialled")
-    owner = "alice's wrap then " + (wrap.failure() if not wrap.ok else "worked")
-    if got.get("server") == "open":
-        return ctx.vulnerable(
-            f"the server held mallory's stalled connection (alice's credentials) for all "
-            f"{held:.1f} s she waited, past its {WINDOW:g} s window (no handshake deadline); "
-            f"{owner}")
-    if held > HANDSHAKE + 1.5:
-        return ctx.error(f"the server closed the stalled connection after {held:.1f} s: "
-                         "neither at its handshake timeout nor held past the window")
-    why = next((e.get("reason") for e in ends
-                if e.get("type") in ("peer_dropped", "handoff_failed")), None)
-    if not wrap.ok:
-        return ctx.vulnerable(
-            f"the server closed mallory's stalled connection after {held:.1f} s (reason "
-            f"{why}), but it was the loop's one connection: the loop ended and {owner}",
-            guard="handshake-deadline")
-    verdict = ctx.judge(wrap)
-    if verdict.verdict is not DEFENDED:
-        return verdict
-    return ctx.defended(f"the server dropped mallory's stalled connection after {held:.1f} s "
-                        f"(handshake timeout {HANDSHAKE:g} s; reason {why}) and kept "
-                        f"accepting; {owner}", guard="handshake-deadline")
+    return judge_stall(ctx, wrap, who="mallory's stalled connection (alice's credentials)",
+                       held=held, server=got.get("server"), ends=ends, window=WINDOW,
+                       handshake=HANDSHAKE)

@@ -40,7 +40,7 @@ process of hers, or the wrapped agent itself); an admitted peer is the only one 
 stall a handshake at all.
 """
 
-from wraplab.engine import BROKEN, DEFENDED, VULNERABLE
+from wraplab.engine import BROKEN, DEFENDED, VULNERABLE, judge_stall
 from wraplab.engine.evidence import GONE, json_of
 
 SLUG = "slow-client"
@@ -105,24 +105,6 @@ def run(ctx):
                               f"wrap {wrap.failure()}")
         return ctx.defended(f"the staller could not connect ({step['errno']})",
                             guard="kernel")
-    owner_said = "alice's wrap then " + (wrap.failure() if not wrap.ok else "worked")
-    if step.get("server") == "open":
-        return ctx.vulnerable(
-            f"the server held the stalled connection for all {held:.1f} s the staller waited, "
-            f"past its {WINDOW:g} s accept window (no handshake deadline); {owner_said}")
-    if held > HANDSHAKE + 1.5:
-        return ctx.error(f"the server closed the stalled connection after {held:.1f} s: "
-                         "neither at its handshake timeout nor held past the window")
-    why = next((e.get("reason") for e in ends
-                if e.get("type") in ("peer_dropped", "handoff_failed")), None)
-    if not wrap.ok:
-        return ctx.vulnerable(
-            f"the server closed the stalled connection after {held:.1f} s (reason {why}), "
-            f"but it was the loop's one connection: the loop ended with it and {owner_said}",
-            guard="handshake-deadline")
-    verdict = ctx.judge(wrap)
-    if verdict.verdict is not DEFENDED:
-        return verdict
-    return ctx.defended(f"the server dropped the stalled connection after {held:.1f} s "
-                        f"(handshake timeout {HANDSHAKE:g} s; reason {why}) and kept "
-                        f"accepting; {owner_said}", guard="handshake-deadline")
+    return judge_stall(ctx, wrap, who="the stalled connection", held=held,
+                       server=step.get("server"), ends=ends, window=WINDOW,
+                       handshake=HANDSHAKE)
