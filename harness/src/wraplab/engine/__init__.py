@@ -49,8 +49,7 @@ __all__ = [
     "Scenario", "ScenarioError", "load_scenario", "discover", "get_scenario", "SCENARIO_DIR",
     "Cell", "Outcome", "Step", "make_cells", "Context", "Actor", "HeldWrap", "RunningFlood",
     "HarnessError", "Wrap", "Intrusion", "Flood", "LOOP_ENDS", "rejections_of",
-    "attack_did_not_happen", "claim_foreign_pid", "deputy_passes", "handoffs_under_flood", "judge_stall",
-    "make_lab", "run_cell",
-    "run_cells",
+    "attack_did_not_happen", "claim_foreign_pid", "deputy_passes", "handoffs_under_flood",
+    "judge_stall", "make_lab", "run_cell", "run_cells",
     "LABS", "BASES", "USER_ROLES", "SERVER_OPTIONS", "GUARDS",
 ]
