@@ -205,6 +205,29 @@ def make_dir(path: str) -> dict:
     return {"path": path, "uid": os.getuid()}
 
 
+def _read_request(conn: socket.socket, limit: int = 1 << 20) -> bytes:
+    """One whole HTTP request (headers, then Content-Length bytes of body): a client that
+    sends its body after its headers must not find the connection closed (EPIPE)."""
+    data = b""
+    while b"\r\n\r\n" not in data and len(data) < limit:
+        chunk = conn.recv(65536)
+        if not chunk:
+            return data
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length" and value.strip().isdigit():
+            length = int(value.strip())
+    while len(body) < min(length, limit):
+        chunk = conn.recv(65536)
+        if not chunk:
+            break
+        body += chunk
+    return data
+
+
 def fake_api(directory: str, seconds: float) -> dict:
     """Serve a fake API and notify socket in *directory* for *seconds*."""
 
@@ -243,7 +266,7 @@ def fake_api(directory: str, seconds: float) -> dict:
                     conn.settimeout(2)
                     try:
                         if lst is api:
-                            if not conn.recv(65536):
+                            if not _read_request(conn):
                                 continue
                             st, body = answers[min(out["requests"], 1)]
                             out["requests"] += 1
