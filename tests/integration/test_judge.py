@@ -307,3 +307,28 @@ def test_an_owner_released_after_the_window_is_an_error():
     w.data.update(t_dial=1.5)
     assert ctx.judge(w, [intrusion(ctx, attempt("handoff", "EACCES"))]).verdict is \
         engine.BROKEN
+
+
+class LaggingRun(FakeRun):
+    """The server records the signal handoff only on the third read of the events (it was
+    busy turning a flood away when the owner's client, which gets no status byte, left)."""
+
+    def __init__(self, first, later):
+        super().__init__(first)
+        self.later, self.reads = later, 0
+
+    def api_request(self, method, path, body=None, **kw):
+        self.reads += 1
+        return 200, {"events": self._events if self.reads < 3 else self.later}
+
+
+def test_a_signal_handoff_recorded_late_is_waited_for_not_an_error():
+    first = [INIT, ev("handoff_ok", 2.0, kind="notify", peer_uid=1001, token="T")]
+    later = first + [ev("handoff_ok", 2.5, kind="signal", peer_uid=1001, token="T"),
+                     ev("dir_removed", 2.6)]
+    scenario = engine.get_scenario("wrong-uid")
+    cell = scenario.cells(profiles=["hardened"], sockets=["signal"])[0]
+    run = LaggingRun(first, later)
+    ctx = engine.Context(scenario, cell, run, targets.reference("hardened"))
+    j = ctx.judge(wrap(ctx), [intrusion(ctx, attempt("handoff", "EACCES"))])
+    assert j.verdict is engine.DEFENDED and run.reads >= 3, j.reason

@@ -10,7 +10,9 @@ or attempts after the owner's dial) the verdict is ``error``, never ``defended``
 
 from __future__ import annotations
 
-from wraplab.engine.evidence import Flood, Intrusion, Wrap, rejections_of, removed_under
+import time
+
+from wraplab.engine.evidence import LOOP_ENDS, Flood, Intrusion, Wrap, rejections_of, removed_under
 from wraplab.engine.verdicts import Judgement
 
 __all__ = ["judge", "attack_did_not_happen"]
@@ -96,6 +98,7 @@ def judge(ctx, wrap: Wrap, attacks: list | None, *, first: bool = True) -> Judge
             return ctx.broken(g8 + f"; the owner's wrap then {wrap.failure()}")
         return _owner_failed(ctx, wrap, attacks, events, reached, attacker_uids)
     if events:
+        events = _loops_recorded(ctx, wrap, events)
         for kind in ctx.owner_kinds():
             got = [e for e in events if e.get("type") == "handoff_ok" and e.get("kind") == kind
                    and e.get("peer_uid") == owner_uid]
@@ -125,6 +128,25 @@ def judge(ctx, wrap: Wrap, attacks: list | None, *, first: bool = True) -> Judge
         f"the attacker reached the server and was turned away ("
         f"{ctx.metrics['server_rejections']} rejections counted by the server); the "
         "owner's token arrived", guard="peer-check")
+
+
+def _loops_recorded(ctx, wrap: Wrap, events: list) -> list:
+    """The session's events once the server has recorded the end of each of the owner's
+    loops. A handoff without a status byte (signal) is recorded after the client is gone,
+    and later still when the loop first has a flood's connections to turn away: wait for
+    it (bounded by the accept window) before reading its absence as evidence."""
+    def ended(ev: list) -> bool:
+        return all(any(e.get("type") in LOOP_ENDS and e.get("kind") == kind for e in ev)
+                   for kind in ctx.owner_kinds())
+
+    if ended(events):
+        return events
+    window = float(ctx.scenario.server.get("accept_window") or ctx.default_window)
+    got = ctx.waits_until("the server recorded the end of the owner's loops",
+                          lambda: (lambda ev: ev if ended(ev) else None)(
+                              ctx.events(wrap.session)),
+                          time.time() + min(window, 10.0) + 2.0, pause=0.1)
+    return got or ctx.events(wrap.session)
 
 
 def _owner_failed(ctx, wrap: Wrap, attacks: list, events: list, reached: bool,
