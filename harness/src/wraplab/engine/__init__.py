@@ -32,7 +32,15 @@ from wraplab.engine.scenarios import (
                                       get_scenario,
                                       load_scenario,
 )
-from wraplab.engine.steps import claim_foreign_pid, deputy_passes, handoffs_under_flood, judge_stall
+from wraplab.engine.steps import (
+                                      back_to_baseline,
+                                      claim_foreign_pid,
+                                      deputy_passes,
+                                      handoffs_under_flood,
+                                      judge_stall,
+                                      same_state,
+                                      server_state,
+)
 from wraplab.engine.verdicts import (
                                       BROKEN,
                                       DEFENDED,
@@ -50,6 +58,7 @@ __all__ = [
     "Cell", "Outcome", "Step", "make_cells", "Context", "Actor", "HeldWrap", "RunningFlood",
     "HarnessError", "Wrap", "Intrusion", "Flood", "LOOP_ENDS", "rejections_of",
     "attack_did_not_happen", "claim_foreign_pid", "deputy_passes", "handoffs_under_flood",
-    "judge_stall", "make_lab", "run_cell", "run_cells",
+    "judge_stall", "same_state", "server_state",
+    "back_to_baseline", "make_lab", "run_cell", "run_cells",
     "LABS", "BASES", "USER_ROLES", "SERVER_OPTIONS", "GUARDS",
 ]

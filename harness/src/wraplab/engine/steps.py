@@ -11,7 +11,9 @@ from wraplab.engine.actors import HarnessError
 from wraplab.engine.evidence import rejections_of
 from wraplab.engine.verdicts import DEFENDED, Judgement, combine
 
-__all__ = ["claim_foreign_pid", "deputy_passes", "handoffs_under_flood", "judge_stall"]
+__all__ = ["claim_foreign_pid", "deputy_passes", "handoffs_under_flood", "judge_stall",
+           "server_state", "same_state",
+           "back_to_baseline"]
 
 
 def claim_foreign_pid(ctx, kind: str):
@@ -170,3 +172,24 @@ def judge_stall(ctx, wrap, *, who: str, held: float, server: str | None, ends: l
     return ctx.defended(f"the server dropped {who} after {held:.1f} s (handshake timeout "
                         f"{handshake:g} s; reason {why}) and kept accepting; {owner}",
                         guard="handshake-deadline")
+
+
+def server_state(ctx) -> dict:
+    """The server's fds, threads and the entries of its temp base, as root (the in-lab
+    ``hostile state`` tool): what a resource attack must leave as it found it."""
+    return ctx.run.tool("hostile", ["state", "--pid", str(ctx.run.server.pid),
+                                    "--base", ctx.run.temp_base])
+
+
+def same_state(a: dict, b: dict) -> bool:
+    """Whether two :func:`server_state` readings agree on fds, threads and directories."""
+    return all(a.get(k) == b.get(k) for k in ("fds", "threads", "dirs"))
+
+
+def back_to_baseline(ctx, base: dict, timeout: float, pause: float = 0.5) -> dict:
+    """Wait (at most ``timeout`` s) until :func:`server_state` agrees with ``base``; the
+    last reading either way."""
+    return ctx.waits_until("fds, threads and wrap directories are back to the baseline",
+                           lambda: (lambda st: st if same_state(st, base) else None)(
+                               server_state(ctx)),
+                           time.time() + timeout, pause=pause) or server_state(ctx)

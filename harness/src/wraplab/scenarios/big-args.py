@@ -22,7 +22,7 @@ Expected:
 
 import time
 
-from wraplab.engine import DEFENDED, VULNERABLE
+from wraplab.engine import DEFENDED, VULNERABLE, back_to_baseline, same_state, server_state
 
 SLUG = "big-args"
 ORDER = 242
@@ -43,17 +43,8 @@ EXPECT = {
 }
 
 
-def state(ctx) -> dict:
-    return ctx.run.tool("hostile", ["state", "--pid", str(ctx.run.server.pid),
-                                    "--base", ctx.run.temp_base])
-
-
-def same(a: dict, b: dict) -> bool:
-    return all(a.get(k) == b.get(k) for k in ("fds", "threads", "dirs"))
-
-
 def run(ctx):
-    base = state(ctx)
+    base = server_state(ctx)
     t0 = time.time()
     out = ctx.run.exec(ctx.intruder.user_role,
                        ["python3", "-m", "wraplab.actors.hostile", "big-args", "--api", ctx.api,
@@ -62,16 +53,14 @@ def run(ctx):
     answers = out.get("outcomes") or {}
     ctx.step(ctx.intruder, f"{COUNT} wrap-inits with {SIZE}-byte agent_args, never dialled",
              f"{out.get('attempts')} in {out.get('seconds')} s: {answers}", t=t0, detail=out)
-    peak = state(ctx)
-    after = ctx.waits_until("fds, threads and wrap directories are back to the baseline",
-                            lambda: (lambda s: s if same(s, base) else None)(state(ctx)),
-                            time.time() + WINDOW + 15, pause=0.5) or state(ctx)
+    peak = server_state(ctx)
+    after = back_to_baseline(ctx, base, WINDOW + 15, pause=0.5)
     grew = (after.get("rss_kib") or 0) - (base.get("rss_kib") or 0)
     ctx.metrics.update(answers=answers, baseline=base, peak=peak, after=after,
                        rss_growth_kib=grew)
     ctx.note(f"server RSS {base.get('rss_kib')} KiB before, {peak.get('rss_kib')} at the "
              f"peak, {after.get('rss_kib')} after every window ended ({grew:+} KiB)")
-    if not same(after, base):
+    if not same_state(after, base):
         return ctx.vulnerable(f"left behind: {after} (baseline {base})")
     if answers.get("200"):
         return ctx.vulnerable(f"{answers['200']} wrap-inits with {SIZE}-byte agent_args "

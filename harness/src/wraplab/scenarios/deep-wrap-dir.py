@@ -30,7 +30,7 @@ Expected:
 
 import time
 
-from wraplab.engine import BROKEN, DEFENDED
+from wraplab.engine import BROKEN, DEFENDED, back_to_baseline, same_state, server_state
 
 SLUG = "deep-wrap-dir"
 ORDER = 235
@@ -50,17 +50,8 @@ EXPECT = {
 }
 
 
-def state(ctx) -> dict:
-    return ctx.run.tool("hostile", ["state", "--pid", str(ctx.run.server.pid),
-                                    "--base", ctx.run.temp_base])
-
-
-def same(a: dict, b: dict) -> bool:
-    return all(a.get(k) == b.get(k) for k in ("fds", "threads", "dirs"))
-
-
 def run(ctx):
-    base = state(ctx)
+    base = server_state(ctx)
     t0 = time.time()
     tree = ctx.run.exec(ctx.intruder.user_role,
                         ["python3", "-m", "wraplab.actors.hostile", "deep-tree", "--api",
@@ -70,12 +61,10 @@ def run(ctx):
              + (f" ({tree['errno']})" if tree.get("errno") else ""), t=t0, detail=tree)
     if tree.get("wrap_init") != 200:
         return ctx.error(f"mallory's wrap-init failed: HTTP {tree.get('wrap_init')}")
-    peak = state(ctx)
-    after = ctx.waits_until("fds, threads and wrap directories are back to the baseline",
-                            lambda: (lambda s: s if same(s, base) else None)(state(ctx)),
-                            time.time() + WINDOW + 15, pause=0.5) or state(ctx)
+    peak = server_state(ctx)
+    after = back_to_baseline(ctx, base, WINDOW + 15, pause=0.5)
     ctx.metrics.update(made=tree.get("made"), baseline=base, peak=peak, after=after)
-    if not same(after, base):
+    if not same_state(after, base):
         return ctx.vulnerable(f"after the window: {after} (baseline {base}): the tree "
                               f"({tree.get('made')} levels) defeated cleanup")
     wrap = ctx.owner.wraps()

@@ -29,7 +29,7 @@ Expected:
 
 import time
 
-from wraplab.engine import DEFENDED, VULNERABLE
+from wraplab.engine import DEFENDED, VULNERABLE, back_to_baseline, same_state, server_state
 
 SLUG = "wrap-cap-flood"
 ORDER = 240
@@ -51,17 +51,8 @@ EXPECT = {
 }
 
 
-def state(ctx) -> dict:
-    return ctx.run.tool("hostile", ["state", "--pid", str(ctx.run.server.pid),
-                                    "--base", ctx.run.temp_base])
-
-
-def same(a: dict, b: dict) -> bool:
-    return all(a.get(k) == b.get(k) for k in ("fds", "threads", "dirs"))
-
-
 def run(ctx):
-    base = state(ctx)
+    base = server_state(ctx)
     t0 = time.time()
     res = ctx.run.exec(ctx.flooder.user_role,
                        ["python3", "-m", "wraplab.actors.churn", "wrap-inits", "--api", ctx.api,
@@ -71,23 +62,21 @@ def run(ctx):
     ctx.step(ctx.flooder, f"sends {FLOOD} session + wrap-init pairs and never dials",
              f"{flood.get('attempts')} in {flood.get('seconds')} s: {outs}", t=t0,
              ms=(flood.get("seconds") or 0) * 1000, detail=flood)
-    peak = state(ctx)
+    peak = server_state(ctx)
     wraps = [ctx.owner.wraps() for _ in range(OWNER_TRIES)]
     ok = [w for w in wraps if w.ok]
     denied = [w for w in wraps if not w.ok and w.step == "wrap-init"
               and (w.data.get("http_status") == 503)]
     latency = sorted(w.latency_ms for w in wraps if w.latency_ms is not None)
     flood_done = time.time()
-    after = ctx.waits_until("fds, threads and wrap directories are back to the baseline",
-                            lambda: (lambda s: s if same(s, base) else None)(state(ctx)),
-                            time.time() + WINDOW + 20, pause=1.0) or state(ctx)
+    after = back_to_baseline(ctx, base, WINDOW + 20, pause=1.0)
     rate = len(ok) / len(wraps)
     ctx.metrics.update(flood=outs, owner_success=rate, owner_latency_ms=latency,
                        baseline=base, peak=peak, after=after,
                        recovered_s=round(time.time() - flood_done, 1))
     ctx.note(f"alice {len(ok)}/{len(wraps)} ok while mallory's wraps were pending "
              f"(latency ms {latency}); server state before {base}, peak {peak}, after {after}")
-    if not same(after, base):
+    if not same_state(after, base):
         return ctx.vulnerable(f"left behind after every window ended: {after} "
                               f"(baseline {base})")
     if denied:
