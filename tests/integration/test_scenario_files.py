@@ -124,18 +124,22 @@ def test_scenarios_touch_no_underscore_name_of_the_engine():
 
 
 def test_server_options_are_declared_once_and_reach_the_lab():
-    """Every SERVER option the engine passes on is a parameter of the lab's ServerSpec; the
+    """Every SERVER option the engine passes on reaches the lab: the server's own options
+    through the target (``[server.args]``), the lab's as fields of its ServerSpec; the
     ones it keeps are read by the engine (client_budget can be set and takes effect)."""
-    import inspect
+    import dataclasses
 
     from wraplab.engine.axes import SERVER_OPTIONS
     from wraplab.labs import ServerSpec
+    from wraplab.targets import OPTIONS, reference
 
-    params = set(inspect.signature(ServerSpec.wrapref).parameters)
+    fields = {f.name for f in dataclasses.fields(ServerSpec)}
     for name, (where, what) in SERVER_OPTIONS.items():
         assert what
         if where == "server":
-            assert name in params, f"{name} is declared but ServerSpec.wrapref lacks it"
+            assert name in OPTIONS or name in fields, f"{name} is declared but reaches no lab"
+            if name in OPTIONS:
+                assert name in reference("agentsh").args, f"wrapref has no {name}"
         else:
             assert where == "engine"
     scenario = engine.get_scenario("wrong-uid")

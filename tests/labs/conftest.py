@@ -13,6 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 from wraplab.labs import DockerLab, LabRun, LocalLab, Placement, ServerSpec, lab_by_name
+from wraplab.targets import wrapref_spec
 
 RUNS = pytest.StashKey[list]()
 
@@ -107,6 +108,6 @@ def served(request: pytest.FixtureRequest, _module_runs: dict) -> LabRun:
     key = (name, placement)
     run = _module_runs.get(key)
     if run is None or run.closed:
-        run = lab_by_name(name).start(ServerSpec.wrapref("agentsh", Placement(placement)))
+        run = lab_by_name(name).start(wrapref_spec("agentsh", Placement(placement)))
         _module_runs[key] = run
     return watch(request, run)

@@ -15,8 +15,9 @@ import docker
 import psutil
 import pytest
 from conftest import DOCKER_PARAMS, LAB_PARAMS
-from wraplab.labs import LabRun, LocalRun, ServerSpec, lab_by_name
+from wraplab.labs import LabRun, LocalRun, lab_by_name
 from wraplab.labs.cleanup import LABEL_RUN, processes_of_local_run, wait_for
+from wraplab.targets import wrapref_spec
 
 HOLD = Path(__file__).parent / "helpers" / "hold_lab.py"
 
@@ -51,7 +52,7 @@ def facts_of(run: LabRun) -> tuple[str, str | None]:
 
 @pytest.mark.parametrize("lab", LAB_PARAMS)
 def test_nothing_left_after_a_normal_end(lab):
-    with lab_by_name(lab).start(ServerSpec.wrapref("agentsh")) as run:
+    with lab_by_name(lab).start(wrapref_spec("agentsh")) as run:
         run_id, labdir = facts_of(run)
         assert leftovers(lab, run_id, labdir), "the running lab should be visible"
         server_pid = run.server.pid
@@ -66,7 +67,7 @@ def test_nothing_left_after_a_normal_end(lab):
 @pytest.mark.parametrize("lab", LAB_PARAMS)
 def test_nothing_left_after_an_exception(lab):
     seen = {}
-    with pytest.raises(Boom), lab_by_name(lab).start(ServerSpec.wrapref("agentsh")) as run:
+    with pytest.raises(Boom), lab_by_name(lab).start(wrapref_spec("agentsh")) as run:
         seen["id"], seen["labdir"] = facts_of(run)
         run.spawn("attacker", ["sleep", "60"])  # still running when the exception hits
         raise Boom()
@@ -107,7 +108,7 @@ def test_a_killed_harness_is_swept_at_the_next_start(lab):
     proc.kill()  # SIGKILL: no chance to clean up
     proc.wait(30)
     assert leftovers(lab, info["run"], info.get("labdir")), "SIGKILL should leave the lab behind"
-    with lab_by_name(lab).start(ServerSpec.wrapref("agentsh")):
+    with lab_by_name(lab).start(wrapref_spec("agentsh")):
         assert leftovers(lab, info["run"], info.get("labdir")) == []
     if lab == "local":
         wait_for(lambda: not psutil.pid_exists(info["server_pid"]), 10, what="server gone")
@@ -131,7 +132,7 @@ def test_peer_container_and_volumes_removed_with_the_run(lab, how):
     with contextlib.ExitStack() as stack:
         if how == "exception":
             stack.enter_context(pytest.raises(Boom))
-        run = stack.enter_context(lab_by_name(lab).start(ServerSpec.wrapref("agentsh",
+        run = stack.enter_context(lab_by_name(lab).start(wrapref_spec("agentsh",
                                                                             peer=True)))
         seen["id"] = run.id
         names = sorted(c.name for c in containers_of(run.id))
@@ -160,7 +161,7 @@ def test_clean_keeps_a_live_run_and_removes_a_dead_one(capsys):
     proc, dead = hold("docker-bookworm")
     proc.kill()  # SIGKILL: its containers stay behind, owner gone
     proc.wait(30)
-    with lab_by_name("docker-bookworm").start(ServerSpec.wrapref("agentsh")) as live:
+    with lab_by_name("docker-bookworm").start(wrapref_spec("agentsh")) as live:
         assert main(["clean"]) == 0
         out = capsys.readouterr().out
         assert containers_of(dead["run"]) == [], out

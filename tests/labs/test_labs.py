@@ -12,8 +12,9 @@ import time
 import docker
 import pytest
 from conftest import DOCKER_PARAMS, LAB_PARAMS, LABS
-from wraplab.labs import LabRun, Placement, ServerSpec
+from wraplab.labs import LabRun, Placement
 from wraplab.labs.cleanup import LABEL_RUN
+from wraplab.targets import wrapref_spec
 
 PLACEMENTS = [p.value for p in Placement]
 ACTORS = ("owner", "bystander", "attacker", "service", "root")
@@ -232,7 +233,7 @@ def test_server_log_api_and_transcript(served: LabRun):
 
 @pytest.mark.parametrize("lab", LAB_PARAMS)
 def test_tcp_api_and_server_stop(start_lab, lab):
-    run = start_lab(lab, ServerSpec.wrapref("agentsh", tcp_port=0))
+    run = start_lab(lab, wrapref_spec("agentsh", transport="tcp", lab=lab))
     assert run.tcp_api and run.tcp_api.startswith("tcp:127.0.0.1:")
     assert not run.tcp_api.endswith(":0"), "the port the server really took"
     status, body = run.api_request("GET", "/healthz", as_user="attacker", api=run.tcp_api)
@@ -247,12 +248,12 @@ def test_tcp_api_and_server_stop(start_lab, lab):
 def test_userns_option_lets_an_actor_unshare_in_docker(start_lab, lab):
     """``ServerSpec(userns=True)``: the owner can ``unshare -Ur`` (root in its own user
     namespace, itself outside); without it Docker's default seccomp profile says EPERM."""
-    plain = start_lab(lab, ServerSpec.wrapref("agentsh"))
+    plain = start_lab(lab, wrapref_spec("agentsh"))
     refused = plain.exec("owner", ["unshare", "-Ur", "id", "-u"], timeout=30)
     assert refused.exit_code != 0, refused.describe()
     assert "Operation not permitted" in refused.stderr, refused.stderr
 
-    run = start_lab(lab, ServerSpec.wrapref("agentsh", userns=True))
+    run = start_lab(lab, wrapref_spec("agentsh", userns=True))
     inside = run.exec("owner", ["unshare", "-Ur", "id", "-u"], timeout=30)
     assert inside.ok and inside.stdout.strip() == "0", inside.describe() + inside.stderr
     outside = run.exec("owner", ["unshare", "-Ur", "cat", "/proc/self/uid_map"], timeout=30)
@@ -272,8 +273,8 @@ def test_server_userns_shows_unmapped_users_as_the_overflow_uid(start_lab, lab, 
     """``ServerSpec(server_userns=("owner",))``: the server is root of its own user namespace
     that maps root and alice only; SO_PEERCRED shows it alice as alice and mallory as 65534,
     and a placement's dropped capability stays dropped inside the namespace."""
-    run = start_lab(lab, ServerSpec.wrapref("agentsh", Placement(placement),
-                                            server_userns=("owner",)))
+    run = start_lab(lab, wrapref_spec("agentsh", Placement(placement),
+                                      server_userns=("owner",)))
     owner, attacker = run.users["owner"], run.users["attacker"]
     pid = run.server.pid
     maps = run.exec("root", ["cat", f"/proc/{pid}/uid_map", f"/proc/{pid}/gid_map"])
@@ -300,9 +301,9 @@ def test_server_userns_shows_unmapped_users_as_the_overflow_uid(start_lab, lab, 
 
 def test_server_userns_and_peer_options_are_checked():
     with pytest.raises(ValueError, match="needs a root placement"):
-        ServerSpec.wrapref("agentsh", Placement.SERVICE, server_userns=("owner",))
+        wrapref_spec("agentsh", Placement.SERVICE, server_userns=("owner",))
     with pytest.raises(ValueError, match="needs peer=True"):
-        ServerSpec.wrapref("agentsh", peer_shares_pids=True)
+        wrapref_spec("agentsh", peer_shares_pids=True)
 
 
 @pytest.mark.parametrize("shared", [True, False], ids=["shared-pids", "own-pids"])
@@ -311,7 +312,7 @@ def test_peer_pid_namespace(start_lab, lab, shared):
     """``peer_shares_pids``: the peer joins the server container's PID namespace, so each
     side's SO_PEERCRED names the other's real pid; apart, the pid reads 0. The shared
     volumes belong to the server's user (no copy of the image's directory owner)."""
-    run = start_lab(lab, ServerSpec.wrapref("agentsh", peer=True, peer_shares_pids=shared))
+    run = start_lab(lab, wrapref_spec("agentsh", peer=True, peer_shares_pids=shared))
     probe = run.peer.tool("probe", ["--connect", run.api_path], as_user="owner")
     assert probe["connect"]["result"] == "ok", probe
     assert probe["connect"]["peer"]["pid"] == (run.server.pid if shared else 0), probe

@@ -10,7 +10,7 @@ import sys
 import pytest
 from conftest import LAB_PARAMS
 from wraplab import engine, selftest
-from wraplab.labs import ServerSpec
+from wraplab.targets import wrapref_spec
 
 CHECK = r"""
 import json, dataclasses
@@ -66,12 +66,12 @@ def test_labs_run_the_scratch_copy(lab, tmp_path):
     src = selftest.scratch_copy(w, tmp_path)
     made = LocalLab(wrapref_src=src) if lab == "local" else DockerLab(
         lab.removeprefix("docker-"), wrapref_src=src)
-    with made.start(ServerSpec.wrapref("hardened", signal_socket=True)) as run:
+    with made.start(wrapref_spec("hardened", socket="signal")) as run:
         probe = ["python3", "-c", "import wrapref._weaken, os; "
                  "print(os.path.dirname(wrapref.__file__))"]
         res = run.exec("root", probe, timeout=30)
         assert res.exit_code == 0, res.describe()
     # ...and without wrapref_src the lab has the project's wrapref (no _weaken module).
     plain = LocalLab() if lab == "local" else DockerLab(lab.removeprefix("docker-"))
-    with plain.start(ServerSpec.wrapref("hardened")) as run:
+    with plain.start(wrapref_spec("hardened")) as run:
         assert run.exec("root", probe, timeout=30).exit_code != 0

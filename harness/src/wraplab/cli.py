@@ -27,7 +27,8 @@ Handler = Callable[[argparse.Namespace], int]
 Configure = Callable[[argparse.ArgumentParser], None]
 
 #: Modules that register further subcommands when imported (missing ones are skipped).
-PLUGIN_MODULES: tuple[str, ...] = ("wraplab.cli_scenarios", "wraplab.selftest")
+PLUGIN_MODULES: tuple[str, ...] = ("wraplab.cli_scenarios", "wraplab.cli_targets",
+                                   "wraplab.selftest")
 
 
 @dataclass(frozen=True)

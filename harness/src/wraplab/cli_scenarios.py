@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 import docker.errors
 
 from wraplab import engine, report
-from wraplab.targets import PLACEMENTS, PROFILES, SOCKETS, TRANSPORTS
+from wraplab import targets as targets_
+from wraplab.targets import NO_EVENTS_ENV, PLACEMENTS, PROFILES, SOCKETS, TRANSPORTS
 
 
 def _say(msg: str) -> None:
@@ -136,9 +137,17 @@ def _add_common(p: argparse.ArgumentParser, *, many: bool) -> None:
                                     "; run takes the first lab of both"))
     p.add_argument("--base", choices=engine.BASES, default="bookworm",
                    help="image base for the Docker lab (default bookworm)")
+    p.add_argument("--target", action="append", metavar="FILE|NAME",
+                   help="the server(s) under test, repeatable: a target file (TOML, "
+                   "docs/targets.md) or a built-in target wrapref:<profile> (`wraplab "
+                   "targets`)")
     p.add_argument("--profile", choices=PROFILES, action="append",
-                   help="server profile(s), repeatable (default: " +
+                   help="server profile(s), repeatable: shorthand for --target "
+                   "wrapref:<profile> (default without --target: " +
                    ("every profile)" if many else "agentsh)"))
+    p.add_argument("--no-events", action="store_true",
+                   help="hide the server's events from the judge: every verdict from what "
+                   f"the actors saw (also: {NO_EVENTS_ENV}=1)")
     p.add_argument("--socket", choices=SOCKETS, action="append",
                    help="socket kind(s), repeatable (default: " +
                    ("every kind the scenario has)" if many else
@@ -239,13 +248,42 @@ def cmd_list(args) -> int:
     return 0
 
 
-def _cells(args, scenarios, labs_: list[str]) -> list[engine.Cell]:
+def chosen_targets(args, *, default: list[str] | None = None) -> list[targets_.Target]:
+    """``--target`` and ``--profile`` (shorthand for ``wrapref:<profile>``), each once, in
+    the order given; ``default`` profiles when neither is given (None: every profile).
+    Raises :class:`~wraplab.targets.TargetError` for a target that cannot be had. Sets
+    the events switch for ``--no-events``."""
+    import os
+
+    if getattr(args, "no_events", False):
+        os.environ[NO_EVENTS_ENV] = "1"
+    names = list(args.target or [])
+    names += [f"wrapref:{p}" for p in args.profile or []]
+    if not names:
+        names = [f"wrapref:{p}" for p in (default or PROFILES)]
+    out: dict[str, targets_.Target] = {}
+    for name in names:
+        t = targets_.get(name)
+        if t.name in out and out[t.name] != t:
+            raise targets_.TargetError(f"two different targets are named {t.name!r}")
+        out[t.name] = targets_.register(t) if t.source else t
+    return list(out.values())
+
+
+def _cells(args, scenarios, labs_: list[str], chosen=None) -> list[engine.Cell]:
     cells: list[engine.Cell] = []
     for lab in labs_:
-        cells += engine.make_cells(scenarios, lab=lab, base=args.base, profiles=args.profile,
-                                   sockets=args.socket, placements=args.placement,
-                                   transports=args.transport)
+        cells += engine.make_cells(scenarios, lab=lab, base=args.base, targets=chosen,
+                                   profiles=args.profile, sockets=args.socket,
+                                   placements=args.placement, transports=args.transport)
     return cells
+
+
+def _say_targets(chosen) -> None:
+    hidden = targets_.events_hidden()
+    for t in chosen:
+        _say(f"target {t.name}" + (f" ({t.source})" if t.source else "")
+             + (": events hidden from the judge" if hidden and t.has_events else ""))
 
 
 def _choose_labs(wanted: list[str] | None, base: str, *, first_only: bool = False) -> LabChoice:
@@ -270,11 +308,14 @@ def cmd_run(args) -> int:
         print(f"wraplab: {exc}", file=sys.stderr)
         return EXIT_LAB_UNAVAILABLE
     labs_ = choice.labs
-    if not args.profile:
-        args.profile = ["agentsh"]
+    try:
+        chosen = chosen_targets(args, default=["agentsh"])
+    except targets_.TargetError as exc:
+        print(f"wraplab: {exc}", file=sys.stderr)
+        return 2
     if not args.socket:
         args.socket = [scenario.sockets[0]]
-    cells = _cells(args, [scenario], labs_)
+    cells = _cells(args, [scenario], labs_, chosen)
     if not cells:
         why = scenario.lab_notes.get(labs_[0])
         print(f"wraplab: {scenario.slug} does not run in the {labs_[0]} lab: {why}" if why else
@@ -282,6 +323,13 @@ def cmd_run(args) -> int:
         return 2
     _say(f"lab: {labs_[0]}" + (f" (asked for {'/'.join(choice.requested)})"
                                if choice.requested != labs_ else ""))
+    _say_targets(chosen)
+    try:
+        for t in chosen:
+            t.prepare()
+    except targets_.TargetError as exc:
+        print(f"wraplab: {exc}", file=sys.stderr)
+        return 2
     failed = 0
     for i, cell in enumerate(cells):
         if i:
@@ -310,21 +358,32 @@ def cmd_matrix(args) -> int:
         print(f"wraplab: {exc}", file=sys.stderr)
         return EXIT_LAB_UNAVAILABLE
     labs_ = choice.labs
-    cells = _cells(args, scenarios, labs_)
+    try:
+        chosen = chosen_targets(args)
+    except targets_.TargetError as exc:
+        print(f"wraplab: {exc}", file=sys.stderr)
+        return 2
+    cells = _cells(args, scenarios, labs_, chosen)
     if not cells:
         print("wraplab: no cell to run", file=sys.stderr)
         return 2
     _say(f"{len(cells)} cells ({len(scenarios)} scenarios, labs {', '.join(labs_)}, "
          f"{args.jobs} at a time)")
+    _say_targets(chosen)
     t0 = time.time()
-    outcomes = _run_with_progress(cells, args.jobs, rich=report.use_rich(sys.stderr))
+    try:
+        outcomes = _run_with_progress(cells, args.jobs, rich=report.use_rich(sys.stderr))
+    except targets_.TargetError as exc:
+        print(f"wraplab: {exc}", file=sys.stderr)
+        return 2
     wall = time.time() - t0
     report.print_matrix(outcomes, wall)
     for note in choice.notes:
         print(f"note: {note}")
     report.write_reports(outcomes, wall=wall, json_path=args.json, junit_path=args.junit,
                          markdown_path=args.markdown, title=args.title or
-                         f"wraplab verdicts ({', '.join(labs_)}, base {args.base})",
+                         f"wraplab verdicts ({', '.join(t.name for t in chosen)}; "
+                         f"{', '.join(labs_)}, base {args.base})",
                          labs=choice.as_dict())
     counts = report.summary_counts(outcomes)
     return 0 if counts["ok"] == counts["cells"] else 1

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from wraplab.engine import ERROR, Outcome, Step
+from wraplab.engine import ERROR, NOT_RUN, Outcome, Step
 from wraplab.targets import PROFILES
 
 #: The JSON report's schema: ``schemas/report-v1.schema.json`` beside this module, documented
@@ -28,8 +28,10 @@ class ReportError(Exception):
     """A report file that cannot be read back (not JSON, not ours, a newer schema)."""
 
 
-MARK = {"defended": "defended", "vulnerable": "VULNERABLE", "broken": "broken", "error": "ERROR"}
-STYLE = {"defended": "green", "vulnerable": "red", "broken": "yellow", "error": "bold magenta"}
+MARK = {"defended": "defended", "vulnerable": "VULNERABLE", "broken": "broken", "error": "ERROR",
+        "not-run": "not run"}
+STYLE = {"defended": "green", "vulnerable": "red", "broken": "yellow", "error": "bold magenta",
+         "not-run": "dim"}
 
 
 def use_rich(stream=None) -> bool:
@@ -77,8 +79,10 @@ def transcript_lines(out: Outcome) -> list[str]:
 def render_outcome(out: Outcome) -> str:
     """The whole story of one run as plain text."""
     c = out.cell
-    head = (f"{c.name}  (scenario {c.scenario}, profile {c.profile}, socket {c.socket}, "
+    head = (f"{c.name}  (scenario {c.scenario}, target {c.target}, socket {c.socket}, "
             f"placement {c.placement}, transport {c.transport}, lab {c.lab}/{c.base})")
+    if out.verdict is NOT_RUN:
+        return f"{head}\nnot run: {out.reason}"
     lines = [head, "transcript:"]
     lines += transcript_lines(out) or ["  (no steps)"]
     if out.files:
@@ -101,6 +105,8 @@ def render_outcome(out: Outcome) -> str:
     lines.append("timings: " + ", ".join(f"{k}={v}" for k, v in out.timings.items()))
     verdict = f"verdict: {out.verdict}" + (f" (guard: {out.guard})" if out.guard else "")
     verdict += f" - expected {c.expectation}: " + ("OK" if out.ok else "MISMATCH")
+    if c.expect_reason:
+        verdict += f" (the target file expects it: {c.expect_reason})"
     lines += [verdict, f"why: {out.reason}"]
     if out.error:
         lines.append("traceback:\n" + out.error)
@@ -109,7 +115,7 @@ def render_outcome(out: Outcome) -> str:
 
 def print_outcome(out: Outcome, stream=None) -> None:
     stream = stream or sys.stdout
-    if not use_rich(stream):
+    if not use_rich(stream) or out.verdict is NOT_RUN:
         stream.write(render_outcome(out) + "\n")
         return
     from rich.console import Console
@@ -150,8 +156,10 @@ def print_outcome(out: Outcome, stream=None) -> None:
 
 
 def _columns(outcomes: Sequence[Outcome]) -> list[str]:
+    """The profiles in their order, then other targets in the order met."""
     present = {o.cell.profile for o in outcomes}
-    return [p for p in PROFILES if p in present]
+    others = [p for p in dict.fromkeys(o.cell.profile for o in outcomes) if p not in PROFILES]
+    return [p for p in PROFILES if p in present] + others
 
 
 def _lab_label(o: Outcome) -> str:
@@ -190,23 +198,27 @@ def _cell_text(group: list[Outcome]) -> tuple[str, bool]:
     """One matrix cell: the verdict shared by every socket kind, or per kind
     (``n:`` notify, ``s:`` signal, ``p:`` ptrace). "(peer check)": defended only because
     the server rejected the attacker (the kernel let her reach the socket)."""
-    ok = all(o.ok for o in group)
+    ok = all(o.ok or o.verdict is NOT_RUN for o in group)
     marks = {_mark(o) for o in group}
     if len(marks) == 1:
         text = marks.pop()
     else:
         text = " ".join(f"{o.cell.socket[0]}:{_mark(o)}" for o in group)
     if not ok:
-        exp = {str(o.cell.expectation) for o in group if not o.ok}
+        exp = {str(o.cell.expectation) for o in group if not o.ok and o.verdict is not NOT_RUN}
         text += " ≠ " + "/".join(sorted(exp))
     return text, ok
 
 
 def summary_counts(outcomes: Sequence[Outcome]) -> dict:
-    n = len(outcomes)
+    """``cells`` counts the cells that ran; ``not_run`` those the target could not run
+    (neither a pass nor a failure)."""
+    skipped = sum(o.verdict is NOT_RUN for o in outcomes)
+    n = len(outcomes) - skipped
     ok = sum(o.ok for o in outcomes)
     errors = sum(o.verdict is ERROR for o in outcomes)
-    return {"cells": n, "ok": ok, "mismatches": n - ok - errors, "errors": errors}
+    return {"cells": n, "ok": ok, "mismatches": n - ok - errors, "errors": errors,
+            "not_run": skipped}
 
 
 def render_matrix(outcomes: Sequence[Outcome], wall: float | None = None) -> str:
@@ -247,6 +259,8 @@ def _summary_line(outcomes: Sequence[Outcome], wall: float | None) -> str:
     labs = list(by_lab(outcomes))
     text = (f"{s['cells']} cells ({', '.join(labs)}): {s['ok']} as expected, "
             f"{s['mismatches']} mismatches, {s['errors']} errors")
+    if s["not_run"]:
+        text += f"; {s['not_run']} not run (the target lacks what they need)"
     if wall is not None:
         text += f"; wall time {wall:.1f} s"
     rates = [r for o in outcomes for r in _numbers(o.metrics.get("flood_rate")) if r]
@@ -255,11 +269,28 @@ def _summary_line(outcomes: Sequence[Outcome], wall: float | None) -> str:
     return text
 
 
+def notes_lines(outcomes: Sequence[Outcome]) -> list[str]:
+    """The targets' expectation overrides (with their reasons) and why cells were not run,
+    each said once."""
+    seen: dict[str, None] = {}
+    for o in outcomes:
+        c = o.cell
+        if c.expect_reason:
+            seen[f"  expected: {c.scenario} against {c.target}: {c.expected} "
+                 f"({c.expect_reason})"] = None
+    for o in outcomes:
+        if o.verdict is NOT_RUN:
+            seen[f"  not run: {o.cell.scenario} against {o.cell.target}: {o.reason}"] = None
+    return list(seen)
+
+
 def print_matrix(outcomes: Sequence[Outcome], wall: float | None = None, stream=None) -> None:
     stream = stream or sys.stdout
     if not use_rich(stream):
         stream.write(render_matrix(outcomes, wall) + "\n")
-        bad = [o for o in outcomes if not o.ok]
+        for line in notes_lines(outcomes):
+            stream.write(line + "\n")
+        bad = [o for o in outcomes if not o.ok and o.verdict is not NOT_RUN]
         for o in bad:
             stream.write(f"  MISMATCH {o.cell.name}: {o.verdict} (expected {o.cell.expectation})"
                          f" - {o.reason}\n")
@@ -271,8 +302,10 @@ def print_matrix(outcomes: Sequence[Outcome], wall: float | None = None, stream=
     for label, group in by_lab(outcomes).items():
         con.print(_rich_table(group, f"wraplab verdicts, lab {label} (scenario x profile)"))
     con.print(_summary_line(outcomes, wall), highlight=False)
+    for line in notes_lines(outcomes):
+        con.print(esc(line), highlight=False)
     for o in outcomes:
-        if not o.ok:
+        if not o.ok and o.verdict is not NOT_RUN:
             con.print(f"  [red]MISMATCH[/] {esc(o.cell.name)}: {o.verdict}"
                       f"{f' ({o.guard})' if o.guard else ''} (expected "
                       f"{o.cell.expectation}) - {esc(o.reason)}", highlight=False)
@@ -374,9 +407,10 @@ def _cell_properties(o: Outcome) -> list[tuple[str, str]]:
     return [("verdict", str(o.verdict)), ("expected", str(c.expected)),
             ("expected_guard", c.expected_guard or ""),
             ("guard", o.guard or ""), ("ok", "true" if o.ok else "false"),
-            ("scenario", c.scenario), ("profile", c.profile), ("socket", c.socket),
-            ("placement", c.placement), ("transport", c.transport), ("lab", c.lab),
-            ("base", c.base), ("reason", o.reason)]
+            ("scenario", c.scenario), ("target", c.target), ("profile", c.profile),
+            ("socket", c.socket), ("placement", c.placement), ("transport", c.transport),
+            ("lab", c.lab), ("base", c.base), ("reason", o.reason),
+            *([("expect_reason", c.expect_reason)] if c.expect_reason else [])]
 
 
 def _sub(parent: ET.Element, tag: str, **attrs: object) -> ET.Element:
@@ -391,17 +425,19 @@ def to_junit(outcomes: Sequence[Outcome], name: str = "wraplab") -> bytes:
     Every text is made XML-safe (:func:`xml_text`). Schema: ``schemas/junit.xsd``."""
     counts = summary_counts(outcomes)
     total_time = sum(o.timings.get("total_s", 0) or 0 for o in outcomes)
-    suites = ET.Element("testsuites", name=xml_text(name), tests=str(counts["cells"]),
+    suites = ET.Element("testsuites", name=xml_text(name),
+                        tests=str(counts["cells"] + counts["not_run"]),
                         failures=str(counts["mismatches"]), errors=str(counts["errors"]),
-                        skipped="0", time=f"{total_time:.3f}")
+                        skipped=str(counts["not_run"]), time=f"{total_time:.3f}")
     groups: dict[tuple[str, str], list[Outcome]] = defaultdict(list)
     for o in outcomes:
         groups[(o.cell.scenario, _lab_label(o))].append(o)
     stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
     for (scen, lab), group in groups.items():
         c = summary_counts(group)
-        suite = _sub(suites, "testsuite", name=f"{scen} ({lab})", tests=c["cells"],
-                     failures=c["mismatches"], errors=c["errors"], skipped=0,
+        suite = _sub(suites, "testsuite", name=f"{scen} ({lab})",
+                     tests=c["cells"] + c["not_run"],
+                     failures=c["mismatches"], errors=c["errors"], skipped=c["not_run"],
                      time=f"{sum(o.timings.get('total_s', 0) or 0 for o in group):.3f}",
                      timestamp=stamp, hostname=platform.node() or "localhost")
         props = _sub(suite, "properties")
@@ -416,6 +452,9 @@ def to_junit(outcomes: Sequence[Outcome], name: str = "wraplab") -> bytes:
             cprops = _sub(case, "properties")
             for key, value in _cell_properties(o):
                 _sub(cprops, "property", name=key, value=value)
+            if o.verdict is NOT_RUN:
+                _sub(case, "skipped", message=f"not run: {o.reason}"[:1000])
+                continue
             if o.ok:
                 continue
             tag = "error" if o.verdict is ERROR else "failure"
@@ -511,7 +550,8 @@ def outcomes_from_json(data: dict) -> list[Outcome]:
         cell = Cell(c["scenario"], c["profile"], c["socket"], c["placement"], c["transport"],
                     c["lab"], c["base"], Verdict(c["expected"]),
                     expected_guard=c.get("expected_guard"), multi_placement=mp,
-                    multi_transport=mt)
+                    multi_transport=mt, target=c.get("target") or "",
+                    expect_reason=c.get("expect_reason"), not_run=c.get("not_run"))
         out.append(Outcome(
             cell=cell, verdict=Verdict(o["verdict"]), reason=o.get("reason", ""),
             guard=o.get("guard"), steps=[Step(**s) for s in o.get("steps", [])],

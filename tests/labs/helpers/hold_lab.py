@@ -9,13 +9,14 @@ import json
 import sys
 import time
 
-from wraplab.labs import LocalRun, Placement, ServerSpec, lab_by_name
+from wraplab.labs import LocalRun, Placement, lab_by_name
+from wraplab.targets import wrapref_spec
 
 
 def main() -> int:
     name = sys.argv[1]
     placement = Placement(sys.argv[2] if len(sys.argv) > 2 else "root")
-    with lab_by_name(name).start(ServerSpec.wrapref("agentsh", placement)) as run:
+    with lab_by_name(name).start(wrapref_spec("agentsh", placement)) as run:
         info = {"run": run.id, "lab": run.lab_name, "server_pid": run.server.pid}
         if isinstance(run, LocalRun):
             info["labdir"] = str(run.labdir)

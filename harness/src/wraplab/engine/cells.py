@@ -8,7 +8,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field, is_dataclass
 from typing import Any
 
-from wraplab.engine.verdicts import ERROR, Expected, Verdict
+from wraplab.engine.verdicts import ERROR, NOT_RUN, Expected, Verdict
 
 __all__ = ["Cell", "Step", "Outcome", "make_cells", "plain"]
 
@@ -28,6 +28,17 @@ class Cell:
     expected_guard: str | None = None
     multi_placement: bool = False
     multi_transport: bool = False
+    #: The target's name (``wrapref:agentsh``, a target file's name); ``profile`` is its
+    #: column label (the profile of a built-in target, else the name).
+    target: str = ""
+    #: Why the target file expects this verdict (a per-scenario override), or None.
+    expect_reason: str | None = None
+    #: Why this cell is not run (the target lacks what the scenario needs), or None.
+    not_run: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.target:
+            object.__setattr__(self, "target", f"wrapref:{self.profile}")
 
     @property
     def expectation(self) -> Expected:
@@ -55,15 +66,25 @@ class Cell:
         return {"scenario": self.scenario, "profile": self.profile, "socket": self.socket,
                 "placement": self.placement, "transport": self.transport, "lab": self.lab,
                 "base": self.base, "expected": str(self.expected),
-                "expected_guard": self.expected_guard, "id": self.name}
+                "expected_guard": self.expected_guard, "id": self.name,
+                "target": self.target, "expect_reason": self.expect_reason,
+                "not_run": self.not_run}
 
 
 def make_cells(scenarios: Iterable, *, lab: str = "docker", base: str = "bookworm",
-               profiles=None, sockets=None, placements=None, transports=None) -> list[Cell]:
+               profiles=None, sockets=None, placements=None, transports=None,
+               targets=None) -> list[Cell]:
+    """The cells of ``scenarios`` against ``targets`` (:class:`~wraplab.targets.Target`),
+    or the built-in targets of ``profiles`` (default: every profile)."""
+    from wraplab.targets import PROFILES, reference
+
+    if targets is None:
+        targets = [reference(p) for p in PROFILES if profiles is None or p in set(profiles)]
     out: list[Cell] = []
     for s in scenarios:
-        out.extend(s.cells(profiles=profiles, sockets=sockets, placements=placements,
-                           transports=transports, lab=lab, base=base))
+        for t in targets:
+            out.extend(t.cells(s, sockets=sockets, placements=placements,
+                               transports=transports, lab=lab, base=base))
     return out
 
 
@@ -107,7 +128,7 @@ class Outcome:
     @property
     def guard_mismatch(self) -> bool:
         """The verdict is as expected, but another guard decided it."""
-        return (self.verdict is not ERROR and self.verdict == self.cell.expected
+        return (self.verdict not in (ERROR, NOT_RUN) and self.verdict == self.cell.expected
                 and not self.ok)
 
     def to_dict(self) -> dict:

@@ -9,12 +9,14 @@ import time
 import traceback
 from collections.abc import Callable, Mapping
 
+from wraplab import targets
 from wraplab.engine.actors import HarnessError
+from wraplab.engine.axes import server_options
 from wraplab.engine.cells import Cell, Outcome, Step, plain
 from wraplab.engine.context import Context
 from wraplab.engine.scenarios import Scenario, get_scenario
-from wraplab.engine.verdicts import ERROR, Judgement
-from wraplab.targets import Target, reference
+from wraplab.engine.verdicts import ERROR, NOT_RUN, Judgement
+from wraplab.targets import Target, TargetError
 
 __all__ = ["make_lab", "run_cell", "run_cells"]
 
@@ -31,9 +33,16 @@ def make_lab(kind: str, base: str = "bookworm"):
 
 def run_cell(cell: Cell, *, scenario: Scenario | None = None, lab=None,
              target: Target | None = None) -> Outcome:
-    """Start the target in a fresh lab, run the scenario's steps, judge, collect evidence."""
+    """Start the target in a fresh lab, run the scenario's steps, judge, collect evidence.
+    A cell the target cannot run (``cell.not_run``) is an outcome ``not-run`` at once; with
+    the events hidden (``WRAPLAB_NO_EVENTS``) the judge decides from the actors alone."""
+    if cell.not_run:
+        return Outcome(cell=cell, verdict=NOT_RUN, reason=cell.not_run)
     scenario = scenario or get_scenario(cell.scenario)
-    target = target or reference(cell.profile)
+    target = target or targets.get(cell.target)
+    hidden = targets.events_hidden() and target.has_events
+    if hidden:
+        target = target.without_events()
     t0 = time.time()
     timings: dict = {}
     ctx = None
@@ -44,13 +53,16 @@ def run_cell(cell: Cell, *, scenario: Scenario | None = None, lab=None,
     log: list[dict] = []
     events: list[dict] = []
     try:
+        target.prepare()
         lab = lab or make_lab(cell.lab, cell.base)
         spec = target.server_spec(
             placement=cell.placement, socket=cell.socket, transport=cell.transport,
-            lab=cell.lab, **scenario.server)
+            lab=cell.lab, **server_options(scenario.server))
         with lab.start(spec) as run:
             timings["setup_s"] = round(time.time() - t0, 3)
             ctx = Context(scenario, cell, run, target)
+            if hidden:
+                ctx.metrics["events_hidden"] = True
             t1 = time.time()
             try:
                 judgement = scenario.run(ctx)
@@ -81,6 +93,8 @@ def run_cell(cell: Cell, *, scenario: Scenario | None = None, lab=None,
                 log = list(run.server_log())
             except Exception:
                 log = []
+    except TargetError as exc:
+        judgement = Judgement(ERROR, f"target: {exc}")
     except Exception as exc:
         judgement = Judgement(ERROR, f"lab: {type(exc).__name__}: {exc}")
         error = traceback.format_exc()
@@ -160,12 +174,16 @@ def _log_excerpt(log: list[dict], limit: int = 60) -> list[dict]:
 def run_cells(cells: list[Cell], *, jobs: int = 1,
               on_done: Callable[[Outcome], None] | None = None) -> list[Outcome]:
     """Run ``cells`` with ``jobs`` at a time (each cell its own lab); cells of an
-    ``EXCLUSIVE`` scenario (floods) run afterwards, one at a time."""
+    ``EXCLUSIVE`` scenario (floods) run afterwards, one at a time. Each target is prepared
+    (``install.build``) first; a failure raises :class:`~wraplab.targets.TargetError`."""
     from concurrent.futures import ThreadPoolExecutor
 
     scenarios = {s: get_scenario(s) for s in {c.scenario for c in cells}}
     outcomes: dict[int, Outcome] = {}
     lock = threading.Lock()
+
+    for name in dict.fromkeys(c.target for c in cells if not c.not_run):
+        targets.get(name).prepare()  # install.build once, before any cell (TargetError)
 
     def one(i: int) -> None:
         out = run_cell(cells[i], scenario=scenarios[cells[i].scenario])

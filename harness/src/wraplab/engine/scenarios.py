@@ -10,6 +10,7 @@ A scenario file has a module docstring telling the attack, and declares::
     TRANSPORTS = ("unix",)                   # unix | tcp
     EXPECT = {"hardened": DEFENDED.by("kernel"), "agentsh": {"*": DEFENDED, "tcp": VULNERABLE}}
     SERVER = {"accept_window": 6}            # optional: see wraplab.engine.axes.SERVER_OPTIONS
+    NEEDS = ("wrapref",)                     # optional: it starts the reference server itself
     def run(ctx): ...                        # steps; returns ctx.judge(...) or ctx.<verdict>(...)
 
 ``EXPECT`` names every profile. A value is a verdict (or ``verdict.by(guard)``), or a mapping
@@ -66,6 +67,9 @@ class Scenario:
     exclusive: bool = False  # runs alone (a flood needs the machine's cores to itself)
     labs: tuple[str, ...] = LABS  # where it can run; LAB_NOTES say why not elsewhere
     lab_notes: Mapping[str, str] = field(default_factory=dict)
+    #: What the scenario needs of the target beyond the protocol (``"wrapref"``: it starts
+    #: the reference server itself); a target without it reports the cells not run.
+    needs: tuple[str, ...] = ()
 
     @property
     def title(self) -> str:
@@ -119,6 +123,9 @@ class Scenario:
                                         multi_transport=len(self.transports) > 1))
         return out
 
+
+#: What a scenario may need of a target (``NEEDS``).
+NEEDS = ("wrapref",)
 
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 
@@ -214,6 +221,8 @@ def load_scenario(path: str | Path) -> Scenario:
         order=int(getattr(module, "ORDER", 100)),
         exclusive=bool(getattr(module, "EXCLUSIVE", False)), labs=labs,
         lab_notes={k: v for k, v in lab_notes.items() if k not in labs},
+        needs=_tuple_of("NEEDS", module.NEEDS, NEEDS, path) if hasattr(module, "NEEDS")
+        else (),
     )
     scenario.cells(lab=labs[0])  # every cell must have an expectation (raises otherwise)
     return scenario

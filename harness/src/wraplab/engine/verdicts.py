@@ -4,7 +4,9 @@
 handoff worked), ``vulnerable`` (the attack worked: the attacker's handoff was taken, or it
 denied the owner), ``broken`` (the owner failed without the attacker causing it), ``error``
 (the harness could not decide — the attack did not happen, or the evidence disagrees;
-always a failure). A scenario's ``EXPECT`` may name the guard too: ``DEFENDED.by("kernel")``.
+always a failure); ``not-run`` (the target lacks what the scenario needs: neither a pass
+nor a failure, the report says why). A scenario's ``EXPECT`` may name the guard too:
+``DEFENDED.by("kernel")``.
 """
 
 from __future__ import annotations
@@ -12,8 +14,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-__all__ = ["Verdict", "DEFENDED", "VULNERABLE", "BROKEN", "ERROR", "Expected", "Judgement",
-           "PRECEDENCE", "combine"]
+__all__ = ["Verdict", "DEFENDED", "VULNERABLE", "BROKEN", "ERROR", "NOT_RUN", "Expected",
+           "Judgement", "PRECEDENCE", "combine"]
 
 
 class Verdict(str, enum.Enum):
@@ -21,6 +23,7 @@ class Verdict(str, enum.Enum):
     VULNERABLE = "vulnerable"
     BROKEN = "broken"
     ERROR = "error"
+    NOT_RUN = "not-run"
 
     def __str__(self) -> str:
         return self.value
@@ -32,6 +35,7 @@ class Verdict(str, enum.Enum):
 
 DEFENDED, VULNERABLE, BROKEN, ERROR = (Verdict.DEFENDED, Verdict.VULNERABLE, Verdict.BROKEN,
                                        Verdict.ERROR)
+NOT_RUN = Verdict.NOT_RUN
 
 
 @dataclass(frozen=True)
@@ -49,7 +53,7 @@ class Expected:
         return value if isinstance(value, Expected) else cls(value)
 
     def met_by(self, verdict: Verdict, guard: str | None) -> bool:
-        return verdict is not ERROR and verdict == self.verdict and (
+        return verdict not in (ERROR, NOT_RUN) and verdict == self.verdict and (
             self.guard is None or guard == self.guard)
 
 

@@ -4,7 +4,8 @@ This is the contract the scenario engine codes against::
 
     from wraplab.labs import DockerLab, LocalLab, ServerSpec, Placement
 
-    spec = ServerSpec.wrapref("agentsh", Placement.ROOT_NO_CHOWN)   # or ServerSpec(argv=...)
+    spec = reference("agentsh").server_spec(placement="root-no-chown")  # wraplab.targets
+    # or: ServerSpec(argv=("my-server", "--api", "{api}"), ready=Readiness("socket"))
     lab = DockerLab(base="bookworm")            # or DockerLab("trixie"), LocalLab()
     with lab.start(spec) as run:                # fresh lab; server up and healthy
         run.lab_name, run.base, run.users       # users[role|name|"root"] -> User(name, uid, ...)
@@ -23,7 +24,15 @@ This is the contract the scenario engine codes against::
         run.transcript; run.format_transcript()
         run.peer.exec(actor, argv); run.peer.spawn(...); run.peer.tool(...)  # peer=True only
 
-Lab options (:class:`ServerSpec` fields, also ``ServerSpec.wrapref(..., userns=, peer=,
+Labs start whatever a :class:`ServerSpec` describes and know nothing of any particular
+server: a target (:mod:`wraplab.targets`) builds the spec -- its command with placeholders
+(``{api}``, ``{api_path}``, ``{temp_base}``, ``{log_file}``, ``{target_dir}``,
+``{tcp_port}``, filled in by the lab), the files to install (copied to ``{target_dir}``) or
+an image, and its :class:`Readiness` (a Unix socket that accepts, an HTTP path answered 200,
+or a command that exits 0, within a deadline; the error quotes the server's last log
+lines).
+
+Lab options (:class:`ServerSpec` fields, also ``Target.server_spec(..., userns=, peer=,
 peer_shares_pids=, server_userns=)`` and a scenario's ``SERVER = {"peer": True, ...}``):
 
 * ``userns=True``: actors may create user namespaces (``unshare -Ur``). DockerLab starts the
@@ -74,11 +83,9 @@ Placement (``ServerSpec.placement``):
   container, so root actors lack it too; LocalLab: ``setpriv`` drops it from the server).
 * ``SERVICE``: the non-root service user of users.conf (``wrapd``).
 
-The lab owns the server's API socket, temp base and log file: for wrapref it appends
-``--api unix:<run.api_path> --temp-base <run.temp_base> --log-file <run.log_file>``
-(see :class:`ServerSpec` for other servers). Readiness is a wait object
-(:class:`ServerReady`: ``GET /healthz`` answered 200 ``{"ok": true}`` from inside the lab,
-with a deadline).
+The lab owns the server's API socket, temp base and log file: their paths fill the
+placeholders of the spec's command. Readiness is a wait object (:class:`ServerReady`, as
+the spec's :class:`Readiness` says, with a deadline).
 
 DockerLab: one fresh container per ``start()`` from ``wraplab/lab:<base>-<hash>`` (built on
 demand, see :mod:`wraplab.images`), ``network_mode="none"`` (asserted after start),
@@ -101,6 +108,7 @@ from wraplab.labs.base import (
     LabRun,
     LabUnavailable,
     Placement,
+    Readiness,
     ServerReady,
     ServerSpec,
     TranscriptEntry,
@@ -139,6 +147,7 @@ __all__ = [
     "LocalLab",
     "LocalRun",
     "Placement",
+    "Readiness",
     "ServerReady",
     "ServerSpec",
     "TranscriptEntry",

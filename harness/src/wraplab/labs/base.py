@@ -40,15 +40,42 @@ class Placement(enum.Enum):
 
 
 @dataclass(frozen=True)
+class Readiness:
+    """How the lab knows the server is ready: ``kind`` is ``socket`` (``value``: a Unix
+    socket path that accepts a connection), ``http`` (``value``: a path of the API answered
+    with status 200) or ``command`` (``value``: an argv run as root in the lab that exits 0);
+    placeholders as in :meth:`ServerSpec.command`. ``timeout``: seconds, then a clear error
+    quoting the server's last log lines."""
+
+    kind: str = "socket"
+    value: str | tuple[str, ...] = "{api_path}"
+    timeout: float = 30.0
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("socket", "http", "command"):
+            raise ValueError(f"readiness kind {self.kind!r}: socket, http or command")
+
+
+@dataclass(frozen=True)
 class ServerSpec:
-    """How to start the server under test in a lab.
+    """How to start the server under test in a lab: the lab starts whatever this says and
+    knows nothing of any particular server (:mod:`wraplab.targets` builds specs).
 
     ``argv`` may use the placeholders ``{api}`` (``unix:PATH``), ``{api_path}``,
-    ``{temp_base}`` and ``{log_file}``; with ``lab_flags`` (the default, for wrapref) the lab
-    appends ``--api {api} --temp-base {temp_base} --log-file {log_file}`` itself. A server
-    that speaks other flags sets ``lab_flags=False`` and places the placeholders it needs.
-    ``extra_apis`` are further addresses the server serves (``tcp:127.0.0.1:PORT``), inside
-    the lab; the first TCP one becomes ``run.tcp_api``.
+    ``{temp_base}``, ``{log_file}``, ``{target_dir}`` (where ``install`` put the files) and
+    ``{tcp_port}``; the lab fills them in. ``extra_apis`` are further addresses the server
+    serves (``tcp:127.0.0.1:PORT``), inside the lab; the first TCP one becomes
+    ``run.tcp_api``. ``ready`` says how the lab waits for it (:class:`Readiness`).
+
+    Install (how the server gets into the lab):
+
+    * ``install``: ``(host path, name)`` pairs: the lab copies each file or directory to
+      ``{target_dir}/name`` (DockerLab: into the container(s); LocalLab: into its own
+      directory), owned by root, readable by every user, executable where it is on the
+      host.
+    * ``image``: a Docker image built FROM wraplab's lab image that holds the server
+      (DockerLab uses it instead of the lab image; LocalLab refuses it).
+    * neither: the command is already present in the lab.
 
     Lab options (what a scenario may ask of the lab beyond the server):
 
@@ -76,11 +103,12 @@ class ServerSpec:
 
     argv: tuple[str, ...]
     placement: Placement = Placement.ROOT
-    lab_flags: bool = True
     extra_apis: tuple[str, ...] = ()
     env: tuple[tuple[str, str], ...] = ()
-    health_path: str = "/healthz"
-    ready_timeout: float = 30.0
+    ready: Readiness = field(default_factory=Readiness)
+    install: tuple[tuple[str, str], ...] = ()
+    image: str | None = None
+    name: str = "server"
     userns: bool = False
     peer: bool = False
     peer_shares_pids: bool = False
@@ -92,60 +120,22 @@ class ServerSpec:
                              "other users' ids into the server's user namespace")
         if self.peer_shares_pids and not self.peer:
             raise ValueError("peer_shares_pids needs peer=True")
+        if not self.argv:
+            raise ValueError("ServerSpec needs a command (argv)")
 
     @property
     def relaxed_seccomp(self) -> bool:
         """Whether a container lab must allow CLONE_NEWUSER (``userns``/``server_userns``)."""
         return self.userns or bool(self.server_userns)
 
-    @classmethod
-    def wrapref(
-        cls,
-        profile: str,
-        placement: Placement = Placement.ROOT,
-        *,
-        signal_socket: bool = False,
-        ptrace_mode: bool = False,
-        accept_window: float | None = None,
-        handshake_timeout: float | None = None,
-        backlog: int | None = None,
-        tcp_port: int | None = None,
-        userns: bool = False,
-        peer: bool = False,
-        peer_shares_pids: bool = False,
-        server_userns: tuple[str, ...] = (),
-    ) -> ServerSpec:
-        """``wrapref serve --profile PROFILE ...`` (the reference server)."""
-        argv = ["wrapref", "serve", "--profile", profile]
-        if signal_socket:
-            argv.append("--signal-socket")
-        if ptrace_mode:
-            argv.append("--ptrace-mode")
-        if accept_window is not None:
-            argv += ["--accept-window", f"{accept_window:g}"]
-        if handshake_timeout is not None:
-            argv += ["--handshake-timeout", f"{handshake_timeout:g}"]
-        if backlog is not None:
-            argv += ["--backlog", str(backlog)]
-        extra: tuple[str, ...] = ()
-        if tcp_port is not None:
-            extra = (f"tcp:127.0.0.1:{tcp_port}",)
-            argv += ["--api", extra[0]]
-        return cls(argv=tuple(argv), placement=Placement(placement), extra_apis=extra,
-                   userns=userns, peer=peer, peer_shares_pids=peer_shares_pids,
-                   server_userns=tuple(server_userns))
+    @staticmethod
+    def fill(args: Sequence[str], values: Mapping[str, str]) -> list[str]:
+        """``args`` with the placeholders ``{name}`` of ``values`` filled in."""
+        return [arg.format_map(values) if "{" in arg else arg for arg in args]
 
-    def command(self, *, api_path: str, temp_base: str, log_file: str) -> list[str]:
-        values = {
-            "api": f"unix:{api_path}",
-            "api_path": api_path,
-            "temp_base": temp_base,
-            "log_file": log_file,
-        }
-        argv = [arg.format(**values) if "{" in arg else arg for arg in self.argv]
-        if self.lab_flags:
-            argv += ["--api", values["api"], "--temp-base", temp_base, "--log-file", log_file]
-        return argv
+    def command(self, values: Mapping[str, str]) -> list[str]:
+        """The server's argv for one run (``values``: :meth:`LabRun.placeholders`)."""
+        return self.fill(self.argv, values)
 
 
 @dataclass(frozen=True)
@@ -342,18 +332,39 @@ class ActorHandle(abc.ABC):
             return self._result
 
 
-class ServerReady(WaitStrategy):
-    """Wait object: the server under test answers ``GET /healthz`` with 200 and
-    ``{"ok": true}`` (asked from inside the lab), with a deadline; fails at once when the
-    server process ends first."""
+#: In-lab check that a Unix socket accepts a connection (exit 0), run as root.
+SOCKET_CHECK = ("python3", "-c", "import socket, sys; s = socket.socket(socket.AF_UNIX); "
+                "s.settimeout(2); s.connect(sys.argv[1])")
 
-    def __init__(self, path: str = "/healthz") -> None:
+
+class ServerReady(WaitStrategy):
+    """Wait object: the server under test is ready as its :class:`Readiness` says (a socket
+    that accepts a connection, an HTTP path answered 200, a command that exits 0; each
+    asked from inside the lab), with a deadline; fails at once when the server process ends
+    first. Either failure quotes the server's last log lines and output."""
+
+    def __init__(self, ready: Readiness | None = None) -> None:
         super().__init__()
-        self._path = path
-        self._startup_timeout = 30.0
+        self.ready = ready or Readiness()
+        self._startup_timeout = self.ready.timeout
         self._poll_interval = 0.05
         self.polls = 0
-        self.body: dict[str, Any] | None = None
+        self.body: Any = None
+
+    def _check(self, run: LabRun) -> tuple[bool, Any]:
+        values = run.placeholders()
+        if self.ready.kind == "http":
+            path = ServerSpec.fill([str(self.ready.value)], values)[0]
+            status, body = run._api_raw("GET", path, None, ROOT, run.api)
+            ok = status == 200 and not (isinstance(body, dict) and body.get("ok") is False)
+            return ok, body if ok else f"GET {path}: HTTP {status} {body!r}"[:300]
+        if self.ready.kind == "socket":
+            argv = [*SOCKET_CHECK, ServerSpec.fill([str(self.ready.value)], values)[0]]
+        else:
+            argv = ServerSpec.fill(list(self.ready.value), values)
+        res = run._spawn("lab", ROOT, argv, None, None, action="api-poll").wait(30)
+        last = (res.stderr.strip().splitlines() or [f"exit {res.exit_code}"])[-1]
+        return res.ok, None if res.ok else f"{shlex.join(argv)}: {last}"[:300]
 
     def wait_until_ready(self, container: Any) -> None:  # container: a LabRun
         run: LabRun = container
@@ -362,17 +373,17 @@ class ServerReady(WaitStrategy):
         while True:
             ended = run.server.poll() if run.server else None
             if ended is not None:
-                raise LabError(f"server exited before it was ready: {ended.describe()}\n"
-                               f"stdout: {ended.stdout[-2000:]}\nstderr: {ended.stderr[-2000:]}")
+                raise LabError(f"the server exited before it was ready: {ended.describe()}"
+                               + run.server_tail(ended))
             self.polls += 1
-            status, body = run._api_raw("GET", self._path, None, ROOT, run.api)
-            last = (status, body)
-            if status == 200 and isinstance(body, dict) and body.get("ok"):
-                self.body = body
+            ok, last = self._check(run)
+            if ok:
+                self.body = last
                 return
             if time.monotonic() > deadline:
-                raise TimeoutError(f"server not ready after {self._startup_timeout:.0f}s "
-                                   f"(last {self._path}: {last})")
+                raise LabError(f"the server was not ready after {self._startup_timeout:g} s "
+                               f"({self.ready.kind} readiness; last check: {last})"
+                               + run.server_tail())
             time.sleep(self._poll_interval)
 
 
@@ -417,31 +428,57 @@ class LabRun(abc.ABC):
     def closed(self) -> bool:
         return self._closed
 
+    def placeholders(self) -> dict[str, str]:
+        """The values of the placeholders a :class:`ServerSpec` may use in this run."""
+        tcp = (self.tcp_api or "").rpartition(":")[2]
+        return {"api": self.api, "api_path": self.api_path, "temp_base": self.temp_base,
+                "log_file": self.log_file, "target_dir": self.target_dir, "tcp_port": tcp}
+
+    #: Where ``ServerSpec.install`` puts the target's files.
+    target_dir = "/opt/wraplab-target"
+
+    @abc.abstractmethod
+    def _install(self) -> None:
+        """Copy ``spec.install`` to :attr:`target_dir` in the lab (nothing when empty)."""
+
     def _start_server(self) -> None:
         t0 = time.monotonic()
+        self._install()
         user = self.server_user
-        argv = self.spec.command(api_path=self.api_path, temp_base=self.temp_base,
-                                 log_file=self.log_file)
+        argv = self.spec.command(self.placeholders())
         if self.spec.server_userns:
             argv = [*self.userns_launcher(self.spec.server_userns), *argv]
         self.server = self._spawn(f"server[{self.spec.placement.value}]", user, argv,
                                   dict(self.spec.env), None, action="server")
-        wait = ServerReady(self.spec.health_path).with_startup_timeout(self.spec.ready_timeout)
+        wait = ServerReady(self.spec.ready)
         wait.wait_until_ready(self)
-        self.health = wait.body
-        if self.tcp_api:
-            # The address the server says it serves (a port 0 becomes the real port).
-            for line in self.server_log():
-                if line.get("msg") == "serving":
-                    tcp = [a for a in line.get("apis") or [] if str(a).startswith("tcp:")]
-                    self.tcp_api = tcp[0] if tcp else self.tcp_api
-                    break
+        self.health = wait.body if isinstance(wait.body, dict) else None
         self._record(TranscriptEntry(
             action="server-ready", actor=self.server.actor, user=user.name, uid=user.uid,
             argv=tuple(argv), started=self.server.started, duration=time.monotonic() - t0,
-            stdout=json.dumps(wait.body, sort_keys=True),
-            note=f"{wait.polls} health polls; pid {self.server.pid}",
+            stdout=json.dumps(wait.body, sort_keys=True) if wait.body is not None else "",
+            note=f"{wait.polls} {self.spec.ready.kind} readiness checks; "
+                 f"pid {self.server.pid}",
         ))
+
+    def server_tail(self, ended: ActorResult | None = None, lines: int = 20) -> str:
+        """The server's last log lines and output, for an error message."""
+        out = []
+        try:
+            log = self._read_file(self.log_file).splitlines()[-lines:]
+        except Exception as exc:  # the lab itself is failing
+            log = [f"(cannot read {self.log_file}: {exc})"]
+        out.append(f"\nlast lines of the server's log {self.log_file}:\n  "
+                   + ("\n  ".join(log) if log else "(empty)"))
+        if ended is None and self.server is not None and self.server.poll() is None:
+            return "".join(out)
+        ended = ended or (self.server.poll() if self.server else None)
+        if ended is not None:
+            for name, text in (("stdout", ended.stdout), ("stderr", ended.stderr)):
+                tail = text.strip().splitlines()[-lines:]
+                if tail:
+                    out.append(f"\nits {name}:\n  " + "\n  ".join(tail))
+        return "".join(out)
 
     def userns_launcher(self, roles: Sequence[str]) -> list[str]:
         """argv prefix: run the rest as root of a user namespace mapping only ``roles``."""
@@ -651,7 +688,8 @@ class LabRun(abc.ABC):
 
     def format_transcript(self, since: int = 0) -> str:
         """The transcript as text (from entry ``since`` on)."""
-        head = f"lab {self.lab_name} run {self.id[:12]} (server {shlex.join(self.spec.argv)}, " \
+        head = f"lab {self.lab_name} run {self.id[:12]} ({self.spec.name}: " \
+               f"{shlex.join(self.spec.argv)}, " \
                f"placement {self.spec.placement.value})"
         if since:
             head += f", from action {since + 1} on"

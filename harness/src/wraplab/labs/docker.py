@@ -253,7 +253,7 @@ class DockerRun(LabRun):
 
     def _container(self, name: str, hostname: str, role: str) -> LabContainer:
         container = (
-            LabContainer(self.image.tag)
+            LabContainer(self.spec.image or self.image.tag)
             .with_name(name)
             .with_command(["sleep", "infinity"])
             .with_labels(**cleanup.owner_labels(self.id), **{
@@ -364,6 +364,45 @@ class DockerRun(LabRun):
         self._record(TranscriptEntry(action="lab", actor="lab", user="root", uid=None, argv=(),
                                      note=f"wrapref replaced by {src} in {purelib}"))
 
+    def _install(self) -> None:
+        """``spec.install``: copy the target's host files into ``target_dir`` of the main
+        container (and the peer's), owned by root, readable (and, where the host file is
+        executable, executable) by every user."""
+        if not self.spec.install:
+            return
+        t0 = time.monotonic()
+        buf = io.BytesIO()
+        top = self.target_dir.strip("/")
+        with tarfile.open(fileobj=buf, mode="w") as tar:
+            parts = top.split("/")
+            for i in range(1, len(parts) + 1):
+                info = tarfile.TarInfo("/".join(parts[:i]))
+                info.type, info.mode = tarfile.DIRTYPE, 0o755
+                tar.addfile(info)
+            for host, name in self.spec.install:
+                src = Path(host)
+                for path in [src, *(sorted(src.rglob("*")) if src.is_dir() else [])]:
+                    arc = f"{top}/{name}" + (f"/{path.relative_to(src)}" if path != src else "")
+                    info = tar.gettarinfo(str(path), arcname=arc)
+                    info.uid = info.gid = 0
+                    info.uname = info.gname = "root"
+                    if path.is_dir():
+                        info.mode = 0o755
+                        tar.addfile(info)
+                    elif path.is_file():
+                        info.mode = 0o755 if path.stat().st_mode & 0o111 else 0o644
+                        with path.open("rb") as f:
+                            tar.addfile(info, f)
+        for box in (self.container, self._peer_container):
+            if box is not None and not box.get_wrapped_container().put_archive(
+                    "/", buf.getvalue()):
+                raise LabError(f"could not copy the target's files into {self.target_dir}")
+        self._record(TranscriptEntry(
+            action="lab", actor="lab", user="root", uid=None, argv=(),
+            duration=time.monotonic() - t0,
+            note=f"installed {', '.join(n for _, n in self.spec.install)} into "
+                 f"{self.target_dir}"))
+
     def _reap(self, pid: int, sig: str, tree: bool, container_id: str | None = None) -> None:
         argv = ["python3", "-m", "wraplab.actors.reap", "--signal", sig, str(pid)]
         if not tree:
@@ -467,6 +506,12 @@ class DockerLab(Lab):
 
     def _new_run(self, spec: ServerSpec) -> DockerRun:
         image = self.image()
+        if spec.image:
+            with contextlib.closing(_client(60)) as client:
+                if not images.image_id(client, spec.image):
+                    raise LabUnavailable(
+                        f"the image {spec.image} of {spec.name} is not here: build it FROM "
+                        f"{image.tag} (see docs/targets.md)")
         with contextlib.closing(_client(60)) as client:
             cleanup.sweep_stale_containers(client)
             cleanup.sweep_stale_volumes(client)

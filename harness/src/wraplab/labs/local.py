@@ -173,6 +173,35 @@ class LocalRun(LabRun):
                  f"{self.spec.placement.value}; python {self.lab.python})",
         ))
 
+    @property
+    def target_dir(self) -> str:  # type: ignore[override]
+        return str(self.labdir / "target")
+
+    def _install(self) -> None:
+        """``spec.install``: the target's host files copied into the lab's ``target/``
+        (root's, readable and where executable on the host executable by every user, so
+        every placement can run them)."""
+        if not self.spec.install:
+            return
+        t0 = time.monotonic()
+        top = Path(self.target_dir)
+        top.mkdir(mode=0o755, exist_ok=True)
+        for host, name in self.spec.install:
+            src, dst = Path(host), top / name
+            if src.is_dir():
+                shutil.copytree(src, dst, symlinks=False)
+            else:
+                shutil.copy2(src, dst)
+            for path in [dst, *(dst.rglob("*") if dst.is_dir() else [])]:
+                if path.is_dir():
+                    os.chmod(path, 0o755)
+                else:
+                    os.chmod(path, 0o755 if path.stat().st_mode & 0o111 else 0o644)
+        self._record(TranscriptEntry(
+            action="lab", actor="lab", user="root", uid=None, argv=(),
+            duration=time.monotonic() - t0,
+            note=f"installed {', '.join(n for _, n in self.spec.install)} into {top}"))
+
     def _launch(self) -> None:
         t0 = time.monotonic()
         self._prepare()
@@ -296,6 +325,9 @@ class LocalLab(Lab):
         return None
 
     def _new_run(self, spec: ServerSpec) -> LocalRun:
+        if spec.image:
+            raise LabUnavailable(f"{spec.name} comes as the image {spec.image}: the local lab "
+                                 "runs no images (use the Docker lab)")
         if spec.peer:
             raise LabUnavailable("the local lab is one host: there is no second container "
                                  "(ServerSpec.peer)")

@@ -32,6 +32,9 @@ import time
 from wraplab.engine import DEFENDED, VULNERABLE
 
 SLUG = "untrusted-api-dir"
+#: It starts the reference server itself (in an API directory it hands to mallory): a
+#: foreign target's cells are reported not run.
+NEEDS = ("wrapref",)
 ORDER = 248
 ACTORS = {"owner": "owner", "intruder": "attacker"}
 SOCKETS = ("notify",)
