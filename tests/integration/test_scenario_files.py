@@ -131,7 +131,7 @@ def test_server_options_are_declared_once_and_reach_the_lab():
 
     from wraplab.engine.axes import SERVER_OPTIONS
     from wraplab.labs import ServerSpec
-    from wraplab.targets import OPTIONS, reference
+    from wraplab.targets import OPTIONS
 
     fields = {f.name for f in dataclasses.fields(ServerSpec)}
     for name, (where, what) in SERVER_OPTIONS.items():
