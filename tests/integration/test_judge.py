@@ -332,3 +332,17 @@ def test_a_signal_handoff_recorded_late_is_waited_for_not_an_error():
     ctx = engine.Context(scenario, cell, run, targets.reference("hardened"))
     j = ctx.judge(wrap(ctx), [intrusion(ctx, attempt("handoff", "EACCES"))])
     assert j.verdict is engine.DEFENDED and run.reads >= 3, j.reason
+
+
+@pytest.mark.parametrize("then,want", [("ECONNRESET", engine.BROKEN),
+                                       ("ENOENT", engine.VULNERABLE)])
+def test_without_events_a_later_live_attempt_clears_the_attacker(then, want):
+    """The owner then finds no socket: when the attacker's later attempt still met the live
+    socket its rejection did not end the loop (something else did: G8's cleanup) -> broken;
+    when it met no socket, its rejection ended the loop (accept-once) -> vulnerable."""
+    ctx = blind_ctx("signal")
+    rejected = dict(attempt("handoff", "ECONNRESET"), connected=True, status=None)
+    later = dict(attempt("connect", then), t=0.6, connected=then != "ENOENT")
+    j = ctx.judge(wrap(ctx, ok=False, step="connect-signal", errno="ENOENT"),
+                  [intrusion(ctx, rejected, later)])
+    assert j.verdict is want, j.reason

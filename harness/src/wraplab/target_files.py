@@ -53,8 +53,14 @@ class TargetFileError(TargetError):
 
     def __init__(self, path: str, problems: list[str]):
         self.path = path
-        self.problems = problems
+        self.problems = sorted(problems, key=_line_of)
         super().__init__(f"{path}: {len(problems)} problem(s):\n  " + "\n  ".join(problems))
+
+
+def _line_of(problem: str) -> int:
+    """The line a problem names (``line N: ...``), 0 for the others: the file's order."""
+    head = problem.split(":", 1)[0]
+    return int(head[5:]) if head.startswith("line ") and head[5:].isdigit() else 0
 
 
 def _split_key(text: str) -> list[str]:

@@ -45,6 +45,7 @@ from wraplab.engine.verdicts import (
                                       BROKEN,
                                       DEFENDED,
                                       ERROR,
+                                      NOT_RUN,
                                       VULNERABLE,
                                       Expected,
                                       Judgement,
@@ -53,7 +54,8 @@ from wraplab.engine.verdicts import (
 )
 
 __all__ = [
-    "Verdict", "DEFENDED", "VULNERABLE", "BROKEN", "ERROR", "Expected", "Judgement", "combine",
+    "Verdict", "DEFENDED", "VULNERABLE", "BROKEN", "ERROR", "NOT_RUN", "Expected", "Judgement",
+    "combine",
     "Scenario", "ScenarioError", "load_scenario", "discover", "get_scenario", "SCENARIO_DIR",
     "Cell", "Outcome", "Step", "make_cells", "Context", "Actor", "HeldWrap", "RunningFlood",
     "HarnessError", "Wrap", "Intrusion", "Flood", "LOOP_ENDS", "rejections_of",

@@ -142,6 +142,18 @@ class Intrusion:
         return any(s.get("errno") is None or s.get("connected") for s in self.attempts)
 
     @property
+    def live_after_reaching(self) -> bool:
+        """After an attempt reached the server, a later attempt still met a live socket:
+        the attacker's rejected connection did not end the loop (what a server's
+        ``peer_rejected``-but-no-loop-end events say, seen from outside)."""
+        reached = False
+        for s in sorted(self.attempts, key=lambda s: s.get("t", 0)):
+            if reached and s.get("errno") not in GONE:
+                return True
+            reached = reached or s.get("errno") is None or bool(s.get("connected"))
+        return False
+
+    @property
     def kernel_refused(self) -> bool:
         live = self.live_attempts
         return bool(live) and all(s.get("errno") in KERNEL_REFUSALS for s in live)

@@ -163,14 +163,20 @@ def _owner_failed(ctx, wrap: Wrap, attacks: list, events: list, reached: bool,
              and (e.get("peer_uid") in attacker_uids
                   or (e.get("reason") == "wrong_peer" and e.get("peer_uid") != owner_uid))]
     if not events:  # a target without events: what the actors saw must do
+        # The attacker ended the loop when it reached the server and the owner then found
+        # no socket -- unless a later attempt of the attacker still met the live socket
+        # (then the loop outlived the rejection, and something else ended it: G8's cleanup).
         ended = [a for a in attacks if isinstance(a, Intrusion) and a.reached_server
-                 and wrap.errno in ("ENOENT", "ECONNREFUSED")]
+                 and wrap.errno in ("ENOENT", "ECONNREFUSED") and not a.live_after_reaching]
     flooded = wrap.errno == "EAGAIN" and any(isinstance(a, Flood) and a.reached_server
                                              for a in attacks)
     if reached and not (ended or flooded):
+        live = [a for a in attacks if isinstance(a, Intrusion) and a.live_after_reaching]
         return ctx.broken(
             f"the owner's wrap {wrap.failure()}; the attacker reached the server but did not "
-            f"end or fill the {failed_kind} loop, so it did not cause it")
+            f"end or fill the {failed_kind} loop, so it did not cause it"
+            + (" (its later attempt still met the live socket)" if live and not events
+               else ""))
     if reached:
         who = ", ".join(sorted({a.actor.role for a in attacks})) or "the attacker"
         rejected = sum(1 for e in events if e.get("type") == "peer_rejected")
