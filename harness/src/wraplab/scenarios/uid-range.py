@@ -20,7 +20,10 @@ The values (SPEC H2, AGENTSH.md B5/G6):
 The attack works when the server answers 200 to one of the impossible values (2^32-1,
 2^32, 2^32+1001, 2^63-1, 65534) *and trusts it* (its wrap_init event names that
 caller_uid, uid_source ``body``). A 200 that ignored the field (pre-235, legacy) is not
-trusting it.
+trusting it. Without the server's events (a target that keeps none, or ``--no-events``)
+the wrap directory the answer names says it: a wrap someone other than root can reach
+(owned by a non-root uid, an ACL entry, searchable by others) was made for the value; a
+root-only 0700 directory is a legacy wrap that ignored it.
 
 Actors: owner (alice). Placement: root. Transport: unix. Socket: notify.
 
@@ -57,6 +60,22 @@ IMPOSSIBLE = (2**32 - 1, 2**32, 2**32 + 1001, 2**63 - 1, 65534)
 INVALID = (2**63, -1, True, 1001.0, "1001")
 
 
+def seen_from_outside(ctx, resp) -> dict:
+    """A target without events: the wrap directory the answer names, as root sees it. A
+    wrap made for an impossible uid that someone other than root can reach (owned by a
+    non-root uid, an ACL entry, or searchable by others) trusted the value; a root-only
+    0700 directory is the legacy wrap of a server that ignored it."""
+    sock = resp.get("notify_socket") if isinstance(resp, dict) else None
+    if not sock:
+        return {"reachable": False, "dir_owner": None}
+    f = ctx.facts(sock.rsplit("/", 1)[0], "wrap directory")
+    mode = f.get("mode") or 0
+    return {"dir_owner": f.get("uid"), "dir_mode": f"{mode:04o}",
+            "fs_isolation": resp.get("fs_isolation"), "acl": f.get("acl"),
+            "reachable": bool(f.get("exists")) and (f.get("uid") != 0 or bool(f.get("acl"))
+                                                     or bool(mode & 0o011))}
+
+
 def run(ctx):
     rows = []
     trusted = []
@@ -70,7 +89,11 @@ def run(ctx):
         st, resp = ctx.run.api_request("POST", f"/api/v1/sessions/{sid}/wrap-init", raw,
                                        as_user="owner")
         row = {"caller_uid": json.dumps(value), "http": st}
-        if st == 200:
+        if st == 200 and not ctx.target.has_events:
+            row.update(seen_from_outside(ctx, resp))
+            if value in impossible and not isinstance(value, bool) and row["reachable"]:
+                trusted.append(row)
+        elif st == 200:
             init = next((e for e in ctx.events(sid) if e.get("type") == "wrap_init"), {})
             d = init.get("dir")
             row.update(trusted_uid=init.get("caller_uid"), uid_source=init.get("uid_source"),
