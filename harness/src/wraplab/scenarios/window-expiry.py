@@ -5,8 +5,9 @@ its dial). The scenario reads the server's fd and thread counts before (baseline
 the wrap is pending (it must hold more: the listener, the loop thread), and after every
 accept loop of the wrap has ended with ``window_expired``; then it checks that the wrap
 directory and its sockets no longer exist and that the fd and thread counts are back to
-the baseline. A leak here is a resource exhaustion anyone who can call wrap-init can
-repeat (the API socket is 0666).
+the baseline. Without the server's events (a target that keeps none, ``--no-events``) the
+loops' end is read from outside: the directory and sockets gone. A leak here is a
+resource exhaustion anyone who can call wrap-init can repeat (the API socket is 0666).
 
 This is a property every profile must have (SPEC §1: every accept loop has one absolute
 deadline; design.md: every loop ends with exactly one end event); it does not single out a
@@ -69,7 +70,11 @@ def run(ctx):
                           "mode": f.mode, "label": "while pending"})
     ctx.metrics.update(baseline=base, pending=during, kinds=kinds)
 
+    blind = not ctx.target.has_events
+
     def all_ended():
+        if blind:  # without events: the directory and sockets the answer named are gone
+            return [{}] if not any(f.exists for f in ctx.run.stat_many(paths)) else None
         ev = ctx.events(sid)
         ended = {e.get("kind") for e in ev if e.get("type") in LOOP_ENDS}
         return ev if set(kinds) <= ended and any(e.get("type") == "dir_removed"
@@ -91,10 +96,15 @@ def run(ctx):
         problems.append(f"still there: {left}")
     if after != base:
         problems.append(f"server fds/threads {after} vs baseline {base}")
-    if [t for _k, t in ends if t != "window_expired"] or len(ends) != len(kinds):
+    if not blind and ([t for _k, t in ends if t != "window_expired"]
+                      or len(ends) != len(kinds)):
         problems.append(f"loop ends {ends}, expected one window_expired per loop")
     if problems:
         return ctx.vulnerable("after the window: " + "; ".join(problems))
+    if blind:
+        return ctx.defended(
+            f"the directory and sockets ({', '.join(kinds)}) are gone after the window, "
+            f"fds/threads back to {base} (pending: {during})", guard="cleanup")
     return ctx.defended(
         f"each loop ended with window_expired ({', '.join(kinds)}), the directory and "
         f"sockets are gone, fds/threads back to {base} (pending: {during})",
