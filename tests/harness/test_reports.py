@@ -116,7 +116,8 @@ def test_json_report_matches_its_schema(check_report, tmp_path):
     data = check_report(path)
     assert data["schema_version"] == report.SCHEMA_VERSION == 1
     assert data["labs"] == labs
-    assert data["summary"] == {"cells": 4, "ok": 2, "mismatches": 1, "errors": 1}
+    assert data["summary"] == {"cells": 4, "ok": 2, "mismatches": 1, "errors": 1,
+                               "not_run": 0}
 
 
 @pytest.mark.parametrize("break_it", [

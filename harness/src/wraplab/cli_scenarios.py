@@ -143,7 +143,7 @@ def _add_common(p: argparse.ArgumentParser, *, many: bool) -> None:
                    "targets`)")
     p.add_argument("--profile", choices=PROFILES, action="append",
                    help="server profile(s), repeatable: shorthand for --target "
-                   "wrapref:<profile> (default without --target: " +
+                   "wrapref:<profile>; without --target (default: " +
                    ("every profile)" if many else "agentsh)"))
     p.add_argument("--no-events", action="store_true",
                    help="hide the server's events from the judge: every verdict from what "
@@ -382,8 +382,8 @@ def cmd_matrix(args) -> int:
         print(f"note: {note}")
     report.write_reports(outcomes, wall=wall, json_path=args.json, junit_path=args.junit,
                          markdown_path=args.markdown, title=args.title or
-                         f"wraplab verdicts ({', '.join(t.name for t in chosen)}; "
-                         f"{', '.join(labs_)}, base {args.base})",
+                         f"wraplab verdicts of {', '.join(t.name for t in chosen)} "
+                         f"({', '.join(labs_)}, base {args.base})",
                          labs=choice.as_dict())
     counts = report.summary_counts(outcomes)
     return 0 if counts["ok"] == counts["cells"] else 1
