@@ -40,6 +40,7 @@ from wraplab.engine.steps import (
                                       judge_stall,
                                       same_state,
                                       server_state,
+                                      wrap_seen_from_outside,
 )
 from wraplab.engine.verdicts import (
                                       BROKEN,
@@ -61,6 +62,6 @@ __all__ = [
     "HarnessError", "Wrap", "Intrusion", "Flood", "LOOP_ENDS", "rejections_of",
     "attack_did_not_happen", "claim_foreign_pid", "deputy_passes", "handoffs_under_flood",
     "judge_stall", "same_state", "server_state",
-    "back_to_baseline", "make_lab", "run_cell", "run_cells",
+    "back_to_baseline", "wrap_seen_from_outside", "make_lab", "run_cell", "run_cells",
     "LABS", "BASES", "USER_ROLES", "SERVER_OPTIONS", "GUARDS",
 ]

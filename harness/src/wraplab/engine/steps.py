@@ -13,7 +13,7 @@ from wraplab.engine.verdicts import DEFENDED, Judgement, combine
 
 __all__ = ["claim_foreign_pid", "deputy_passes", "handoffs_under_flood", "judge_stall",
            "server_state", "same_state",
-           "back_to_baseline"]
+           "back_to_baseline", "wrap_seen_from_outside"]
 
 
 def claim_foreign_pid(ctx, kind: str):
@@ -193,3 +193,19 @@ def back_to_baseline(ctx, base: dict, timeout: float, pause: float = 0.5) -> dic
                            lambda: (lambda st: st if same_state(st, base) else None)(
                                server_state(ctx)),
                            time.time() + timeout, pause=pause) or server_state(ctx)
+
+
+def wrap_seen_from_outside(ctx, resp) -> dict:
+    """A target without events: the wrap directory a wrap-init answer names, as root sees
+    it. ``reachable``: someone other than root can reach it (owned by a non-root uid, an ACL
+    entry, or searchable by others) -- a wrap made for the caller_uid it was sent; a
+    root-only 0700 directory is the legacy wrap of a server that ignored the value."""
+    sock = resp.get("notify_socket") if isinstance(resp, dict) else None
+    if not sock:
+        return {"reachable": False, "dir_owner": None}
+    f = ctx.facts(sock.rsplit("/", 1)[0], "wrap directory")
+    mode = f.get("mode") or 0
+    return {"dir_owner": f.get("uid"), "dir_mode": f"{mode:04o}",
+            "fs_isolation": resp.get("fs_isolation"), "acl": f.get("acl"),
+            "reachable": bool(f.get("exists")) and (f.get("uid") != 0 or bool(f.get("acl"))
+                                                     or bool(mode & 0o011))}

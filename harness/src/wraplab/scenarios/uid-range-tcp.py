@@ -9,7 +9,8 @@ loopback TCP there is no SO_PEERCRED; the hardened server, like agentsh, takes t
 Alice sends wrap-init over the TCP API with caller_uid 2^32-1 ("no change" to chown),
 2^32 (truncates to root), 2^32 + her uid (truncates to her), 2^63-1 and 65534 (the
 overflow uid). The attack works when one is answered 200 *and trusted* (the ``wrap_init``
-event names it as the caller, ``uid_source`` ``body``).
+event names it as the caller, ``uid_source`` ``body``; without events, the wrap directory
+the answer names is reachable by someone other than root: see ``uid-range``).
 
 Actors: owner (alice). Placement: root. Transport: tcp. Socket: notify.
 
@@ -21,7 +22,7 @@ Expected:
 
 import json
 
-from wraplab.engine import DEFENDED, VULNERABLE
+from wraplab.engine import DEFENDED, VULNERABLE, wrap_seen_from_outside
 
 SLUG = "uid-range-tcp"
 ORDER = 360
@@ -52,7 +53,11 @@ def run(ctx):
         got = ctx.owner.runs_tool("api", "POST", f"/api/v1/sessions/{sid}/wrap-init",
                                   "--api", ctx.api, "--body", body)
         row = {"caller_uid": value, "http": got.get("status")}
-        if got.get("status") == 200:
+        if got.get("status") == 200 and not ctx.target.has_events:
+            row.update(wrap_seen_from_outside(ctx, got.get("body")))
+            if row["reachable"]:
+                trusted.append(row)
+        elif got.get("status") == 200:
             init = next((e for e in ctx.events(sid) if e.get("type") == "wrap_init"), {})
             row.update(trusted_uid=init.get("caller_uid"), uid_source=init.get("uid_source"),
                        transport=init.get("transport"))

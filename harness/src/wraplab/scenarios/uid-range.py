@@ -39,7 +39,7 @@ Expected (decided from runs):
 
 import json
 
-from wraplab.engine import DEFENDED, VULNERABLE
+from wraplab.engine import DEFENDED, VULNERABLE, wrap_seen_from_outside
 
 SLUG = "uid-range"
 ORDER = 130
@@ -60,22 +60,6 @@ IMPOSSIBLE = (2**32 - 1, 2**32, 2**32 + 1001, 2**63 - 1, 65534)
 INVALID = (2**63, -1, True, 1001.0, "1001")
 
 
-def seen_from_outside(ctx, resp) -> dict:
-    """A target without events: the wrap directory the answer names, as root sees it. A
-    wrap made for an impossible uid that someone other than root can reach (owned by a
-    non-root uid, an ACL entry, or searchable by others) trusted the value; a root-only
-    0700 directory is the legacy wrap of a server that ignored it."""
-    sock = resp.get("notify_socket") if isinstance(resp, dict) else None
-    if not sock:
-        return {"reachable": False, "dir_owner": None}
-    f = ctx.facts(sock.rsplit("/", 1)[0], "wrap directory")
-    mode = f.get("mode") or 0
-    return {"dir_owner": f.get("uid"), "dir_mode": f"{mode:04o}",
-            "fs_isolation": resp.get("fs_isolation"), "acl": f.get("acl"),
-            "reachable": bool(f.get("exists")) and (f.get("uid") != 0 or bool(f.get("acl"))
-                                                     or bool(mode & 0o011))}
-
-
 def run(ctx):
     rows = []
     trusted = []
@@ -90,7 +74,7 @@ def run(ctx):
                                        as_user="owner")
         row = {"caller_uid": json.dumps(value), "http": st}
         if st == 200 and not ctx.target.has_events:
-            row.update(seen_from_outside(ctx, resp))
+            row.update(wrap_seen_from_outside(ctx, resp))
             if value in impossible and not isinstance(value, bool) and row["reachable"]:
                 trusted.append(row)
         elif st == 200:
