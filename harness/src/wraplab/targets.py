@@ -141,6 +141,10 @@ class Target:
         needs = getattr(scenario, "needs", ())
         if "wrapref" in needs and not self.name.startswith("wrapref:"):
             return "the scenario starts the reference server itself (wrapref only)"
+        if "events" in needs and (not self.has_events or events_hidden()):
+            why = "hidden (--no-events)" if self.has_events else f"not kept by {self.name}"
+            return (f"the scenario decides from the server's events ({why}): "
+                    f"{scenario.needs_why or 'nothing outside the server shows it'}")
         return None
 
     def expectation(self, scenario, socket: str, placement: str,

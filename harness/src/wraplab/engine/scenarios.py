@@ -10,7 +10,7 @@ A scenario file has a module docstring telling the attack, and declares::
     TRANSPORTS = ("unix",)                   # unix | tcp
     EXPECT = {"hardened": DEFENDED.by("kernel"), "agentsh": {"*": DEFENDED, "tcp": VULNERABLE}}
     SERVER = {"accept_window": 6}            # optional: see wraplab.engine.axes.SERVER_OPTIONS
-    NEEDS = ("wrapref",)                     # optional: it starts the reference server itself
+    NEEDS = ("events",)                      # optional: "wrapref" (starts it itself), "events"
     def run(ctx): ...                        # steps; returns ctx.judge(...) or ctx.<verdict>(...)
 
 ``EXPECT`` names every profile. A value is a verdict (or ``verdict.by(guard)``), or a mapping
@@ -68,8 +68,10 @@ class Scenario:
     labs: tuple[str, ...] = LABS  # where it can run; LAB_NOTES say why not elsewhere
     lab_notes: Mapping[str, str] = field(default_factory=dict)
     #: What the scenario needs of the target beyond the protocol (``"wrapref"``: it starts
-    #: the reference server itself); a target without it reports the cells not run.
+    #: the reference server itself; ``"events"``: it reads the server's events); a target
+    #: without it reports the cells not run.
     needs: tuple[str, ...] = ()
+    needs_why: str = ""  # NEEDS_WHY: why, in the words the not-run reason shows
 
     @property
     def title(self) -> str:
@@ -124,8 +126,9 @@ class Scenario:
         return out
 
 
-#: What a scenario may need of a target (``NEEDS``).
-NEEDS = ("wrapref",)
+#: What a scenario may need of a target (``NEEDS``): ``wrapref`` (it starts the reference
+#: server itself), ``events`` (it reads what only the server's events tell).
+NEEDS = ("wrapref", "events")
 
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 
@@ -222,7 +225,7 @@ def load_scenario(path: str | Path) -> Scenario:
         exclusive=bool(getattr(module, "EXCLUSIVE", False)), labs=labs,
         lab_notes={k: v for k, v in lab_notes.items() if k not in labs},
         needs=_tuple_of("NEEDS", module.NEEDS, NEEDS, path) if hasattr(module, "NEEDS")
-        else (),
+        else (), needs_why=str(getattr(module, "NEEDS_WHY", "")),
     )
     scenario.cells(lab=labs[0])  # every cell must have an expectation (raises otherwise)
     return scenario

@@ -32,6 +32,11 @@ import time
 from wraplab.engine import BROKEN, DEFENDED, VULNERABLE, Flood
 
 SLUG = "dac-override-rejections"
+NEEDS = ("events",)
+NEEDS_WHY = (
+    "it compares the server's rejection count (its events) with its log lines; the "
+    "attackers' own view of each rejection is not yet counted"
+)
 ORDER = 350
 ACTORS = {"owner": "owner", "intruder": "attacker"}
 SOCKETS = ("notify", "signal", "ptrace")

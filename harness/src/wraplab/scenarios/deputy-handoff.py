@@ -32,6 +32,11 @@ Expected:
 from wraplab.engine import BROKEN, DEFENDED, VULNERABLE, deputy_passes
 
 SLUG = "deputy-handoff"
+NEEDS = ("events",)
+NEEDS_WHY = (
+    "which uid the server saw on the passed connection and how the loop ended are read from "
+    "handoff_ok / handoff_failed"
+)
 ORDER = 330
 ACTORS = {"owner": "owner", "deputy": "owner", "intruder": "attacker"}
 SOCKETS = ("notify", "signal", "ptrace")

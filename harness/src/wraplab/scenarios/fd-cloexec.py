@@ -30,6 +30,11 @@ Expected:
 from wraplab.engine import BROKEN, DEFENDED, VULNERABLE
 
 SLUG = "fd-cloexec"
+NEEDS = ("events",)
+NEEDS_WHY = (
+    "whether the fd the server received was close-on-exec is a flag inside the server "
+    "process (handoff_ok cloexec)"
+)
 ORDER = 340
 ACTORS = {"owner": "owner", "helper": "owner"}
 SOCKETS = ("notify", "signal")

@@ -35,6 +35,11 @@ import time
 from wraplab.engine import BROKEN, DEFENDED, LOOP_ENDS
 
 SLUG = "malformed-handoff"
+NEEDS = ("events",)
+NEEDS_WHY = (
+    "it waits until the server recorded the end of every case's loop before reading the "
+    "server's fds (else a pending loop reads as a leak)"
+)
 ORDER = 160
 ACTORS = {"owner": "owner"}
 SOCKETS = ("notify", "signal", "ptrace")

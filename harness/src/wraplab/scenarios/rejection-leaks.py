@@ -34,6 +34,11 @@ import time
 from wraplab.engine import BROKEN, DEFENDED, VULNERABLE, Flood
 
 SLUG = "rejection-leaks"
+NEEDS = ("events",)
+NEEDS_WHY = (
+    "it compares the server's rejection count (its events) with its log lines; the "
+    "attackers' own view of each rejection is not yet counted"
+)
 ORDER = 220
 EXCLUSIVE = True  # a connection flood: it needs the cores to itself to be stable
 ACTORS = {"owner": "owner", "intruder": "attacker"}

@@ -41,6 +41,11 @@ import time
 from wraplab.engine import BROKEN, DEFENDED, LOOP_ENDS, VULNERABLE
 
 SLUG = "signal-squat"
+NEEDS = ("events",)
+NEEDS_WHY = (
+    "which of alice's handoffs arrived, and when the server's loops ended, are read from "
+    "handoff_ok and the loop-end events"
+)
 ORDER = 380
 ACTORS = {"owner": "owner", "intruder": "attacker"}
 SOCKETS = ("signal",)
