@@ -407,8 +407,10 @@ def _run_with_progress(cells, jobs: int, *, rich: bool):
 
             def done(o):
                 mark = "" if o.ok else f"  [red]{o.verdict} (expected {o.cell.expectation})[/]"
+                if o.verdict is engine.NOT_RUN:
+                    mark = "  [dim]not run[/]"
                 prog.update(task, advance=1, description=escape(o.cell.name[:60]) + mark)
-                if not o.ok:
+                if not o.ok and o.verdict is not engine.NOT_RUN:
                     prog.console.print(f"[red]MISMATCH[/] {escape(o.cell.name)}: {o.verdict}"
                                        f" (expected {o.cell.expectation})", highlight=False)
 
@@ -418,6 +420,8 @@ def _run_with_progress(cells, jobs: int, *, rich: bool):
     def line(o):
         n[0] += 1
         flag = "ok" if o.ok else f"MISMATCH (expected {o.cell.expectation})"
+        if o.verdict is engine.NOT_RUN:
+            flag = f"({o.reason})"
         print(f"[{n[0]:>3}/{len(cells)}] {o.cell.name:<58} {str(o.verdict):<10} {flag} "
               f"{o.timings.get('total_s', 0):.1f}s", file=sys.stderr, flush=True)
 
