@@ -346,3 +346,17 @@ def test_without_events_a_later_live_attempt_clears_the_attacker(then, want):
     j = ctx.judge(wrap(ctx, ok=False, step="connect-signal", errno="ENOENT"),
                   [intrusion(ctx, rejected, later)])
     assert j.verdict is want, j.reason
+
+
+@pytest.mark.parametrize("gone,want", [(1.0, engine.VULNERABLE), (2.0, engine.BROKEN),
+                                       (None, engine.BROKEN)])
+def test_without_events_a_flood_that_ended_the_loop_before_the_dial_is_a_denial(gone, want):
+    """The flood got through, then met no socket before the owner dialled (t_dial 1.5): it
+    ended the loop (vulnerable); gone only after the dial, or never: not shown (broken)."""
+    ctx = blind_ctx()
+    flood = engine.Flood(ctx.intruder, {"uid": 1003, "path": "/tmp/w/notify-s-1.sock",
+                                        "attempts": 900, "outcomes": {"ok": 1, "ENOENT": 899},
+                                        "t0": 1.2, "t1": 2.5, "first_gone": gone})
+    j = ctx.judge(wrap(ctx, ok=False, step="connect-notify", errno="ENOENT"), [flood],
+                  first=False)
+    assert j.verdict is want, j.reason

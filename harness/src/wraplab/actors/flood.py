@@ -44,6 +44,7 @@ def flood(path: str, deadline: float, waiters: int = 0, ready: str | None = None
     counts: dict[str, int] = {}
     attempts = 0
     first_ok = None
+    first_gone = None  # when a connect first met no socket (it was there when we started)
     t0 = time.time()
     now = t0
     state = {"path": path}
@@ -68,6 +69,8 @@ def flood(path: str, deadline: float, waiters: int = 0, ready: str | None = None
             s.close()
             counts[key] = counts.get(key, 0) + 1
             attempts += 1
+            if first_gone is None and key in _GONE:
+                first_gone = time.time()
         now = time.time()
         if first_ok is None and counts.get("ok"):
             first_ok = now
@@ -82,7 +85,7 @@ def flood(path: str, deadline: float, waiters: int = 0, ready: str | None = None
             counts[k] = counts.get(k, 0) + v
             attempts += v
     return {"attempts": attempts, "outcomes": counts, "t0": t0, "t1": now,
-            "first_ok": first_ok, "ready_at": ready_at}
+            "first_ok": first_ok, "first_gone": first_gone, "ready_at": ready_at}
 
 
 def waiter(state: dict, deadline: float, counts: dict, lock) -> None:
@@ -153,6 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = min(r["t0"] for r in results)
     t1 = max(r["t1"] for r in results)
     oks = [r["first_ok"] for r in results if r["first_ok"]]
+    gone = [r["first_gone"] for r in results if r.get("first_gone")]
     out.update(
         attempts=attempts,
         outcomes=outcomes,
@@ -161,6 +165,7 @@ def main(argv: list[str] | None = None) -> int:
         seconds=round(t1 - t0, 3),
         rate=round(attempts / max(t1 - t0, 1e-6)),
         first_ok=min(oks) if oks else None,
+        first_gone=min(gone) if gone else None,
         ready_at=results[0]["ready_at"],
         stopped=bool(_STOP),
     )

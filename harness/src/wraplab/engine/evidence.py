@@ -236,6 +236,13 @@ class Flood:
     def finished(self) -> float:
         return float(self.data.get("t1") or 0)
 
+    @property
+    def gone_at(self) -> float | None:
+        """When the flood first met no socket (the owner's announced socket, there when the
+        flood started: the loop it flooded had ended), or None."""
+        t = self.data.get("first_gone")
+        return None if t is None else float(t)
+
     def did_not_happen(self) -> str | None:
         if not self.attempts:
             return f"the {self.actor.role}'s flood made no attempt " \

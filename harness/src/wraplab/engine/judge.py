@@ -168,6 +168,11 @@ def _owner_failed(ctx, wrap: Wrap, attacks: list, events: list, reached: bool,
         # (then the loop outlived the rejection, and something else ended it: G8's cleanup).
         ended = [a for a in attacks if isinstance(a, Intrusion) and a.reached_server
                  and wrap.errno in ("ENOENT", "ECONNREFUSED") and not a.live_after_reaching]
+        # A flood that got through and then met no socket before the owner even dialled
+        # ended the loop itself (nothing else removes it then: the window had not passed).
+        ended += [a for a in attacks if isinstance(a, Flood) and a.reached_server
+                  and wrap.errno in ("ENOENT", "ECONNREFUSED") and a.gone_at is not None
+                  and wrap.t_dial is not None and a.gone_at <= wrap.t_dial]
     flooded = wrap.errno == "EAGAIN" and any(isinstance(a, Flood) and a.reached_server
                                              for a in attacks)
     if reached and not (ended or flooded):
