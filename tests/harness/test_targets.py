@@ -278,3 +278,21 @@ def test_pytest_plugin_collects_the_matrix_outside_the_repository(tmp_path):
                             "-p", "no:cacheprovider", "-c", "/dev/null", str(tmp_path)],
                            cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert "1 test collected" in plain.stdout, plain.stdout  # inert without a target
+
+
+def test_an_override_keyed_like_a_scenarios_expect(tmp_path):
+    t = load(write(tmp_path, MINIMAL + textwrap.dedent("""\
+        [expect.scenarios."deputy-handoff"]
+        verdict = { "*" = "defended", signal = "vulnerable", "service/ptrace" = "broken" }
+        reason = "the signal handoff carries no pid"
+        """)))
+    s = engine.get_scenario("deputy-handoff")
+    got = {(sock, pl): t.expectation(s, sock, pl, "unix")[0].verdict
+           for sock in ("notify", "signal", "ptrace") for pl in ("root", "service")}
+    assert got[("signal", "root")] is engine.VULNERABLE
+    assert got[("ptrace", "service")] is engine.BROKEN
+    assert got[("notify", "root")] is got[("ptrace", "root")] is engine.DEFENDED
+    with pytest.raises(TargetFileError, match=r"line 8: expect.scenarios.wrong-uid.verdict."
+                       r"sgnal: a key is"):
+        load(write(tmp_path, MINIMAL + '[expect.scenarios."wrong-uid"]\n'
+                   'verdict = { sgnal = "defended" }\nreason = "r"\n', "bad.toml"))

@@ -324,7 +324,7 @@ def from_data(data: Mapping, *, path: str = "<target>", text: str | None = None,
             if k not in ("verdict", "reason", "guard"):
                 c.bad((*key, k), f"unknown key{_close(k, ('verdict', 'reason', 'guard'))} "
                       "(known here: verdict, reason, guard)")
-        v = c.string(o, (*key, "verdict"), required=True, choices=VERDICTS)
+        v = _verdict(c, o, (*key, "verdict"))
         why = c.string(o, (*key, "reason"), required=True)
         guard = c.string(o, (*key, "guard"), choices=tuple(_guards()))
         if v and why:
@@ -344,6 +344,30 @@ def from_data(data: Mapping, *, path: str = "<target>", text: str | None = None,
         expect=Expectations(default=default or "defended", like=like, scenarios=overrides),
         source=None if builtin else path)
     return replace(target, label=target.name)
+
+
+def _verdict(c: _Checker, o: Mapping, key: tuple[str, ...]):
+    """A verdict string, or a table keyed like a scenario's EXPECT: ``"*"``, or socket kinds,
+    placements and transports joined by ``/`` (``"signal"``, ``"service/ptrace"``)."""
+    value = o.get(key[-1])
+    if not isinstance(value, Mapping):
+        return c.string(o, key, required=True, choices=VERDICTS)
+    parts_ok = (*SOCKETS, *PLACEMENTS, *TRANSPORTS)
+    good = True
+    for k, v in value.items():
+        parts = [] if k == "*" else k.split("/")
+        bad = [p for p in parts if p not in parts_ok]
+        if bad or not k:
+            c.bad((*key, k), f"a key is \"*\" or socket kinds, placements and transports "
+                  f"joined by '/' ({', '.join(parts_ok)}), not {k!r}")
+            good = False
+        if v not in VERDICTS:
+            c.bad((*key, k), f"{v!r} is not one of {', '.join(VERDICTS)}")
+            good = False
+    if not value:
+        c.bad(key, "an empty table (give \"*\" = <verdict> at least)")
+        good = False
+    return dict(value) if good else None
 
 
 def _scenario_slugs() -> tuple[str, ...]:

@@ -73,9 +73,22 @@ def events_hidden() -> bool:
 class Override:
     """A per-scenario expectation of a target file, with the reason the report shows."""
 
-    verdict: str
+    #: A verdict, or keyed like a scenario's EXPECT ("*", "signal", "service/ptrace").
+    verdict: str | Mapping[str, str]
     reason: str
     guard: str | None = None
+
+    def for_cell(self, socket: str, placement: str, transport: str) -> str | None:
+        """The verdict of a cell: the most specific matching key (None: no key matches)."""
+        if isinstance(self.verdict, str):
+            return self.verdict
+        have = {socket, placement, transport}
+        best, n = None, -1
+        for key, v in self.verdict.items():
+            parts = [] if key == "*" else key.split("/")
+            if all(p in have for p in parts) and len(parts) > n:
+                best, n = v, len(parts)
+        return best
 
 
 @dataclass(frozen=True)
@@ -153,8 +166,9 @@ class Target:
         from wraplab.engine.verdicts import Expected, Verdict
 
         o = self.expect.scenarios.get(scenario.slug)
-        if o is not None:
-            return Expected(Verdict(o.verdict), o.guard), o.reason
+        verdict = o.for_cell(socket, placement, transport) if o is not None else None
+        if verdict is not None:
+            return Expected(Verdict(verdict), o.guard), o.reason
         if self.expect.like:
             profile = self.expect.like.removeprefix("wrapref:")
             return scenario.expectation(profile, socket, placement, transport), None
