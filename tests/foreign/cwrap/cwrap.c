@@ -37,7 +37,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define MAX_HEADER 8192
+#define MAX_HEADER (72 * 1024) /* a 64 KiB request line, as common HTTP servers allow */
 #define MAX_BODY 65536
 #define REQUEST_SECONDS 10.0
 #define MAX_API_WORKERS 64
@@ -140,7 +140,9 @@ struct session {
     char id[201];
     uid_t owner;
     int used;
+    unsigned long seq; /* creation order: a full quota evicts the uid's own oldest */
 };
+static unsigned long session_seq;
 static struct session sessions[MAX_SESSIONS];
 
 struct uid_count {
@@ -149,7 +151,7 @@ struct uid_count {
 };
 #define UID_SLOTS 512
 static struct uid_count api_per_uid[UID_SLOTS], wraps_per_uid[UID_SLOTS],
-    keepalive_per_uid[UID_SLOTS], sessions_per_uid[UID_SLOTS];
+    keepalive_per_uid[UID_SLOTS], sessions_per_uid[UID_SLOTS], api_errors[UID_SLOTS];
 static int api_active, wraps_active;
 
 /* Count for uid in table (lock held); NULL when the table is full. */
@@ -1054,12 +1056,20 @@ static void post_session(const char *body, size_t n, struct ucred *peer, struct 
         pthread_mutex_unlock(&lock);
         return err_reply(r, 409, "session already exists");
     }
-    struct session *s = NULL;
-    for (int i = 0; i < MAX_SESSIONS && !s; i++)
-        if (!sessions[i].used) s = &sessions[i];
+    struct session *s = NULL, *oldest = NULL;
+    for (int i = 0; i < MAX_SESSIONS; i++) {
+        if (!sessions[i].used) {
+            if (!s) s = &sessions[i];
+        } else if (sessions[i].owner == peer->uid && (!oldest || sessions[i].seq < oldest->seq)) {
+            oldest = &sessions[i];
+        }
+    }
     if (!s || !take(sessions_per_uid, peer->uid, MAX_SESSIONS_PER_UID)) {
-        pthread_mutex_unlock(&lock);
-        return err_reply(r, 503, s ? "too many sessions for this uid" : "too many sessions");
+        if (!oldest) { /* only ever the caller's own sessions are forgotten */
+            pthread_mutex_unlock(&lock);
+            return err_reply(r, 503, "too many sessions");
+        }
+        s = oldest; /* its quota slot passes to the new session */
     }
     if (*want) {
         snprintf(s->id, sizeof s->id, "%s", want);
@@ -1071,6 +1081,7 @@ static void post_session(const char *body, size_t n, struct ucred *peer, struct 
     }
     s->owner = peer->uid;
     s->used = 1;
+    s->seq = ++session_seq;
     r->status = 201;
     snprintf(r->body, sizeof r->body, "{\"id\":\"%s\"}", s->id);
     pthread_mutex_unlock(&lock);
@@ -1256,8 +1267,15 @@ struct api_arg {
     struct ucred cr;
 };
 
+static void handle_request(int conn, struct ucred *peer, char *head);
+
 static void handle_api(int conn, struct ucred *peer) {
-    char head[MAX_HEADER + 1];
+    char *head = malloc(MAX_HEADER + 1);
+    if (head) handle_request(conn, peer, head);
+    free(head);
+}
+
+static void handle_request(int conn, struct ucred *peer, char *head) {
     struct reply r = {0};
     double dl = now() + REQUEST_SECONDS;
     size_t got = 0;
@@ -1273,9 +1291,18 @@ static void handle_api(int conn, struct ucred *peer) {
     }
     size_t head_len = (size_t)(end - head) + 4;
     end[2] = 0; /* headers end with one \r\n */
-    char method[16], path[512], version[16];
-    if (sscanf(head, "%15s %511s %15s", method, path, version) != 3 || strncmp(version, "HTTP/1.", 7))
+    /* request line: METHOD SP TARGET SP HTTP/1.x; a target too long for any route is a 404 */
+    char method[16], path[512];
+    char *sp1 = strchr(head, ' '), *eol = strstr(head, "\r\n");
+    char *sp2 = sp1 && sp1 < eol ? memchr(sp1 + 1, ' ', (size_t)(eol - sp1 - 1)) : NULL;
+    if (!sp2 || sp1 - head >= (long)sizeof method || sp1 == head || strncmp(sp2 + 1, "HTTP/1.", 7))
         return err_reply(&r, 400, "bad request line"), send_reply(conn, &r);
+    memcpy(method, head, (size_t)(sp1 - head));
+    method[sp1 - head] = 0;
+    size_t plen = (size_t)(sp2 - sp1 - 1);
+    if (plen >= sizeof path) plen = 0; /* no route is that long: empty path, 404 below */
+    memcpy(path, sp1 + 1, plen);
+    path[plen] = 0;
     int dup;
     if (header(head, "Transfer-Encoding", &dup))
         return err_reply(&r, 501, "Transfer-Encoding is not supported; send Content-Length"),
@@ -1335,8 +1362,15 @@ static void handle_api(int conn, struct ucred *peer) {
     if (route == 1) post_session(body, length, peer, &r);
     else post_wrap_init(sid, body, length, peer, &r);
     free(body);
-    if (r.status >= 400)
-        log_line("warn", "api error", "\"status\":%d,\"peer_uid\":%u", r.status, peer->uid);
+    if (r.status >= 400) { /* one user must not fill the log: rate-limited per uid */
+        pthread_mutex_lock(&lock);
+        struct uid_count *c = slot(api_errors, peer->uid);
+        unsigned long n = c ? (unsigned long)++c->n : 0;
+        pthread_mutex_unlock(&lock);
+        if (n && worth_logging(n))
+            log_line("warn", "api error", "\"status\":%d,\"peer_uid\":%u,\"count\":%lu",
+                     r.status, peer->uid, n);
+    }
     send_reply(conn, &r);
 }
 
