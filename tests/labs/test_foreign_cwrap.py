@@ -36,11 +36,18 @@ NO_CHOWN = ("--bounding-set", "-chown", "--inh-caps", "-chown")
 KINDS = {"notify": [], "signal": ["--signal"], "ptrace": ["--ptrace"]}
 
 
+def missing(what: str) -> None:
+    """Skip for a missing tool, with the reason; fail instead in CI (as the lab gates do)."""
+    if os.environ.get("CI"):
+        pytest.fail(f"{what} (CI is set, so this fails instead of skipping)", pytrace=False)
+    pytest.skip(what)
+
+
 @pytest.fixture(scope="module")
 def cwrap_binary(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Build cwrap with its own Makefile into a private build directory."""
     if shutil.which("make") is None or shutil.which(os.environ.get("CC", "gcc")) is None:
-        pytest.skip("make and a C compiler are needed to build tests/foreign/cwrap")
+        missing("make and a C compiler are needed to build tests/foreign/cwrap")
     build = tmp_path_factory.mktemp("cwrap-build")
     proc = subprocess.run(["make", "-C", str(CWRAP_SRC), f"BUILD={build}"],
                           capture_output=True, text=True, timeout=120)
@@ -57,13 +64,13 @@ class Host:
         os.chmod(root, 0o755)
         for parent in root.parents:  # every uid must reach it (pytest's tmp is 0700)
             if not parent.stat().st_mode & 0o001:
-                pytest.skip(f"{parent} is not searchable by other users")
+                missing(f"{parent} is not searchable by other users (set WRAPLAB_LOCAL_BASE)")
         (root / "run").mkdir(mode=0o755)
         (root / "tmp").mkdir()
         os.chmod(root / "tmp", 0o1777)
         shutil.copytree(WRAPREF_SRC, root / "lib" / "wrapref",
                         ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-        for dirpath, dirs, files in os.walk(root / "lib"):
+        for dirpath, _dirs, files in os.walk(root / "lib"):
             os.chmod(dirpath, 0o755)
             for name in files:
                 os.chmod(os.path.join(dirpath, name), 0o644)
@@ -116,7 +123,7 @@ class Host:
 @pytest.fixture
 def host(tmp_path_factory: pytest.TempPathFactory, cwrap_binary: Path):
     if SETPRIV is None:
-        pytest.skip("setpriv (util-linux) is needed to run clients as other uids")
+        missing("setpriv (util-linux) is needed to run clients as other uids")
     base = Path(os.environ.get("WRAPLAB_LOCAL_BASE", "/tmp"))
     root = Path(tempfile.mkdtemp(prefix="cwrap-test-", dir=base))
     h = Host(root, cwrap_binary)
