@@ -1103,6 +1103,8 @@ static void post_wrap_init(const char *sid, const char *body, size_t n, struct u
 
     uid_t uid;
     int expect_set = 1;
+    if (q.has_uid && q.uid == OVERFLOW_UID) /* the body's value first, then its match */
+        return err_reply(r, 400, "invalid caller uid: %u (the overflow uid)", OVERFLOW_UID);
     if (cfg.trust_body_uid) { /* weak: the body names the caller; absent or 0 is legacy */
         if (!q.has_uid || q.uid == 0) expect_set = 0, uid = 0;
         else uid = (uid_t)q.uid;
