@@ -292,6 +292,8 @@ def run_weakening(w: Weakening | None, cells, lab_kind: str, base: str, say) -> 
             rows.append(row)
             say(f"    {cell.name:<60} {row['verdict']:<10} "
                 f"{('(' + out.guard + ')') if out.guard else ''}")
+            if row["verdict"] in ("error", "broken"):
+                say(f"      why: {out.reason}")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return rows
