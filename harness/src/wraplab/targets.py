@@ -8,8 +8,10 @@ reviewer's own server) will plug in here without touching a scenario.
 
 Which client the owner runs, per profile: ``hardened`` is paired with the hardened client
 (``--dial retry``: a blocking connect bounded by SO_SNDTIMEO, retried inside the window,
-SPEC H12); every other profile models agentsh or an older/naive variant of it, whose CLI dials
-once (``--dial once``, AGENTSH.md B34, G10).
+SPEC H12) that checks who listens at the other end of its sockets (``--server-uid auto``,
+docs/hostile-users.md H19); every other profile models agentsh or an older/naive variant of
+it, whose CLI dials once (``--dial once``, AGENTSH.md B34, G10) and checks nobody's
+SO_PEERCRED (``--server-uid any``).
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ TRANSPORTS = ("unix", "tcp")
 TCP_PORT = 18735
 
 DIAL = {"hardened": "retry"}
+#: The client's check of the server's uid (H19) per profile; ``any`` checks nothing.
+SERVER_UID = {"hardened": "auto"}
 
 
 def free_port() -> int:
@@ -44,6 +48,7 @@ class Target:
     name: str
     profile: str
     dial: str = "once"
+    server_uid: str = "any"
     description: str = ""
 
     # -- the server -----------------------------------------------------------------
@@ -86,7 +91,8 @@ class Target:
         timeout: float | None = None,
         dial: str | None = None,
     ) -> list[str]:
-        argv = ["wrapref", "wrap", "--api", api, "--dial", dial or self.dial]
+        argv = ["wrapref", "wrap", "--api", api, "--dial", dial or self.dial,
+                "--server-uid", self.server_uid]
         if legacy:
             argv.append("--legacy")
         if timeout:
@@ -102,6 +108,7 @@ def reference(profile: str) -> Target:
         name=f"wrapref:{profile}",
         profile=profile,
         dial=DIAL.get(profile, "once"),
+        server_uid=SERVER_UID.get(profile, "any"),
         description=f"reference server, --profile {profile}",
     )
 

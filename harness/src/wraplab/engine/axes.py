@@ -59,4 +59,6 @@ GUARDS = {
     "ignored": "the server ignored the claim",
     "rate-limit": "rejections were counted, their log lines rate-limited (H13)",
     "backlog": "the owner got through a flood that reached the server (H12)",
+    "client-check": "the owner's client found a listener that is not the server "
+                    "(SO_PEERCRED) and handed nothing over (H19)",
 }

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from wraplab.engine.actors import HarnessError
-from wraplab.engine.evidence import rejections_of
+from wraplab.engine.evidence import LOOP_ENDS, rejections_of
 from wraplab.engine.verdicts import DEFENDED, Judgement, combine
 
 __all__ = ["claim_foreign_pid", "deputy_passes", "handoffs_under_flood", "judge_stall",
@@ -143,6 +143,10 @@ def handoffs_under_flood(ctx, flooder, *, handoffs: int, seconds: float, procs: 
     return combine(judgements)
 
 
+#: How the server names a peer that sent nothing in time (its ``handoff_failed`` reason).
+STALLS = ("timeout", "eof")
+
+
 def judge_stall(ctx, wrap, *, who: str, held: float, server: str | None, ends: list[dict],
                 window: float, handshake: float) -> Judgement:
     """The verdict on a connection that was admitted and then sent nothing (slow-client,
@@ -165,6 +169,15 @@ def judge_stall(ctx, wrap, *, who: str, held: float, server: str | None, ends: l
         return ctx.vulnerable(
             f"the server closed {who} after {held:.1f} s (reason {why}), but it was the "
             f"loop's one connection: the loop ended with it and {owner}",
+            guard="handshake-deadline")
+    ended = next((e for e in ends if e.get("type") in LOOP_ENDS), None)
+    if ended and ended.get("type") == "handoff_failed" and ended.get("reason") in STALLS:
+        # the stalled connection was first in the queue: once it ended the loop, nobody
+        # accepted alice's; an unacknowledged handoff (signal) "succeeds" into that backlog
+        return ctx.vulnerable(
+            f"the server's {ended.get('kind')} loop ended with {who} ({ended.get('type')}, "
+            f"reason {ended.get('reason')}); nobody accepted alice's connection, yet her "
+            f"client {'believed its handoff worked (no status byte)' if wrap.ok else 'failed'}",
             guard="handshake-deadline")
     verdict = ctx.judge(wrap)
     if verdict.verdict is not DEFENDED:
