@@ -39,6 +39,7 @@ from wraplab.engine import DEFENDED, VULNERABLE, back_to_baseline, same_state, s
 
 SLUG = "api-slowloris"
 ORDER = 257
+EXCLUSIVE = True  # ~1,500 connects, and 250 server threads on the weak profiles: runs alone
 ACTORS = {"owner": "owner", "attacker": "attacker"}
 SOCKETS = ("notify",)
 PLACEMENTS = ("root",)
