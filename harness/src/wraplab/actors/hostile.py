@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import argparse
 import array
+import http.client
 import json
 import os
 import resource
@@ -55,7 +56,14 @@ import socket
 import struct
 import time
 
-from wraplab.actors._common import api_request, emit, errno_name, proc_status, wrap_init_body
+from wraplab.actors._common import (
+    api_connection,
+    api_request,
+    emit,
+    errno_name,
+    proc_status,
+    wrap_init_body,
+)
 
 
 def own_wrap(api: str, body=None) -> dict:
@@ -438,8 +446,21 @@ def requests(api: str, count: int, timeout: float) -> dict:
     tries = []
     for _ in range(count):
         t = time.monotonic()
-        st, body = api_request(api, "POST", "/api/v1/sessions", {}, timeout=timeout)
-        tries.append({"status": st, "error": None if st else body,
+        conn = api_connection(api, timeout)
+        st, error = None, None
+        try:
+            conn.request("POST", "/api/v1/sessions", body=b"{}",
+                         headers={"Connection": "close", "Content-Type": "application/json"})
+            resp = conn.getresponse()
+            resp.read()
+            st = resp.status
+        except OSError as exc:
+            error = errno_name(exc)  # EAGAIN: the backlog is full
+        except http.client.HTTPException as exc:
+            error = type(exc).__name__
+        finally:
+            conn.close()
+        tries.append({"status": st, "error": error,
                       "ms": round((time.monotonic() - t) * 1000, 1)})
     return {"tries": tries, "ok": sum(1 for t in tries if t["status"] == 201)}
 
