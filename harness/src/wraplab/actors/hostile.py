@@ -31,7 +31,7 @@ DIR (ours), move the real API socket aside if there is one, then serve a fake AP
 wrap-init names our own notify socket, and report any token handed to it. ``slowloris``: N
 API connections held at once, each sending a request line and then one header line every S
 seconds, never the blank line that ends the headers (non-blocking connects: a full backlog
-is EAGAIN, retried until no more connections can be held for 1.5 s, at most 4 N attempts);
+is EAGAIN, retried until no more connections can be held for 3 s, at most 4 N attempts);
 answers (an HTTP status, or a close) counted; ``--ready`` is created once every connect was
 tried and the answers that came at once were read (until none came for 0.5 s); SIGTERM (or
 ``--seconds``) ends it, every connection closed. ``requests``: N sessions created one after
@@ -393,7 +393,7 @@ def slowloris(api: str, conns: int, interval: float, seconds: float, ready: str 
     attempts = 0
     best, last_gain = 0, time.monotonic()
     while len(held) < conns and attempts < 4 * conns and not _STOP \
-            and time.monotonic() - last_gain < 1.5 and time.monotonic() < deadline:
+            and time.monotonic() - last_gain < 3.0 and time.monotonic() < deadline:
         attempts += 1
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_NONBLOCK)
         try:

@@ -67,6 +67,6 @@ GUARDS = {
                   "total workers bounded, whole-request deadline (H22)",
     "explicit-modes": "every file the server made had its mode set whatever the umask, and "
                       "an unusual umask was reported (H24)",
-    "nofollow": "the server opened its log without following a symlink and refused to "
-                "start (H26)",
+    "nofollow": "the server would not open its log through a symlink (O_NOFOLLOW) and "
+                "refused to start (H26)",
 }
