@@ -243,6 +243,33 @@ def test_tcp_api_and_server_stop(start_lab, lab):
     assert status is None and error in ("ENOENT", "ECONNREFUSED"), (status, error)
 
 
+@pytest.mark.parametrize("lab", LAB_PARAMS)
+def test_umask_and_nofile_options_reach_the_server(start_lab, lab):
+    """``ServerSpec(umask=, nofile=)``: the server process runs under them (read from /proc
+    by the ``hostile state`` tool), still as the lab's server pid; the log file it created
+    has the umask's mode; without the options the lab's own umask (022) stays."""
+    run = start_lab(lab, ServerSpec.wrapref("agentsh", umask=0o027, nofile=128))
+    state = run.tool("hostile", ["state", "--pid", str(run.server.pid), "--base", run.temp_base])
+    assert (state["umask"], state["nofile"]) == ("0027", 128), state
+    cmdline = run.server_info()["cmdline"]
+    assert "serve" in cmdline and not any("launch" in a for a in cmdline), cmdline  # exec-ed
+    assert run.stat(run.log_file).mode == 0o640  # agentsh: open(path, "a") under umask 027
+    plain = start_lab(lab, ServerSpec.wrapref("agentsh"))
+    state = plain.tool("hostile", ["state", "--pid", str(plain.server.pid),
+                                   "--base", plain.temp_base])
+    assert state["umask"] == "0022" and state["nofile"] != 128, state
+
+
+def test_umask_and_nofile_are_checked():
+    with pytest.raises(ValueError, match="umask"):
+        ServerSpec.wrapref("agentsh", umask=0o1000)
+    with pytest.raises(ValueError, match="at least 16"):
+        ServerSpec.wrapref("agentsh", nofile=3)
+    assert ServerSpec.wrapref("agentsh").launcher == []
+    assert ServerSpec.wrapref("agentsh", umask=0, nofile=64).launcher == [
+        "python3", "-m", "wraplab.actors.launch", "--umask=000", "--nofile=64", "--"]
+
+
 @pytest.mark.parametrize("lab", DOCKER_PARAMS)
 def test_userns_option_lets_an_actor_unshare_in_docker(start_lab, lab):
     """``ServerSpec(userns=True)``: the owner can ``unshare -Ur`` (root in its own user

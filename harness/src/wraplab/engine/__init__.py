@@ -36,10 +36,13 @@ from wraplab.engine.steps import (
                                       back_to_baseline,
                                       claim_foreign_pid,
                                       deputy_passes,
+                                      file_text,
                                       handoffs_under_flood,
                                       judge_stall,
+                                      log_lines,
                                       same_state,
                                       server_state,
+                                      starts_server,
 )
 from wraplab.engine.verdicts import (
                                       BROKEN,
@@ -59,6 +62,7 @@ __all__ = [
     "SwappedSocket", "HarnessError", "Wrap", "Intrusion", "Flood", "LOOP_ENDS", "rejections_of",
     "attack_did_not_happen", "claim_foreign_pid", "deputy_passes", "handoffs_under_flood",
     "judge_stall", "same_state", "server_state",
-    "back_to_baseline", "make_lab", "run_cell", "run_cells",
+    "back_to_baseline", "starts_server", "file_text", "log_lines",
+    "make_lab", "run_cell", "run_cells",
     "LABS", "BASES", "USER_ROLES", "SERVER_OPTIONS", "GUARDS",
 ]

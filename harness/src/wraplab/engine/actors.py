@@ -114,6 +114,8 @@ class Actor:
         """Record a finished client run in the transcript; its :class:`Wrap`."""
         data = json_of(res) or {}
         w = Wrap(self, started, res.exit_code, data, stderr=res.stderr or "")
+        argv = list(argv)
+        api = argv[argv.index("--api") + 1] if "--api" in argv[:-1] else self.ctx.api
         how = " ".join(a for a in argv[2:] if not a.startswith(("unix:", "tcp:"))
                        and a != "--api")
         if w.ok:
@@ -125,7 +127,7 @@ class Actor:
             result = w.failure()
         if data.get("held_ms") is not None:
             result += f" (held {data['held_ms']:.0f} ms before its dial)"
-        self.ctx.step(self, f"wraps via {self.ctx.api} ({how})", result, errno=w.errno,
+        self.ctx.step(self, f"wraps via {api} ({how})", result, errno=w.errno,
                       t=started, ms=w.latency_ms if w.latency_ms is not None
                       else res.duration * 1000,
                       detail={"exit_code": res.exit_code, "client": data})

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import secrets
+import shlex
 import time
 from collections.abc import Callable
 from typing import Any
@@ -13,7 +15,7 @@ from wraplab.engine.verdicts import DEFENDED, Judgement, combine
 
 __all__ = ["claim_foreign_pid", "deputy_passes", "handoffs_under_flood", "judge_stall",
            "server_state", "same_state",
-           "back_to_baseline"]
+           "back_to_baseline", "starts_server", "file_text", "log_lines"]
 
 
 def claim_foreign_pid(ctx, kind: str):
@@ -187,10 +189,11 @@ def judge_stall(ctx, wrap, *, who: str, held: float, server: str | None, ends: l
                         guard="handshake-deadline")
 
 
-def server_state(ctx) -> dict:
-    """The server's fds, threads and the entries of its temp base, as root (the in-lab
-    ``hostile state`` tool): what a resource attack must leave as it found it."""
-    return ctx.run.tool("hostile", ["state", "--pid", str(ctx.run.server.pid),
+def server_state(ctx, pid: int | None = None) -> dict:
+    """The server's fds, threads, RSS, CPU seconds, umask, open-file limit and the
+    ``wrap-*`` entries of its temp base, as root (the in-lab ``hostile state`` tool): what a
+    resource attack must leave as it found it. ``pid``: another server than the lab's."""
+    return ctx.run.tool("hostile", ["state", "--pid", str(pid or ctx.run.server.pid),
                                     "--base", ctx.run.temp_base])
 
 
@@ -206,3 +209,56 @@ def back_to_baseline(ctx, base: dict, timeout: float, pause: float = 0.5) -> dic
                            lambda: (lambda st: st if same_state(st, base) else None)(
                                server_state(ctx)),
                            time.time() + timeout, pause=pause) or server_state(ctx)
+
+
+def starts_server(ctx, what: str, *, api_path: str, temp_base: str, log_file: str,
+                  window: float = 5.0, **options) -> dict:
+    """The administrator (root) starts another server of the cell's target and profile on
+    paths the scenario chose (a startup attack: what lies at those paths before the server
+    starts), with the SERVER options in ``options`` (``umask``...; engine.axes). Waits
+    (bounded) until it serves ``/healthz`` on ``api_path`` or exits. Returns ``serving``,
+    ``exit_code``, ``stderr`` (when it exited), ``pid``, ``argv`` and ``handle`` (tracked:
+    killed at the end of the cell). ``what``: why the administrator starts it (the step)."""
+    spec = ctx.target.server_spec(placement="root", socket=ctx.socket, transport="unix",
+                                  lab=ctx.cell.lab, accept_window=window, **options)
+    argv = [*spec.launcher, *spec.command(api_path=api_path, temp_base=temp_base,
+                                          log_file=log_file)]
+    handle = ctx.track(ctx.run.spawn("root", argv))
+    api = f"unix:{api_path}"
+
+    def up():
+        if not handle.running:
+            return "exited"
+        status, _ = ctx.run.api_request("GET", "/healthz", api=api)
+        return "serving" if status == 200 else None
+
+    state = ctx.waits_until(f"the administrator's server on {api} serves or exits", up,
+                            time.time() + 20, pause=0.2)
+    out = {"serving": state == "serving", "argv": argv, "handle": handle,
+           "pid": handle.pid}
+    if state == "exited":
+        res = handle.wait(5)
+        out.update(exit_code=res.exit_code, stderr=(res.stderr or "").strip()[-600:])
+    ctx.step("root", f"{what}: {shlex.join(argv)}",
+             "serving" if out["serving"] else
+             f"exit {out.get('exit_code')}: {out.get('stderr') or '(nothing on stderr)'}"
+             if state == "exited" else "neither served nor exited in 20 s")
+    return out
+
+
+def file_text(ctx, path: str) -> str:
+    """A file's text read as root in the lab ("" when missing): evidence, not a move."""
+    res = ctx.run.exec("root", ["cat", "--", path], timeout=30)
+    return res.stdout if res.exit_code == 0 else ""
+
+
+def log_lines(text: str) -> list[dict]:
+    """JSON log lines of a text (others as ``{"raw": line}``)."""
+    out = []
+    for line in text.splitlines():
+        try:
+            obj = json.loads(line)
+        except ValueError:
+            obj = None
+        out.append(obj if isinstance(obj, dict) else {"raw": line})
+    return out

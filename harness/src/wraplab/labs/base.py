@@ -72,6 +72,9 @@ class ServerSpec:
       does it). Every other uid, and so every other user of the lab, is unmapped there: the
       server sees it as the overflow uid (65534) in SO_PEERCRED, ``stat`` and ``/proc``.
       Needs a root placement; DockerLab relaxes seccomp as for ``userns``.
+    * ``umask`` (e.g. ``0o077``) and ``nofile`` (RLIMIT_NOFILE, soft and hard): the server
+      starts under them (both labs: ``wraplab.actors.launch`` sets them and exec-s the
+      server in the same process); None leaves the lab's own.
     """
 
     argv: tuple[str, ...]
@@ -85,13 +88,28 @@ class ServerSpec:
     peer: bool = False
     peer_shares_pids: bool = False
     server_userns: tuple[str, ...] = ()
+    umask: int | None = None
+    nofile: int | None = None
 
     def __post_init__(self) -> None:
+        if self.umask is not None and not 0 <= self.umask <= 0o777:
+            raise ValueError(f"umask {self.umask!r}: want 0 to 0o777")
+        if self.nofile is not None and self.nofile < 16:
+            raise ValueError(f"nofile {self.nofile!r}: the server needs at least 16 files")
         if self.server_userns and self.placement is Placement.SERVICE:
             raise ValueError("server_userns needs a root placement: only root can map "
                              "other users' ids into the server's user namespace")
         if self.peer_shares_pids and not self.peer:
             raise ValueError("peer_shares_pids needs peer=True")
+
+    @property
+    def launcher(self) -> list[str]:
+        """argv prefix that starts the server under ``umask``/``nofile`` ([] if neither)."""
+        if self.umask is None and self.nofile is None:
+            return []
+        return ["python3", "-m", f"{ACTOR_TOOLS}.launch",
+                *([f"--umask={self.umask:03o}"] if self.umask is not None else []),
+                *([f"--nofile={self.nofile}"] if self.nofile is not None else []), "--"]
 
     @property
     def relaxed_seccomp(self) -> bool:
@@ -114,6 +132,8 @@ class ServerSpec:
         peer: bool = False,
         peer_shares_pids: bool = False,
         server_userns: tuple[str, ...] = (),
+        umask: int | None = None,
+        nofile: int | None = None,
     ) -> ServerSpec:
         """``wrapref serve --profile PROFILE ...`` (the reference server)."""
         argv = ["wrapref", "serve", "--profile", profile]
@@ -133,7 +153,7 @@ class ServerSpec:
             argv += ["--api", extra[0]]
         return cls(argv=tuple(argv), placement=Placement(placement), extra_apis=extra,
                    userns=userns, peer=peer, peer_shares_pids=peer_shares_pids,
-                   server_userns=tuple(server_userns))
+                   server_userns=tuple(server_userns), umask=umask, nofile=nofile)
 
     def command(self, *, api_path: str, temp_base: str, log_file: str) -> list[str]:
         values = {
@@ -420,8 +440,9 @@ class LabRun(abc.ABC):
     def _start_server(self) -> None:
         t0 = time.monotonic()
         user = self.server_user
-        argv = self.spec.command(api_path=self.api_path, temp_base=self.temp_base,
-                                 log_file=self.log_file)
+        argv = [*self.spec.launcher,
+                *self.spec.command(api_path=self.api_path, temp_base=self.temp_base,
+                                   log_file=self.log_file)]
         if self.spec.server_userns:
             argv = [*self.userns_launcher(self.spec.server_userns), *argv]
         self.server = self._spawn(f"server[{self.spec.placement.value}]", user, argv,
