@@ -11,8 +11,8 @@ a symlink to a directory of hers listening on the same socket names; alice is re
 and dials. Recorded: who owns the temp base, whether the server started and what it
 said, the swap, what alice's client said, and whether alice's token reached mallory.
 
-Alice's client is the cell's: ``--server-uid any`` (agentsh's client checks nothing) on
-the agentsh-family profiles, the default ``auto`` check on hardened.
+Alice's client is the cell's target's: ``--server-uid any`` (agentsh's client checks
+nothing) on the agentsh-family profiles, the ``auto`` check on hardened.
 
 No attack, no verdict: a server that refuses to start leaves nothing to swap, so the
 refusal itself must be the evidence. The verdict is defended only when (a) the temp base
@@ -120,8 +120,7 @@ def run(ctx):
 
 def attack(ctx, srv: dict, hers: str, adm: str):
     """The server runs in mallory's directory: she swaps alice's wrap directory."""
-    extra = [] if ctx.profile == "hardened" else ["--server-uid", "any"]
-    argv = ctx.target.client(f"unix:{adm}/api.sock", timeout=ctx.client_budget) + extra
+    argv = ctx.target.client(f"unix:{adm}/api.sock", timeout=ctx.client_budget)
     held = HeldWrap(ctx.owner, argv)
     path = held.socket("notify")
     if path is None:
