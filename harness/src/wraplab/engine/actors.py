@@ -114,6 +114,7 @@ class Actor:
         """Record a finished client run in the transcript; its :class:`Wrap`."""
         data = json_of(res) or {}
         w = Wrap(self, started, res.exit_code, data, stderr=res.stderr or "")
+        self.ctx.wraps.append(w)
         argv = list(argv)
         api = argv[argv.index("--api") + 1] if "--api" in argv[:-1] else self.ctx.api
         how = " ".join(a for a in argv[2:] if not a.startswith(("unix:", "tcp:"))

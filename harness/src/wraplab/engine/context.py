@@ -45,6 +45,8 @@ class Context:
         self.sessions: list[str] = []
         self.barrier_parents: set = set()
         self._events: dict[str, list[dict]] = {}
+        #: Every run of the owner's client in this cell (what ``broken`` checks for lateness).
+        self.wraps: list[Wrap] = []
         self.api = target.api(run, cell.transport)
         self.actors = {role: Actor(self, role, user_role)
                        for role, user_role in scenario.actors.items()}
@@ -189,6 +191,12 @@ class Context:
         return Judgement(VULNERABLE, reason, guard)
 
     def broken(self, reason: str) -> Judgement:
+        """The owner could not wrap, attack or not -- unless a client of the owner dialled
+        only after the window because the harness was slow: then nothing is known
+        (``error``)."""
+        late = next(filter(None, map(self.dialled_too_late, self.wraps)), None)
+        if late:
+            return Judgement(ERROR, f"no verdict: {late} (else: broken, {reason})")
         return Judgement(BROKEN, reason)
 
     def error(self, reason: str) -> Judgement:
