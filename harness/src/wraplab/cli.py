@@ -147,7 +147,7 @@ def cmd_clean(args: argparse.Namespace) -> int:
     from wraplab.labs import cleanup
     from wraplab.labs.local import local_base
 
-    removed = cleanup.sweep_stale_local(Path(local_base()), log=_say)
+    removed = cleanup.sweep_stale_local(Path(local_base()), log=_say, kept=True)
     try:
         client = images.docker_client(timeout=60)
         client.ping()
@@ -158,12 +158,12 @@ def cmd_clean(args: argparse.Namespace) -> int:
         if args.force:
             containers = cleanup.remove_all_containers(client, log=_say)
         else:
-            containers = cleanup.sweep_stale_containers(client, log=_say)
+            containers = cleanup.sweep_stale_containers(client, log=_say, kept=True)
             live = cleanup.live_containers(client)
             if live:
                 _say(f"clean: kept {len(live)} container(s) of runs still going "
                      f"({', '.join(sorted(c.name for c in live))}); --force removes them")
-        cleanup.sweep_stale_volumes(client, log=_say, everyone=args.force)
+        cleanup.sweep_stale_volumes(client, log=_say, everyone=args.force, kept=True)
         old = images.remove_stale_lab_images(client, log=_say)
         extra = 0
         if args.all:
@@ -268,6 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     try:
         return int(args.handler(args) or 0)
     except KeyboardInterrupt:

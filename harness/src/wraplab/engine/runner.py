@@ -4,6 +4,8 @@ read once at the end and merged into the transcript)."""
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import threading
 import time
 import traceback
@@ -30,8 +32,10 @@ def make_lab(kind: str, base: str = "bookworm"):
 
 
 def run_cell(cell: Cell, *, scenario: Scenario | None = None, lab=None,
-             target: Target | None = None) -> Outcome:
-    """Start the target in a fresh lab, run the scenario's steps, judge, collect evidence."""
+             target: Target | None = None, keep: bool = False) -> Outcome:
+    """Start the target in a fresh lab, run the scenario's steps, judge, collect evidence.
+    ``keep``: leave the lab (and its server) running afterwards, labelled so that
+    ``wraplab clean`` removes it; ``outcome.lab_info`` says where it is."""
     scenario = scenario or get_scenario(cell.scenario)
     target = target or reference(cell.profile)
     t0 = time.time()
@@ -43,12 +47,16 @@ def run_cell(cell: Cell, *, scenario: Scenario | None = None, lab=None,
     server: dict = {}
     log: list[dict] = []
     events: list[dict] = []
+    processes: list[dict] = []
+    lab_info: dict = {}
     try:
         lab = lab or make_lab(cell.lab, cell.base)
         spec = target.server_spec(
             placement=cell.placement, socket=cell.socket, transport=cell.transport,
             lab=cell.lab, **scenario.server)
-        with lab.start(spec) as run:
+        if keep:
+            spec = dataclasses.replace(spec, keep=True)
+        with _kept_or_closed(lab.start(spec), keep) as run:
             timings["setup_s"] = round(time.time() - t0, 3)
             ctx = Context(scenario, cell, run, target)
             t1 = time.time()
@@ -81,6 +89,8 @@ def run_cell(cell: Cell, *, scenario: Scenario | None = None, lab=None,
                 log = list(run.server_log())
             except Exception:
                 log = []
+            processes = process_records(run.transcript)
+            lab_info = run_info(run, keep)
     except Exception as exc:
         judgement = Judgement(ERROR, f"lab: {type(exc).__name__}: {exc}")
         error = traceback.format_exc()
@@ -108,7 +118,66 @@ def run_cell(cell: Cell, *, scenario: Scenario | None = None, lab=None,
         cell=cell, verdict=judgement.verdict, reason=judgement.reason, guard=judgement.guard,
         steps=steps, files=ctx.files if ctx else [], events=events, log=_log_excerpt(log),
         metrics=ctx.metrics if ctx else {}, timings=timings, server=server, error=error,
+        processes=processes, lab_info=lab_info,
     )
+
+
+@contextlib.contextmanager
+def _kept_or_closed(run, keep: bool):
+    """The run, closed at the end as usual; with ``keep`` left running once the cell ran
+    (only a failure before the scenario's end still closes it)."""
+    try:
+        yield run
+    except BaseException:
+        run.close()
+        raise
+    if keep:
+        from wraplab.labs import cleanup
+
+        cleanup.unregister(run)  # no close at exit; `wraplab clean` removes it
+    else:
+        run.close()
+
+
+#: How much of each process's stdout and stderr the outcome keeps (the end of it).
+TAIL = 2000
+
+
+def _tail(text: str, limit: int = TAIL) -> str:
+    return text if len(text) <= limit else f"[{len(text) - limit} chars cut]..." + text[-limit:]
+
+
+def process_records(transcript) -> list[dict]:
+    """The lab's record of every process it ran (``run.transcript``): what ran as whom,
+    its exit code, the tails of its output, when it started and ended (epoch seconds)."""
+    out = []
+    for e in transcript:
+        out.append({
+            "action": e.action, "actor": e.actor, "user": e.user, "uid": e.uid,
+            "argv": list(e.argv), "exit_code": e.exit_code, "start": e.started,
+            "end": None if e.duration is None else e.started + e.duration,
+            "stdout_tail": _tail(e.stdout or ""), "stderr_tail": _tail(e.stderr or ""),
+            "note": e.note})
+    return out
+
+
+def run_info(run, kept: bool = False) -> dict:
+    """Where the cell ran: the lab, its image (tag and id), the container or directory."""
+    info: dict = {"lab": run.lab_name, "base": run.base, "run_id": run.id, "kept": kept,
+                  "server_argv": list(run.server.argv) if run.server else [],
+                  "api": run.api, "temp_base": run.temp_base}
+    image = getattr(run, "image", None)
+    if image is not None:
+        info.update(image=image.tag, image_id=image.id)
+    if getattr(run, "container_name", None):
+        info["container"] = run.container_name
+        peer = getattr(run, "peer", None)
+        if peer is not None:
+            info["peer_container"] = peer.name
+        info["volumes"] = list(getattr(run, "volumes", []))
+    if getattr(run, "labdir", None):
+        info["dir"] = str(run.labdir)
+    return info
 
 
 def _event_runs(events: list[dict]) -> list[list[dict]]:
@@ -158,9 +227,11 @@ def _log_excerpt(log: list[dict], limit: int = 60) -> list[dict]:
 
 
 def run_cells(cells: list[Cell], *, jobs: int = 1,
-              on_done: Callable[[Outcome], None] | None = None) -> list[Outcome]:
+              on_done: Callable[[Outcome], None] | None = None,
+              on_start: Callable[[Cell], None] | None = None) -> list[Outcome]:
     """Run ``cells`` with ``jobs`` at a time (each cell its own lab); cells of an
-    ``EXCLUSIVE`` scenario (floods) run afterwards, one at a time."""
+    ``EXCLUSIVE`` scenario (floods) run afterwards, one at a time. ``on_start(cell)`` and
+    ``on_done(outcome)`` are called as each cell starts and ends (progress displays)."""
     from concurrent.futures import ThreadPoolExecutor
 
     scenarios = {s: get_scenario(s) for s in {c.scenario for c in cells}}
@@ -168,6 +239,9 @@ def run_cells(cells: list[Cell], *, jobs: int = 1,
     lock = threading.Lock()
 
     def one(i: int) -> None:
+        if on_start:
+            with lock:
+                on_start(cells[i])
         out = run_cell(cells[i], scenario=scenarios[cells[i].scenario])
         with lock:
             outcomes[i] = out

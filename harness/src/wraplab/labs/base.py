@@ -85,6 +85,9 @@ class ServerSpec:
     peer: bool = False
     peer_shares_pids: bool = False
     server_userns: tuple[str, ...] = ()
+    #: The run will be kept after the cell (``wraplab run --keep``): labelled so that the
+    #: automatic sweep of a later start leaves it; ``wraplab clean`` removes it.
+    keep: bool = False
 
     def __post_init__(self) -> None:
         if self.server_userns and self.placement is Placement.SERVICE:
