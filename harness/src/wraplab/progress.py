@@ -124,7 +124,7 @@ class Progress:
 
         fields = {"status": self.status()}
         if description:
-            fields["description"] = escape(description[:60])
+            fields["description"] = escape(description[:40])
         self._live.update(self._task, completed=self.done, **fields)
 
     def _rich_done(self, out: Outcome) -> None:

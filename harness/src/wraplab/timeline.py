@@ -65,7 +65,8 @@ def bar(start: float, end: float, t0: float, total: float, width: int = BAR) -> 
 
 
 def rich_table(steps: Sequence[Step], title: str):
-    """The compact terminal view: end, span bar, who, action, result."""
+    """The compact terminal view, one row per step: end, span bar, who, action, result
+    (long texts cut to the row; ``--plain`` prints them whole)."""
     from rich.markup import escape as esc
     from rich.table import Table
 
@@ -75,8 +76,8 @@ def rich_table(steps: Sequence[Step], title: str):
     t.add_column("at", justify="right", no_wrap=True)
     t.add_column(f"span (0-{total:.1f} s)", no_wrap=True)
     t.add_column("who", no_wrap=True)
-    t.add_column("action", overflow="fold", ratio=2)
-    t.add_column("result", overflow="fold", ratio=2)
+    t.add_column("action", overflow="ellipsis", no_wrap=True, ratio=3)
+    t.add_column("result", overflow="ellipsis", no_wrap=True, ratio=2)
     t.add_column("ms", justify="right", no_wrap=True)
     for s in ordered(steps):
         style = "dim" if s.actor == "server" else ("cyan" if s.actor == "harness" else None)
