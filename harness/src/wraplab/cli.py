@@ -194,7 +194,11 @@ def _configure_report(p: argparse.ArgumentParser) -> None:
     p.add_argument("--junit", metavar="FILE", help="write JUnit XML of every outcome")
     p.add_argument("--markdown", metavar="FILE",
                    help="write the verdict table as Markdown ('-' for stdout)")
-    p.add_argument("--title", default="wraplab verdicts", help="title of the Markdown table")
+    p.add_argument("--html", metavar="DIR", help="write a static HTML report into DIR (the "
+                   "verdict table linking each cell to its transcript, race win rates and "
+                   "flood latencies as plots)")
+    p.add_argument("--title", default="wraplab verdicts",
+                   help="title of the Markdown table and the HTML report")
 
 
 @subcommand("report", help="merge JSON reports (of several CI jobs) into one verdict table, "
@@ -218,6 +222,11 @@ def cmd_report(args: argparse.Namespace) -> int:
     report.write_reports(outcomes, wall=None, json_path=args.json, junit_path=args.junit,
                          markdown_path=None if args.markdown == "-" else args.markdown,
                          title=args.title, labs=merged.labs)
+    if args.html:
+        from wraplab import htmlreport
+
+        index = htmlreport.write_html(outcomes, args.html, title=args.title, labs=merged.labs)
+        print(f"report: HTML report {index}", file=sys.stderr)
     if args.markdown != "-":
         print(report.render_matrix(outcomes))
     counts = report.summary_counts(outcomes)

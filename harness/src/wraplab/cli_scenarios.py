@@ -406,6 +406,12 @@ def cmd_matrix(args) -> int:
                          markdown_path=args.markdown, title=args.title or
                          f"wraplab verdicts ({', '.join(labs_)}, base {args.base})",
                          labs=choice.as_dict())
+    if args.html:
+        from wraplab import htmlreport
+
+        index = htmlreport.write_html(outcomes, args.html, title=args.title or
+                                      "wraplab verdicts", wall=wall, labs=choice.as_dict())
+        _say(f"HTML report: {index}")
     counts = report.summary_counts(outcomes)
     return 0 if counts["ok"] == counts["cells"] else 1
 
@@ -451,7 +457,10 @@ def _configure_matrix(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", metavar="FILE", help="write the outcomes as JSON")
     p.add_argument("--junit", metavar="FILE", help="write JUnit XML")
     p.add_argument("--markdown", metavar="FILE", help="write a Markdown verdict table")
-    p.add_argument("--title", help="title of the Markdown table")
+    p.add_argument("--html", metavar="DIR", help="write a static HTML report into DIR: the "
+                   "verdict table linking each cell to its transcript, race win rates and "
+                   "flood latencies as plots")
+    p.add_argument("--title", help="title of the Markdown table and the HTML report")
     p.epilog = ("Exit status: 0 every cell as expected, 1 a cell differed, 2 bad usage, "
                 "3 the lab asked for cannot run here.")
 
