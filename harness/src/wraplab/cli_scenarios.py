@@ -350,6 +350,49 @@ def _say_kept(out) -> None:
         print(line, file=sys.stderr, flush=True)
 
 
+def cmd_export(args) -> int:
+    from wraplab import export, targets
+
+    try:
+        scenario = engine.get_scenario(args.scenario)
+        target = targets.get(args.target) if args.target else targets.reference(args.profile)
+    except (engine.ScenarioError, ValueError) as exc:
+        print(f"wraplab: {exc}", file=sys.stderr)
+        return 2
+    cells = scenario.cells(profiles=[target.profile],
+                           sockets=[args.socket] if args.socket else [scenario.sockets[0]],
+                           placements=[args.placement] if args.placement else None,
+                           transports=["unix"], lab="docker", base=args.base)
+    if not cells:
+        print(f"wraplab: {scenario.slug} has no cell for those options (sockets "
+              f"{'/'.join(scenario.sockets)}, placements {'/'.join(scenario.placements)})",
+              file=sys.stderr)
+        return 2
+    cell = cells[0]
+    if cell.scenario not in export.RECIPES:
+        print(f"wraplab: no export recipe for {cell.scenario} yet (exportable: "
+              f"{', '.join(sorted(export.RECIPES))})", file=sys.stderr)
+        return 2
+    observed = None
+    if not args.no_run:
+        try:
+            _choose_labs(["docker"], args.base, first_only=True)
+        except LabUnavailable as exc:
+            print(f"wraplab: {exc} (--no-run exports without observing)", file=sys.stderr)
+            return EXIT_LAB_UNAVAILABLE
+        _say(f"observing {cell.name} once before the export (--no-run skips it)")
+        observed = engine.run_cell(cell, scenario=scenario, target=target)
+        _say(f"observed: {observed.verdict} - {observed.reason}")
+    try:
+        out = export.export(cell, args.output, target=target, observed=observed)
+    except export.ExportError as exc:
+        print(f"wraplab: {exc}", file=sys.stderr)
+        return 2
+    print(f"{out}: {cell.name}, expected {cell.expectation}; run {out}/run-with-docker.sh "
+          "(exit 1: the attack succeeded, 0: it failed, 2: inconclusive)")
+    return 0
+
+
 def cmd_show(args) -> int:
     try:
         data = report.read_report(args.file)
@@ -473,6 +516,23 @@ def _configure_show(p: argparse.ArgumentParser) -> None:
     p.add_argument("--plain", action="store_true", help="plain text even on a terminal")
 
 
+def _configure_export(p: argparse.ArgumentParser) -> None:
+    p.add_argument("scenario", help="scenario slug (exportable so far: symlink-race)")
+    p.add_argument("--profile", choices=PROFILES, default="agentsh",
+                   help="server profile (default agentsh)")
+    p.add_argument("--target", help="target by name (wrapref:PROFILE); overrides --profile")
+    p.add_argument("--socket", choices=SOCKETS,
+                   help="socket kind (default: the scenario's first)")
+    p.add_argument("--placement", choices=PLACEMENTS,
+                   help="server placement (default: the scenario's first)")
+    p.add_argument("--base", choices=engine.BASES, default="bookworm",
+                   help="lab image base for the observation run (default bookworm)")
+    p.add_argument("-o", "--output", required=True, metavar="DIR",
+                   help="the folder to write (must not exist or be empty)")
+    p.add_argument("--no-run", action="store_true",
+                   help="do not run the cell once to record the observed outcome")
+
+
 COMMANDS = (
     ("list", "the scenarios, one line each", _configure_list, cmd_list),
     ("run", "run one scenario against one profile and show what happened", _configure_run,
@@ -481,6 +541,9 @@ COMMANDS = (
      _configure_matrix, cmd_matrix),
     ("show", "print a saved outcome (wraplab run --json) again, as the run printed it",
      _configure_show, cmd_show),
+    ("export", "write one attack as a self-contained reproduction folder (Docker only, no "
+     "wraplab): README, Dockerfile, server and per-actor scripts", _configure_export,
+     cmd_export),
 )
 
 

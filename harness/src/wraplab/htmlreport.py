@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import html
 import re
+import statistics
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
@@ -203,7 +204,7 @@ def flood_section(outcomes: Sequence[Outcome], outdir: Path) -> str:
         for what in ("no flood", "flood"):
             xs = sorted(d[what])
             if xs:
-                med = xs[len(xs) // 2]
+                med = statistics.median(xs)
                 rows.append(f"<tr><td>{html.escape(p)}</td><td>{what}</td><td>{len(xs)}</td>"
                             f"<td>{med:.1f}</td><td>{xs[-1]:.1f}</td></tr>")
     return (f"<h2>Owner handoff latency under {FLOOD_SCENARIO}</h2>\n<p>From the owner's "

@@ -1,0 +1,304 @@
+"""``wraplab export``: one attack as a self-contained reproduction folder, to hand upstream.
+
+The folder needs Docker and nothing of wraplab::
+
+    README.md             the attack, versions, expected and observed outcome, how to run
+    run-with-docker.sh    docker build + docker run --network none; its exit status is the
+                          attack's: 1 it succeeded, 0 it failed, 2 inconclusive
+    Dockerfile            the lab image's own Dockerfile (FROM a plain Debian base by default,
+                          BASE_IMAGE=... for another) plus the reproduction
+    users.conf create-users.sh wrapref-launcher pkg/   the lab image's inputs (the reference
+                          server wrapref and the stdlib-only actor tools wraplab.actors)
+    repro/run.sh          in the container, as root: the server, then each actor as its user
+    repro/server.sh       the server's exact invocation (root)
+    repro/<role>.sh       one script per actor, run as that actor's user (setpriv)
+    repro/check.sh        what root reads afterwards to decide
+    outcome.json          the cell, the expectation, the observed verdict at export time
+
+A scenario is exported by a recipe (:data:`RECIPES`) that writes its actors' scripts from
+the scenario's own constants and the target's server invocation; symlink-race first.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import stat
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from wraplab import images, users
+from wraplab.engine import Cell, Outcome, get_scenario
+from wraplab.targets import Target, reference
+
+API_PATH = "/run/wrapref/api.sock"
+TEMP_BASE = "/tmp"
+LOG_FILE = "/var/log/wrapref/server.log"
+#: The plain Debian base the exported Dockerfile starts from (BASE_IMAGE overrides it).
+DEFAULT_BASE = "debian:bookworm"
+
+#: Exit status of a reproduction: the attack succeeded / failed / could not be decided.
+EXIT_ATTACK_WON, EXIT_ATTACK_FAILED, EXIT_INCONCLUSIVE = 1, 0, 2
+
+
+class ExportError(Exception):
+    """The cell cannot be exported (no recipe, a placement the folder cannot give...)."""
+
+
+@dataclass
+class Scripts:
+    """What a recipe writes: per actor role the user and the script body, root's check, the
+    attack in words, and the variables a reviewer may change (name -> default)."""
+
+    actors: dict[str, tuple[str, str]]
+    setup: str
+    check: str
+    attack: str
+    knobs: dict[str, str]
+
+
+def _symlink_race(cell: Cell, scenario, owner: users.User) -> Scripts:
+    race = scenario.run.__globals__.get("RACE") or {"tries": 3000, "seconds": 40.0}
+    tries, seconds = race["tries"], race["seconds"]
+    tool = "python3 -m wraplab.actors.symlink_race"
+    return Scripts(
+        actors={"owner": (owner.name, f"""# {owner.name} (uid {owner.uid}), owner and attacker:
+# per try a session and a wrap-init naming her uid; the moment the new
+# {cell.socket} socket exists she renames a symlink to canary c-<i> over it.
+# Prints one JSON line (tries, swapped, wins...).
+exec {tool} race --dir "$CANARY_DIR" --count "$TRIES" --base {TEMP_BASE} \\
+    --api unix:{API_PATH} --kind {cell.socket} --seconds "$RACE_SECONDS"
+""")},
+        setup=f"""# root makes $TRIES canary files (0600 root:root) that alice must never get
+{tool} prepare --dir "$CANARY_DIR" --count "$TRIES" >/dev/null || exit {EXIT_INCONCLUSIVE}
+""",
+        check=f"""# root re-reads every canary: a try is won when its owner or mode changed
+out=$({tool} check --dir "$CANARY_DIR" --count "$TRIES") || exit {EXIT_INCONCLUSIVE}
+echo "check: $out"
+won=$(printf '%s' "$out" | python3 -c 'import json,sys; print(json.load(sys.stdin)["changed"])')
+if [ "$won" -gt 0 ]; then
+    echo "ATTACK SUCCEEDED: root chowned/chmodded $won root-owned canaries to alice" \
+         "through her symlinks"
+    exit {EXIT_ATTACK_WON}
+fi
+echo "attack failed: 0 of $TRIES canaries changed hands"
+exit {EXIT_ATTACK_FAILED}
+""",
+        attack=(scenario.doc.split("\n\n")[0].strip() + "\n\n" +
+                scenario.doc.split("\n\n")[1].strip()),
+        knobs={"TRIES": str(tries), "RACE_SECONDS": f"{seconds:g}",
+               "CANARY_DIR": "/var/lib/wraplab-canary"})
+
+
+#: Scenarios that can be exported, and how.
+RECIPES: dict[str, Callable[[Cell, object, users.User], Scripts]] = {
+    "symlink-race": _symlink_race,
+}
+
+DOCKER_RUN_OPTIONS = {"root": [], "root-no-chown": ["--cap-drop", "CHOWN"]}
+
+
+def export(cell: Cell, outdir: str | Path, *, target: Target | None = None,
+           observed: Outcome | None = None) -> Path:
+    """Write the reproduction folder of ``cell`` into ``outdir`` (must not exist, or be
+    empty); the folder's path."""
+    outdir = Path(outdir)
+    recipe = RECIPES.get(cell.scenario)
+    if recipe is None:
+        raise ExportError(f"no export recipe for {cell.scenario} yet (exportable: "
+                          f"{', '.join(sorted(RECIPES))})")
+    if cell.placement not in DOCKER_RUN_OPTIONS:
+        raise ExportError(f"placement {cell.placement} is not exported (root, root-no-chown)")
+    if cell.transport != "unix":
+        raise ExportError("only the unix transport is exported")
+    if outdir.exists() and any(outdir.iterdir()):
+        raise ExportError(f"{outdir} exists and is not empty")
+    scenario = get_scenario(cell.scenario)
+    target = target or reference(cell.profile)
+    spec = target.server_spec(placement=cell.placement, socket=cell.socket,
+                              transport=cell.transport, lab="docker", **scenario.server)
+    server_argv = spec.command(api_path=API_PATH, temp_base=TEMP_BASE, log_file=LOG_FILE)
+    lab_users = users.load()
+    scripts = recipe(cell, scenario, lab_users["owner"])
+    context = images.lab_context()
+    made = not outdir.exists()
+    try:
+        outdir.mkdir(parents=True, exist_ok=True)
+        for name, (data, mode) in context.files.items():
+            if name == "Dockerfile":
+                data = _dockerfile(data.decode())
+            _write(outdir / name, data, mode)
+        repro = outdir / "repro"
+        _write(repro / "server.sh", _server_sh(server_argv), 0o755)
+        for role, (_user, body) in scripts.actors.items():
+            _write(repro / f"{role}.sh", f"#!/bin/sh\n{body}", 0o755)
+        _write(repro / "check.sh", f"#!/bin/sh\n{scripts.check}", 0o755)
+        _write(repro / "run.sh", _run_sh(cell, scripts), 0o755)
+        tag = f"wraplab-repro/{cell.scenario}:{cell.profile}-{cell.socket}-{cell.placement}"
+        _write(outdir / "run-with-docker.sh", _host_sh(tag, cell, scripts), 0o755)
+        record = {"cell": cell.to_dict(), "expected": str(cell.expectation),
+                  "server_argv": server_argv, "target": target.name,
+                  "wraplab": _versions(), "knobs": scripts.knobs,
+                  "observed": None if observed is None else {
+                      "verdict": str(observed.verdict), "guard": observed.guard,
+                      "reason": observed.reason, "metrics": observed.metrics,
+                      "lab_info": observed.lab_info}}
+        _write(outdir / "outcome.json", json.dumps(record, indent=1, default=str) + "\n")
+        _write(outdir / "README.md", _readme(cell, scenario, scripts, server_argv, record,
+                                             tag))
+    except BaseException:
+        if made:
+            import shutil
+
+            shutil.rmtree(outdir, ignore_errors=True)
+        raise
+    return outdir
+
+
+def _write(path: Path, data: str | bytes, mode: int = 0o644) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data.encode() if isinstance(data, str) else data)
+    path.chmod(mode | stat.S_IRUSR)
+
+
+def _versions() -> dict:
+    from wraplab import __version__, report
+
+    return {"version": __version__, "commit": report.git_commit(),
+            "lab_inputs_sha256": images.lab_context().digest()}
+
+
+def _dockerfile(lab: str) -> str:
+    lab = lab.replace("ARG BASE_IMAGE=wraplab/base:bookworm", f"ARG BASE_IMAGE={DEFAULT_BASE}")
+    lab = lab.replace('CMD ["sleep", "infinity"]', "")
+    return (lab.rstrip() + "\n\n# The reproduction (generated by wraplab export)\n"
+            "COPY repro/ /repro/\nRUN chmod -R a+rX /repro\n"
+            'CMD ["/bin/sh", "/repro/run.sh"]\n')
+
+
+def _server_sh(argv: list[str]) -> str:
+    return ("#!/bin/sh\n# The server under test, exactly as the lab starts it (as root).\n"
+            f"exec {shlex.join(argv)}\n")
+
+
+def _run_sh(cell: Cell, scripts: Scripts) -> str:
+    knobs = "\n".join(f': "${{{k}:={v}}}"' for k, v in scripts.knobs.items())
+    exports = " ".join(scripts.knobs)
+    actors = "\n".join(
+        f'echo "== {role} ({user}) runs /repro/{role}.sh"\n'
+        f"setpriv --reuid={user} --regid={user} --init-groups -- /bin/sh /repro/{role}.sh "
+        f"|| echo \"{role} exited $?\""
+        for role, (user, _) in scripts.actors.items())
+    return f"""#!/bin/sh
+# {cell.name}: run inside the container as root. Exit status: {EXIT_ATTACK_WON} the attack
+# succeeded, {EXIT_ATTACK_FAILED} it failed, {EXIT_INCONCLUSIVE} inconclusive (the set-up failed).
+set -u
+{knobs}
+export {exports}
+# the API and log directories belong to the server's user (root), as in the lab
+mkdir -p {API_PATH.rsplit('/', 1)[0]} {LOG_FILE.rsplit('/', 1)[0]}
+chown 0:0 {API_PATH.rsplit('/', 1)[0]} {LOG_FILE.rsplit('/', 1)[0]}
+chmod 0755 {API_PATH.rsplit('/', 1)[0]}; chmod 0750 {LOG_FILE.rsplit('/', 1)[0]}
+echo "== the server: $(tail -n 1 /repro/server.sh)"
+/bin/sh /repro/server.sh &
+server=$!
+tries=0
+until python3 -m wraplab.actors.api GET /healthz --api unix:{API_PATH} 2>/dev/null \\
+        | grep -q '"ok": true'; do
+    tries=$((tries + 1))
+    if [ "$tries" -gt 300 ] || ! kill -0 "$server" 2>/dev/null; then
+        echo "the server did not become healthy:"; cat {LOG_FILE} 2>/dev/null
+        exit {EXIT_INCONCLUSIVE}
+    fi
+    sleep 0.1  # between health polls
+done
+{scripts.setup}
+{actors}
+echo "== root checks"
+/bin/sh /repro/check.sh
+status=$?
+kill "$server" 2>/dev/null
+exit "$status"
+"""
+
+
+def _host_sh(tag: str, cell: Cell, scripts: Scripts) -> str:
+    opts = " ".join(DOCKER_RUN_OPTIONS[cell.placement])
+    envs = " ".join(f'-e {k}="${{{k}:-}}"' for k in scripts.knobs)
+    return f"""#!/bin/sh
+# Build the image and run the attack once, with no network. Exit status:
+# {EXIT_ATTACK_WON} the attack succeeded, {EXIT_ATTACK_FAILED} it failed,
+# {EXIT_INCONCLUSIVE} inconclusive.
+#   BASE_IMAGE=debian:bookworm (default; any Debian-family image), {', '.join(scripts.knobs)}
+set -eu
+cd "$(dirname "$0")"
+tag=${{TAG:-{tag}}}
+docker build -q --build-arg BASE_IMAGE="${{BASE_IMAGE:-{DEFAULT_BASE}}}" -t "$tag" . >/dev/null
+set +e
+docker run --rm --network none {opts} {envs} "$tag"
+status=$?
+case $status in
+    {EXIT_ATTACK_WON}) echo "run-with-docker: the attack SUCCEEDED (exit {EXIT_ATTACK_WON})" ;;
+    {EXIT_ATTACK_FAILED}) echo "run-with-docker: the attack failed (exit {EXIT_ATTACK_FAILED})" ;;
+    *) echo "run-with-docker: inconclusive (exit $status)"; status={EXIT_INCONCLUSIVE} ;;
+esac
+exit "$status"
+"""
+
+
+def _readme(cell: Cell, scenario, scripts: Scripts, server_argv: list[str], record: dict,
+            tag: str) -> str:
+    obs = record["observed"]
+    observed = ("not run at export (`wraplab export --no-run`)" if obs is None else
+                f"**{obs['verdict']}**" + (f" (guard {obs['guard']})" if obs["guard"] else "")
+                + f": {obs['reason']}")
+    w = record["wraplab"]
+    knobs = "\n".join(f"| `{k}` | `{v}` |" for k, v in scripts.knobs.items())
+    actors = "\n".join(f"- `repro/{role}.sh`, run as `{user}`" for role, (user, _)
+                       in scripts.actors.items())
+    head = (f"{cell.scenario} against {record['target']} ({cell.socket} socket, "
+            f"placement {cell.placement})")
+    return f"""# {head}
+
+Generated by `wraplab export` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.
+Needs Docker only.
+
+## The attack
+
+{scripts.attack}
+
+## Versions
+
+- server under test: `{record['target']}`, started as `{shlex.join(server_argv)}` (as root)
+- wraplab {w['version']}, commit `{w['commit']}`; the image's inputs (this folder but
+  README.md, outcome.json, run-with-docker.sh and repro/) hash to `{w['lab_inputs_sha256'][:16]}`
+- base image: `{DEFAULT_BASE}` by default (`BASE_IMAGE=` for another Debian-family image; the
+  build installs python3, acl and util-linux with apt when the base lacks them)
+
+## Expected and observed
+
+- expected for this profile: **{cell.expectation}**
+- observed by wraplab at export: {observed}
+
+## How to run
+
+    ./run-with-docker.sh            # exit 1: the attack succeeded, 0: it failed, 2: inconclusive
+
+It builds `{tag}` and runs it with `--network none`
+{'(and `--cap-drop CHOWN`) ' if cell.placement == 'root-no-chown' else ''}(`docker run --rm`).
+Inside, `repro/run.sh` starts the server (`repro/server.sh`), waits until it answers, then
+runs each actor as its own user:
+
+{actors}
+
+and `repro/check.sh` (root) decides. Variables (environment of `run-with-docker.sh`):
+
+| variable | default |
+|---|---|
+{knobs}
+
+By hand: `docker build -t {tag} . && docker run --rm --network none {tag}`; to look around,
+`docker run --rm -it --network none {tag} bash`, then `sh /repro/run.sh`.
+"""
