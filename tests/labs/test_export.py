@@ -1,6 +1,7 @@
 """``wraplab export``: the reproduction folder, run in a clean directory with only Docker (no
 wraplab on PATH, no Python environment of ours), reproduces the verdict: the symlink race
-wins against agentsh (exit 1) and fails against hardened (exit 0)."""
+wins against agentsh (exit 1) and fails against hardened (exit 0); the intruder's handoff
+(wrong-uid) is accepted by permissive (exit 1) and refused for agentsh (exit 0)."""
 
 from __future__ import annotations
 
@@ -20,8 +21,9 @@ REPO = Path(__file__).resolve().parents[2]
 BASE = os.environ.get("WRAPLAB_EXPORT_BASE", "wraplab/base:bookworm")
 
 
-def export(profile: str, out: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "wraplab.cli", "export", "symlink-race",
+def export(profile: str, out: Path, scenario: str = "symlink-race"
+           ) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "wraplab.cli", "export", scenario,
                            "--profile", profile, "--no-run", "-o", str(out)],
                           capture_output=True, text=True, cwd=REPO, timeout=120)
 
@@ -39,20 +41,24 @@ def base_image():
 
 
 @pytest.mark.requires_docker
-@pytest.mark.parametrize("profile,status,words", [
-    ("agentsh", 1, "ATTACK SUCCEEDED"),
-    ("hardened", 0, "attack failed: 0 of 1500 canaries changed hands"),
+@pytest.mark.parametrize("scenario,profile,status,words", [
+    ("symlink-race", "agentsh", 1, "ATTACK SUCCEEDED: root chowned"),
+    ("symlink-race", "hardened", 0, "attack failed: 0 of 1500 canaries changed hands"),
+    ("wrong-uid", "permissive", 1, "ATTACK SUCCEEDED: the server accepted a handoff of the "
+     "intruder"),
+    ("wrong-uid", "agentsh", 0, "attack failed: only the handoff of the owner arrived"),
 ])
 def test_the_exported_folder_reproduces_the_verdict_with_docker_only(
-        profile, status, words, tmp_path, base_image):
+        scenario, profile, status, words, tmp_path, base_image):
     made = tmp_path / "export"
-    out = export(profile, made)
+    out = export(profile, made, scenario)
     assert out.returncode == 0, out.stdout + out.stderr
     clean = tmp_path / "clean"
     shutil.copytree(made, clean)  # a clean directory holding only the folder
     readme = (clean / "README.md").read_text()
     assert f"wrapref:{profile}" in readme and "## How to run" in readme
     assert (clean / "repro" / "owner.sh").is_file() and (clean / "Dockerfile").is_file()
+    assert (clean / "repro" / "intruder.sh").is_file() == (scenario == "wrong-uid")
     docker_bin = shutil.which("docker")
     assert docker_bin
     path = f"{Path(docker_bin).parent}:/usr/bin:/bin"
@@ -71,10 +77,10 @@ def test_the_exported_folder_reproduces_the_verdict_with_docker_only(
 
 
 def test_export_refuses_what_it_cannot_write(tmp_path):
-    out = subprocess.run([sys.executable, "-m", "wraplab.cli", "export", "wrong-uid",
+    out = subprocess.run([sys.executable, "-m", "wraplab.cli", "export", "reconnect-flood",
                           "--no-run", "-o", str(tmp_path / "x")], capture_output=True,
                          text=True, cwd=REPO, timeout=120)
-    assert out.returncode == 2 and "no export recipe for wrong-uid" in out.stderr
+    assert out.returncode == 2 and "no export recipe for reconnect-flood" in out.stderr
     assert not (tmp_path / "x").exists()
     busy = tmp_path / "busy"
     busy.mkdir()

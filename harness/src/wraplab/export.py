@@ -16,7 +16,8 @@ The folder needs Docker and nothing of wraplab::
     outcome.json          the cell, the expectation, the observed verdict at export time
 
 A scenario is exported by a recipe (:data:`RECIPES`) that writes its actors' scripts from
-the scenario's own constants and the target's server invocation; symlink-race first.
+the scenario's own constants and the target's server invocation: symlink-race (a race) and
+wrong-uid (a handoff) so far.
 """
 
 from __future__ import annotations
@@ -57,9 +58,11 @@ class Scripts:
     check: str
     attack: str
     knobs: dict[str, str]
+    #: How run.sh runs the actors (shell, as root); empty: each actor's script in turn.
+    flow: str = ""
 
 
-def _symlink_race(cell: Cell, scenario, owner: users.User) -> Scripts:
+def _symlink_race(cell: Cell, scenario, owner: users.User, target: Target) -> Scripts:
     race = scenario.run.__globals__.get("RACE") or {"tries": 3000, "seconds": 40.0}
     tries, seconds = race["tries"], race["seconds"]
     tool = "python3 -m wraplab.actors.symlink_race"
@@ -92,9 +95,94 @@ exit {EXIT_ATTACK_FAILED}
                "CANARY_DIR": "/var/lib/wraplab-canary"})
 
 
+def _as(user: str, script: str, env: str = "") -> str:
+    """The line of run.sh that runs ``script`` as ``user`` (its uid, gid and groups)."""
+    return (f"setpriv --reuid={user} --regid={user} --init-groups -- "
+            f"{'env ' + env + ' ' if env else ''}/bin/sh /repro/{script}")
+
+
+def _wrong_uid(cell: Cell, scenario, owner: users.User, target: Target) -> Scripts:
+    intruder = users.load()["attacker"]
+    client = target.client(f"unix:{API_PATH}", timeout=4.0)
+    barrier = "/var/lib/wraplab-barrier"
+    paragraphs = scenario.doc.split("\n\n")
+    return Scripts(
+        actors={
+            "owner": (owner.name, f"""# {owner.name} (uid {owner.uid}), the owner: the client does
+# wrap-init, writes the server's answer (session, socket paths) to announced.json,
+# and holds before its first dial until the file 'release' exists; then it hands
+# off. Prints one JSON line.
+exec {shlex.join(client)} \\
+    --announce {barrier}/announced.json --hold-before-dial {barrier}/release \\
+    --hold-timeout 120
+"""),
+            "intruder": (intruder.name, f"""# {intruder.name} (uid {intruder.uid}), the intruder,
+# knows the socket's path (any local user sees it in /proc/net/unix): a full
+# handoff with her own token, then a bare connect. Prints one JSON line (each
+# step's result or errno).
+exec python3 -m wraplab.actors.intrude --kind {cell.socket} --path "$SOCKET" \\
+    --do handoff,connect
+""")},
+        setup=f"""# a directory only alice (and root) can use, for her client's announce and release
+mkdir -p {barrier} && chown {owner.name}:{owner.name} {barrier} && chmod 0700 {barrier}
+""",
+        flow=f"""echo "== owner ({owner.name}) starts /repro/owner.sh: wrap-init, then it holds"
+{_as(owner.name, "owner.sh")} > /tmp/owner.out 2>&1 &
+owner=$!
+polls=0
+until [ -s {barrier}/announced.json ]; do
+    polls=$((polls + 1))
+    if [ "$polls" -gt 600 ] || ! kill -0 "$owner" 2>/dev/null; then
+        echo "the owner's client did not announce:"; cat /tmp/owner.out
+        exit {EXIT_INCONCLUSIVE}
+    fi
+    sleep 0.05  # between looks for the announcement
+done
+announced() {{  # a key of the announcement (session), or of its paths (a socket kind)
+    python3 -c 'import json, sys; a = json.load(open(sys.argv[1]))
+print(a.get(sys.argv[2]) or (a.get("paths") or {{}}).get(sys.argv[2], ""))' \\
+        {barrier}/announced.json "$1"
+}}
+SESSION=$(announced session)
+SOCKET=$(announced {cell.socket})
+export SESSION SOCKET
+echo "== the server announced session $SESSION, {cell.socket} socket $SOCKET"
+echo "== intruder ({intruder.name}) runs /repro/intruder.sh"
+{_as(intruder.name, "intruder.sh", 'SOCKET="$SOCKET"')} || echo "intruder exited $?"
+echo "== the owner's client is released"
+: > {barrier}/release
+wait "$owner"
+echo "owner: $(cat /tmp/owner.out)"
+""",
+        check=f"""# root reads the session's events from the server: whose handoff arrived?
+ev=$(python3 -m wraplab.actors.api GET "/api/v1/sessions/$SESSION/events" \\
+     --api unix:{API_PATH}) || exit {EXIT_INCONCLUSIVE}
+printf '%s' "$ev" | python3 -c '
+import json, sys
+owner, intruder = {owner.uid}, {intruder.uid}
+events = (json.load(sys.stdin).get("body") or {{}}).get("events") or []
+ok = [e for e in events if e.get("type") == "handoff_ok"]
+for e in events:
+    print("event:", json.dumps(e, sort_keys=True))
+if any(e.get("peer_uid") == intruder for e in ok):
+    print("ATTACK SUCCEEDED: the server accepted a handoff of the intruder (uid", intruder,
+          ") on the socket of the owner")
+    sys.exit({EXIT_ATTACK_WON})
+if any(e.get("peer_uid") == owner for e in ok):
+    print("attack failed: only the handoff of the owner arrived")
+    sys.exit({EXIT_ATTACK_FAILED})
+print("inconclusive: neither handoff arrived")
+sys.exit({EXIT_INCONCLUSIVE})
+'
+""",
+        attack=paragraphs[0].strip() + "\n\n" + paragraphs[1].strip(),
+        knobs={})
+
+
 #: Scenarios that can be exported, and how.
-RECIPES: dict[str, Callable[[Cell, object, users.User], Scripts]] = {
+RECIPES: dict[str, Callable[..., Scripts]] = {
     "symlink-race": _symlink_race,
+    "wrong-uid": _wrong_uid,
 }
 
 DOCKER_RUN_OPTIONS = {"root": [], "root-no-chown": ["--cap-drop", "CHOWN"]}
@@ -121,7 +209,7 @@ def export(cell: Cell, outdir: str | Path, *, target: Target | None = None,
                               transport=cell.transport, lab="docker", **scenario.server)
     server_argv = spec.command(api_path=API_PATH, temp_base=TEMP_BASE, log_file=LOG_FILE)
     lab_users = users.load()
-    scripts = recipe(cell, scenario, lab_users["owner"])
+    scripts = recipe(cell, scenario, lab_users["owner"], target)
     context = images.lab_context()
     made = not outdir.exists()
     try:
@@ -185,18 +273,17 @@ def _server_sh(argv: list[str]) -> str:
 
 def _run_sh(cell: Cell, scripts: Scripts) -> str:
     knobs = "\n".join(f': "${{{k}:={v}}}"' for k, v in scripts.knobs.items())
-    exports = " ".join(scripts.knobs)
-    actors = "\n".join(
+    exports = f"export {' '.join(scripts.knobs)}" if scripts.knobs else ""
+    actors = scripts.flow or "\n".join(
         f'echo "== {role} ({user}) runs /repro/{role}.sh"\n'
-        f"setpriv --reuid={user} --regid={user} --init-groups -- /bin/sh /repro/{role}.sh "
-        f"|| echo \"{role} exited $?\""
+        f"{_as(user, role + '.sh')} || echo \"{role} exited $?\""
         for role, (user, _) in scripts.actors.items())
     return f"""#!/bin/sh
 # {cell.name}: run inside the container as root. Exit status: {EXIT_ATTACK_WON} the attack
 # succeeded, {EXIT_ATTACK_FAILED} it failed, {EXIT_INCONCLUSIVE} inconclusive (the set-up failed).
 set -u
 {knobs}
-export {exports}
+{exports}
 # the API and log directories belong to the server's user (root), as in the lab
 mkdir -p {API_PATH.rsplit('/', 1)[0]} {LOG_FILE.rsplit('/', 1)[0]}
 chown 0:0 {API_PATH.rsplit('/', 1)[0]} {LOG_FILE.rsplit('/', 1)[0]}
