@@ -138,6 +138,12 @@ def test_the_html_report_opens_with_its_plots_and_every_link_resolves(tmp_path, 
     assert "symlink-race[agentsh-notify-docker]" in page and "timeline" in page
 
 
+def test_repeated_cells_get_a_page_each():
+    a, b = make_outcome(), make_outcome("vulnerable")
+    files = htmlreport.cell_files([a, b])
+    assert files[id(a)] != files[id(b)] and files[id(b)].endswith("-2.html")
+
+
 def test_a_link_to_a_missing_page_is_caught(tmp_path, served):
     """The browser check can fail: a transcript page removed is a failed link."""
     requires_chromium()

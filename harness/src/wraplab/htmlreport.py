@@ -41,10 +41,21 @@ img { max-width: 100%; border: 1px solid #ddd; }
 """
 
 
-def cell_file(o: Outcome) -> str:
-    """The transcript page of a cell, relative to the report directory."""
+def cell_file(o: Outcome, n: int = 1) -> str:
+    """The transcript page of a cell, relative to the report directory (``n``: the n-th
+    outcome of the same cell in the report, e.g. merged repeats)."""
     safe = re.sub(r"[^A-Za-z0-9._-]+", "_", o.cell.name).strip("_")
-    return f"cells/{safe}.html"
+    return f"cells/{safe}{'' if n == 1 else f'-{n}'}.html"
+
+
+def cell_files(outcomes: Sequence[Outcome]) -> dict[int, str]:
+    """Every outcome's page (by ``id``), numbered where a cell appears more than once."""
+    seen: dict[str, int] = defaultdict(int)
+    files = {}
+    for o in outcomes:
+        seen[o.cell.name] += 1
+        files[id(o)] = cell_file(o, seen[o.cell.name])
+    return files
 
 
 def _page(title: str, body: str) -> str:
@@ -56,7 +67,7 @@ def _page(title: str, body: str) -> str:
 # ---------------------------------------------------------------- the verdict table
 
 
-def _verdict_links(group: list[Outcome]) -> str:
+def _verdict_links(group: list[Outcome], files: dict[int, str]) -> str:
     parts = []
     for o in group:
         label = report.MARK[str(o.verdict)]
@@ -64,12 +75,12 @@ def _verdict_links(group: list[Outcome]) -> str:
             label = f"{o.cell.socket[0]}: {label}"
         if not o.ok:
             label += f" ≠ {o.cell.expectation}"
-        parts.append(f'<a class="{o.verdict}" href="{cell_file(o)}" '
+        parts.append(f'<a class="{o.verdict}" href="{files[id(o)]}" '
                      f'title="{html.escape(o.reason)}">{html.escape(label)}</a>')
     return "<br>".join(parts)
 
 
-def verdict_tables(outcomes: Sequence[Outcome]) -> str:
+def verdict_tables(outcomes: Sequence[Outcome], files: dict[int, str]) -> str:
     out = []
     for label, group in report.by_lab(outcomes).items():
         cols = [p for p in PROFILES if p in {o.cell.profile for o in group}]
@@ -81,7 +92,7 @@ def verdict_tables(outcomes: Sequence[Outcome]) -> str:
             for p in cols:
                 g = per.get(p) or []
                 cls = ' class="mismatch"' if any(not o.ok for o in g) else ""
-                cells.append(f"<td{cls}>{_verdict_links(g) if g else '–'}</td>")
+                cells.append(f"<td{cls}>{_verdict_links(g, files) if g else '–'}</td>")
             out.append(f"<tr><td>{html.escape(key)}</td>{''.join(cells)}</tr>")
         out.append("</table>")
     return "\n".join(out)
@@ -224,20 +235,21 @@ def write_html(outcomes: Sequence[Outcome], outdir: str | Path, *,
     """Write the report into ``outdir`` (made if missing); the path of its index.html."""
     outdir = Path(outdir)
     (outdir / "cells").mkdir(parents=True, exist_ok=True)
+    files = cell_files(outcomes)
     for o in outcomes:
         body = (f'<p><a href="../index.html">← {html.escape(title)}</a></p>\n'
                 f"<h1>{html.escape(o.cell.name)}</h1>\n"
                 f'<p class="{o.verdict}">{html.escape(str(o.verdict))} – expected '
                 f"{html.escape(str(o.cell.expectation))}: {'OK' if o.ok else 'MISMATCH'}</p>\n"
                 f"<pre>{html.escape(report.render_outcome(o))}</pre>")
-        (outdir / cell_file(o)).write_text(_page(o.cell.name, body), encoding="utf-8")
+        (outdir / files[id(o)]).write_text(_page(o.cell.name, body), encoding="utf-8")
     notes = "".join(f"<blockquote>{html.escape(n)}</blockquote>"
                     for n in (labs or {}).get("notes", []))
     body = "\n".join([
         f"<h1>{html.escape(title)}</h1>", notes,
         f"<p>{html.escape(report._summary_line(outcomes, wall))}. Each verdict links to its "
         "transcript; per socket kind where they differ (n: notify, s: signal, p: ptrace).</p>",
-        verdict_tables(outcomes), race_section(outcomes, outdir),
+        verdict_tables(outcomes, files), race_section(outcomes, outdir),
         flood_section(outcomes, outdir)])
     index = outdir / "index.html"
     index.write_text(_page(title, body), encoding="utf-8")
