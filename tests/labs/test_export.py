@@ -5,6 +5,7 @@ wins against agentsh (exit 1) and fails against hardened (exit 0); the intruder'
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -74,6 +75,23 @@ def test_the_exported_folder_reproduces_the_verdict_with_docker_only(
         assert words in run.stdout
     finally:
         subprocess.run(["docker", "rmi", "-f", tag], capture_output=True, timeout=120)
+
+
+@pytest.mark.requires_docker
+def test_export_observes_the_cell_once_and_says_so(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "wraplab.cli", "export", "wrong-uid",
+                          "--profile", "agentsh", "-o", str(tmp_path / "x")],
+                         capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr
+    record = json.loads((tmp_path / "x" / "outcome.json").read_text())
+    observed = record["observed"]
+    assert record["expected"] == "defended (kernel)"
+    # an `error` under load is a slow lab, not a verdict; a wrong verdict fails
+    assert observed["verdict"] in ("defended", "error"), observed
+    assert observed["lab_info"]["image_id"].startswith("sha256:")
+    readme = (tmp_path / "x" / "README.md").read_text()
+    assert f"observed by wraplab at export: **{observed['verdict']}**" in readme
+    assert observed["reason"] in readme
 
 
 def test_export_refuses_what_it_cannot_write(tmp_path):

@@ -359,8 +359,9 @@ Needs Docker only.
 ## Versions
 
 - server under test: `{record['target']}`, started as `{shlex.join(server_argv)}` (as root)
-- wraplab {w['version']}, commit `{w['commit']}`; the image's inputs (this folder but
-  README.md, outcome.json, run-with-docker.sh and repro/) hash to `{w['lab_inputs_sha256'][:16]}`
+- wraplab {w['version']}, commit `{w['commit']}`; the lab image's inputs (users.conf,
+  create-users.sh, wrapref-launcher, pkg/ and the Dockerfile before the reproduction's lines
+  were added) hash to `{w['lab_inputs_sha256'][:16]}`
 - base image: `{DEFAULT_BASE}` by default (`BASE_IMAGE=` for another Debian-family image; the
   build installs python3, acl and util-linux with apt when the base lacks them)
 
