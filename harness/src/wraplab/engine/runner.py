@@ -4,7 +4,6 @@ read once at the end and merged into the transcript)."""
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import threading
 import time
@@ -14,6 +13,7 @@ from collections.abc import Callable, Mapping
 from wraplab.engine.actors import HarnessError
 from wraplab.engine.cells import Cell, Outcome, Step, plain
 from wraplab.engine.context import Context
+from wraplab.engine.records import kept_or_closed, process_records, run_info
 from wraplab.engine.scenarios import Scenario, get_scenario
 from wraplab.engine.verdicts import ERROR, Judgement
 from wraplab.targets import Target, reference
@@ -56,7 +56,7 @@ def run_cell(cell: Cell, *, scenario: Scenario | None = None, lab=None,
             lab=cell.lab, **scenario.server)
         if keep:
             spec = dataclasses.replace(spec, keep=True)
-        with _kept_or_closed(lab.start(spec), keep) as run:
+        with kept_or_closed(lab.start(spec), keep) as run:
             timings["setup_s"] = round(time.time() - t0, 3)
             ctx = Context(scenario, cell, run, target)
             t1 = time.time()
@@ -120,64 +120,6 @@ def run_cell(cell: Cell, *, scenario: Scenario | None = None, lab=None,
         metrics=ctx.metrics if ctx else {}, timings=timings, server=server, error=error,
         processes=processes, lab_info=lab_info,
     )
-
-
-@contextlib.contextmanager
-def _kept_or_closed(run, keep: bool):
-    """The run, closed at the end as usual; with ``keep`` left running once the cell ran
-    (only a failure before the scenario's end still closes it)."""
-    try:
-        yield run
-    except BaseException:
-        run.close()
-        raise
-    if keep:
-        from wraplab.labs import cleanup
-
-        cleanup.unregister(run)  # no close at exit; `wraplab clean` removes it
-    else:
-        run.close()
-
-
-#: How much of each process's stdout and stderr the outcome keeps (the end of it).
-TAIL = 2000
-
-
-def _tail(text: str, limit: int = TAIL) -> str:
-    return text if len(text) <= limit else f"[{len(text) - limit} chars cut]..." + text[-limit:]
-
-
-def process_records(transcript) -> list[dict]:
-    """The lab's record of every process it ran (``run.transcript``): what ran as whom,
-    its exit code, the tails of its output, when it started and ended (epoch seconds)."""
-    out = []
-    for e in transcript:
-        out.append({
-            "action": e.action, "actor": e.actor, "user": e.user, "uid": e.uid,
-            "argv": list(e.argv), "exit_code": e.exit_code, "start": e.started,
-            "end": None if e.duration is None else e.started + e.duration,
-            "stdout_tail": _tail(e.stdout or ""), "stderr_tail": _tail(e.stderr or ""),
-            "note": e.note})
-    return out
-
-
-def run_info(run, kept: bool = False) -> dict:
-    """Where the cell ran: the lab, its image (tag and id), the container or directory."""
-    info: dict = {"lab": run.lab_name, "base": run.base, "run_id": run.id, "kept": kept,
-                  "server_argv": list(run.server.argv) if run.server else [],
-                  "api": run.api, "temp_base": run.temp_base}
-    image = getattr(run, "image", None)
-    if image is not None:
-        info.update(image=image.tag, image_id=image.id)
-    if getattr(run, "container_name", None):
-        info["container"] = run.container_name
-        peer = getattr(run, "peer", None)
-        if peer is not None:
-            info["peer_container"] = peer.name
-        info["volumes"] = list(getattr(run, "volumes", []))
-    if getattr(run, "labdir", None):
-        info["dir"] = str(run.labdir)
-    return info
 
 
 def _event_runs(events: list[dict]) -> list[list[dict]]:
