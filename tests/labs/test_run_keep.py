@@ -45,9 +45,16 @@ def test_keep_leaves_the_lab_running_until_clean():
             box.reload()
             assert box.status == "running"
             # ... `wraplab clean` (kept=True) removes it
-            cleanup.sweep_stale_containers(client, kept=True)
-            with pytest.raises(docker.errors.NotFound):
-                client.containers.get(name)
+            removed = cleanup.sweep_stale_containers(client, kept=True)
+
+            def gone() -> bool:  # a removal the daemon finishes after a client timeout
+                try:
+                    client.containers.get(name)
+                except docker.errors.NotFound:
+                    return True
+                return False
+
+            assert cleanup.wait_for(gone, 60, 0.5, f"{name} removed"), removed
         finally:
             try:
                 box.remove(force=True, v=True)
