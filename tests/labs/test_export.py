@@ -1,7 +1,8 @@
 """``wraplab export``: the reproduction folder, run in a clean directory with only Docker (no
 wraplab on PATH, no Python environment of ours), reproduces the verdict: the symlink race
 wins against agentsh (exit 1) and fails against hardened (exit 0); the intruder's handoff
-(wrong-uid) is accepted by permissive (exit 1) and refused for agentsh (exit 0)."""
+(wrong-uid) is accepted by permissive (exit 1) and refused for agentsh (exit 0); a reconnect
+flood costs agentsh's owner her handoff without CAP_CHOWN (exit 1), not hardened's (exit 0)."""
 
 from __future__ import annotations
 
@@ -22,10 +23,10 @@ REPO = Path(__file__).resolve().parents[2]
 BASE = os.environ.get("WRAPLAB_EXPORT_BASE", "wraplab/base:bookworm")
 
 
-def export(profile: str, out: Path, scenario: str = "symlink-race"
+def export(profile: str, out: Path, scenario: str = "symlink-race", *extra: str
            ) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "wraplab.cli", "export", scenario,
-                           "--profile", profile, "--no-run", "-o", str(out)],
+                           "--profile", profile, "--no-run", "-o", str(out), *extra],
                           capture_output=True, text=True, cwd=REPO, timeout=120)
 
 
@@ -42,17 +43,21 @@ def base_image():
 
 
 @pytest.mark.requires_docker
-@pytest.mark.parametrize("scenario,profile,status,words", [
-    ("symlink-race", "agentsh", 1, "ATTACK SUCCEEDED: root chowned"),
-    ("symlink-race", "hardened", 0, "attack failed: 0 of 1500 canaries changed hands"),
-    ("wrong-uid", "permissive", 1, "ATTACK SUCCEEDED: the server accepted a handoff of the "
-     "intruder"),
-    ("wrong-uid", "agentsh", 0, "attack failed: only the handoff of the owner arrived"),
+@pytest.mark.parametrize("scenario,profile,placement,status,words", [
+    ("symlink-race", "agentsh", "root", 1, "ATTACK SUCCEEDED: root chowned"),
+    ("symlink-race", "hardened", "root", 0, "attack failed: 0 of 1500 canaries changed hands"),
+    ("wrong-uid", "permissive", "root", 1, "ATTACK SUCCEEDED: the server accepted a handoff "
+     "of the intruder"),
+    ("wrong-uid", "agentsh", "root", 0, "attack failed: only the handoff of the owner arrived"),
+    # agentsh's fallback sockets without CAP_CHOWN: the flood fills the backlog, alice's one
+    # non-blocking dial gets EAGAIN; hardened's ACL makes the kernel refuse the flood
+    ("reconnect-flood", "agentsh", "root-no-chown", 1, "ATTACK SUCCEEDED: under the flood"),
+    ("reconnect-flood", "hardened", "root-no-chown", 0, "attack failed: the kernel refused"),
 ])
 def test_the_exported_folder_reproduces_the_verdict_with_docker_only(
-        scenario, profile, status, words, tmp_path, base_image):
+        scenario, profile, placement, status, words, tmp_path, base_image):
     made = tmp_path / "export"
-    out = export(profile, made, scenario)
+    out = export(profile, made, scenario, "--placement", placement)
     assert out.returncode == 0, out.stdout + out.stderr
     clean = tmp_path / "clean"
     shutil.copytree(made, clean)  # a clean directory holding only the folder
@@ -60,6 +65,8 @@ def test_the_exported_folder_reproduces_the_verdict_with_docker_only(
     assert f"wrapref:{profile}" in readme and "## How to run" in readme
     assert (clean / "repro" / "owner.sh").is_file() and (clean / "Dockerfile").is_file()
     assert (clean / "repro" / "intruder.sh").is_file() == (scenario == "wrong-uid")
+    if placement == "root-no-chown":
+        assert "--cap-drop CHOWN" in (clean / "run-with-docker.sh").read_text()
     docker_bin = shutil.which("docker")
     assert docker_bin
     path = f"{Path(docker_bin).parent}:/usr/bin:/bin"
@@ -95,10 +102,10 @@ def test_export_observes_the_cell_once_and_says_so(tmp_path):
 
 
 def test_export_refuses_what_it_cannot_write(tmp_path):
-    out = subprocess.run([sys.executable, "-m", "wraplab.cli", "export", "reconnect-flood",
+    out = subprocess.run([sys.executable, "-m", "wraplab.cli", "export", "signal-squat",
                           "--no-run", "-o", str(tmp_path / "x")], capture_output=True,
                          text=True, cwd=REPO, timeout=120)
-    assert out.returncode == 2 and "no export recipe for reconnect-flood" in out.stderr
+    assert out.returncode == 2 and "no export recipe for signal-squat" in out.stderr
     assert not (tmp_path / "x").exists()
     busy = tmp_path / "busy"
     busy.mkdir()

@@ -517,7 +517,8 @@ def _configure_show(p: argparse.ArgumentParser) -> None:
 
 
 def _configure_export(p: argparse.ArgumentParser) -> None:
-    p.add_argument("scenario", help="scenario slug (exportable so far: symlink-race, wrong-uid)")
+    p.add_argument("scenario", help="scenario slug (exportable so far: symlink-race, wrong-uid, "
+                   "reconnect-flood)")
     p.add_argument("--profile", choices=PROFILES, default="agentsh",
                    help="server profile (default agentsh)")
     p.add_argument("--target", help="target by name (wrapref:PROFILE); overrides --profile")

@@ -16,8 +16,8 @@ The folder needs Docker and nothing of wraplab::
     outcome.json          the cell, the expectation, the observed verdict at export time
 
 A scenario is exported by a recipe (:data:`RECIPES`) that writes its actors' scripts from
-the scenario's own constants and the target's server invocation: symlink-race (a race) and
-wrong-uid (a handoff) so far.
+the scenario's own constants and the target's server invocation: symlink-race (a race),
+wrong-uid (a handoff) and reconnect-flood (a flood) so far.
 """
 
 from __future__ import annotations
@@ -37,6 +37,8 @@ from wraplab.targets import Target, reference
 API_PATH = "/run/wrapref/api.sock"
 TEMP_BASE = "/tmp"
 LOG_FILE = "/var/log/wrapref/server.log"
+#: Where actors leave files for run.sh (each in a directory of its own, 0700).
+BARRIERS = "/var/lib/wraplab-barriers"
 #: The plain Debian base the exported Dockerfile starts from (BASE_IMAGE overrides it).
 DEFAULT_BASE = "debian:bookworm"
 
@@ -95,6 +97,11 @@ exit {EXIT_ATTACK_FAILED}
                "CANARY_DIR": "/var/lib/wraplab-canary"})
 
 
+def _as_cmd(user: str, command: str) -> str:
+    """A command of run.sh run as ``user``."""
+    return f"setpriv --reuid={user} --regid={user} --init-groups -- {command}"
+
+
 def _as(user: str, script: str, env: str = "") -> str:
     """The line of run.sh that runs ``script`` as ``user`` (its uid, gid and groups)."""
     return (f"setpriv --reuid={user} --regid={user} --init-groups -- "
@@ -104,7 +111,7 @@ def _as(user: str, script: str, env: str = "") -> str:
 def _wrong_uid(cell: Cell, scenario, owner: users.User, target: Target) -> Scripts:
     intruder = users.load()["attacker"]
     client = target.client(f"unix:{API_PATH}", timeout=4.0)
-    barrier = "/var/lib/wraplab-barrier"
+    barrier = f"{BARRIERS}/owner"
     paragraphs = scenario.doc.split("\n\n")
     return Scripts(
         actors={
@@ -124,7 +131,7 @@ exec python3 -m wraplab.actors.intrude --kind {cell.socket} --path "$SOCKET" \\
     --do handoff,connect
 """)},
         setup=f"""# a directory only alice (and root) can use, for her client's announce and release
-mkdir -p {barrier} && chown {owner.name}:{owner.name} {barrier} && chmod 0700 {barrier}
+{_as_cmd(owner.name, f"mkdir -m 0700 {barrier}")} || exit {EXIT_INCONCLUSIVE}
 """,
         flow=f"""echo "== owner ({owner.name}) starts /repro/owner.sh: wrap-init, then it holds"
 {_as(owner.name, "owner.sh")} > /tmp/owner.out 2>&1 &
@@ -179,10 +186,122 @@ sys.exit({EXIT_INCONCLUSIVE})
         knobs={})
 
 
+def _reconnect_flood(cell: Cell, scenario, owner: users.User, target: Target) -> Scripts:
+    flooder = users.load()["attacker"]
+    g = scenario.run.__globals__
+    client = target.client(f"unix:{API_PATH}", timeout=4.0)
+    paragraphs = scenario.doc.split("\n\n")
+    return Scripts(
+        actors={
+            "owner": (owner.name, f"""# {owner.name} (uid {owner.uid}), the owner: wrap-init,
+# the server's answer written to $BARRIER/announced.json, held before its first
+# dial until $BARRIER/release exists; then its handoffs. Prints one JSON line.
+exec {shlex.join(client)} \\
+    --announce "$BARRIER/announced.json" --hold-before-dial "$BARRIER/release" \\
+    --hold-timeout 120
+"""),
+            "flooder": (flooder.name, f"""# {flooder.name} (uid {flooder.uid}), the flooder:
+# connect+close on the owner's socket as fast as she can ($FLOOD_PROCS processes,
+# each with $FLOOD_WAITERS threads in blocking connects), says so in $READY once it
+# runs; stops on SIGTERM and prints one JSON line (attempts, rate, errno counts).
+exec python3 -m wraplab.actors.flood --path "$SOCKET" --seconds "$FLOOD_SECONDS" \\
+    --procs "$FLOOD_PROCS" --waiters "$FLOOD_WAITERS" --ready "$READY"
+""")},
+        setup="",
+        flow=f"""i=0
+while [ "$i" -lt "$HANDOFFS" ]; do
+    i=$((i + 1))
+    BARRIER={BARRIERS}/owner-$i; FLOODDIR={BARRIERS}/flood-$i
+    {_as_cmd(owner.name, 'mkdir -m 0700 "$BARRIER"')} || exit {EXIT_INCONCLUSIVE}
+    {_as_cmd(flooder.name, 'mkdir -m 0700 "$FLOODDIR"')} || exit {EXIT_INCONCLUSIVE}
+    echo "== handoff $i: owner ({owner.name}) starts /repro/owner.sh and holds"
+    {_as(owner.name, "owner.sh", 'BARRIER="$BARRIER"')} > "/tmp/owner-$i.out" 2>&1 &
+    owner=$!
+    polls=0
+    until [ -s "$BARRIER/announced.json" ]; do
+        polls=$((polls + 1))
+        if [ "$polls" -gt 600 ] || ! kill -0 "$owner" 2>/dev/null; then
+            echo "the owner's client did not announce:"; cat "/tmp/owner-$i.out"
+            exit {EXIT_INCONCLUSIVE}
+        fi
+        sleep 0.05  # between looks for the announcement
+    done
+    SOCKET=$(python3 -c 'import json, sys
+print(json.load(open(sys.argv[1]))["paths"][sys.argv[2]])' "$BARRIER/announced.json" \\
+        {cell.socket})
+    echo "== handoff $i: flooder ({flooder.name}) floods $SOCKET"
+    {_as(flooder.name, "flooder.sh", 'SOCKET="$SOCKET" READY="$FLOODDIR/running"')} \\
+        > "/tmp/flood-$i.out" 2>&1 &
+    flood=$!
+    polls=0
+    until [ -e "$FLOODDIR/running" ]; do
+        polls=$((polls + 1))
+        if [ "$polls" -gt 400 ] || ! kill -0 "$flood" 2>/dev/null; then
+            break  # the flood ended or never got going: check.sh says so
+        fi
+        sleep 0.05  # between looks for the flood's ready file
+    done
+    echo "== handoff $i: the owner's client is released into the flood"
+    : > "$BARRIER/release"
+    wait "$owner"
+    # SIGTERM to the flood and its processes (it still reports)
+    python3 -m wraplab.actors.reap --signal TERM "$flood" >/dev/null 2>&1
+    wait "$flood"
+    echo "owner: $(cat "/tmp/owner-$i.out")"
+    echo "flood: $(cut -c1-400 "/tmp/flood-$i.out")"
+    /bin/sh /repro/check.sh "$i"
+    status=$?
+    [ "$status" = 3 ] && continue  # the owner was served under a flood that reached the server
+    kill "$server" 2>/dev/null
+    exit "$status"
+done
+echo "attack failed: the owner was served in all $HANDOFFS handoffs under the flood"
+kill "$server" 2>/dev/null
+exit {EXIT_ATTACK_FAILED}
+""",
+        check=f"""# after handoff $1: did the flood cost the owner her handoff?
+# exit 3: the owner was served, go on; {EXIT_ATTACK_WON}: the flood won;
+# {EXIT_ATTACK_FAILED}: the kernel refused it.
+python3 - "/tmp/owner-$1.out" "/tmp/flood-$1.out" <<'PY'
+import json, sys
+
+def last_json(path):
+    lines = [x for x in open(path).read().splitlines() if x.startswith("{{")]
+    return json.loads(lines[-1]) if lines else {{}}
+
+owner, flood = last_json(sys.argv[1]), last_json(sys.argv[2])
+outcomes = flood.get("outcomes") or {{}}
+reached = bool(outcomes.get("ok") or outcomes.get("EAGAIN"))
+if not flood:
+    print("inconclusive: the flood printed nothing")
+    sys.exit({EXIT_INCONCLUSIVE})
+if owner.get("ok"):
+    if not reached:
+        print("attack failed: the kernel refused every connect of the flood", outcomes)
+        sys.exit({EXIT_ATTACK_FAILED})
+    print("the owner was served although the flood reached the server", outcomes)
+    sys.exit(3)
+why = f"{{owner.get('step')}}: {{owner.get('errno') or owner.get('error')}}"
+if reached:
+    print("ATTACK SUCCEEDED: under the flood the owner lost her handoff (" + why + ");"
+          " the flood's connects:", outcomes)
+    sys.exit({EXIT_ATTACK_WON})
+print("inconclusive: the owner failed (" + why + ") but the flood never reached the server")
+sys.exit({EXIT_INCONCLUSIVE})
+PY
+""",
+        attack=paragraphs[0].strip() + "\n\n" + paragraphs[1].strip(),
+        knobs={"HANDOFFS": str(g.get("HANDOFFS", 5)),
+               "FLOOD_SECONDS": f"{g.get('FLOOD_SECONDS', 30.0):g}",
+               "FLOOD_PROCS": str(g.get("FLOODERS", 2)),
+               "FLOOD_WAITERS": str(g.get("WAITERS", 16))})
+
+
 #: Scenarios that can be exported, and how.
 RECIPES: dict[str, Callable[..., Scripts]] = {
     "symlink-race": _symlink_race,
     "wrong-uid": _wrong_uid,
+    "reconnect-flood": _reconnect_flood,
 }
 
 DOCKER_RUN_OPTIONS = {"root": [], "root-no-chown": ["--cap-drop", "CHOWN"]}
@@ -284,10 +403,11 @@ def _run_sh(cell: Cell, scripts: Scripts) -> str:
 set -u
 {knobs}
 {exports}
-# the API and log directories belong to the server's user (root), as in the lab
-mkdir -p {API_PATH.rsplit('/', 1)[0]} {LOG_FILE.rsplit('/', 1)[0]}
-chown 0:0 {API_PATH.rsplit('/', 1)[0]} {LOG_FILE.rsplit('/', 1)[0]}
-chmod 0755 {API_PATH.rsplit('/', 1)[0]}; chmod 0750 {LOG_FILE.rsplit('/', 1)[0]}
+# the API and log directories belong to the server's user (root), as in the lab: made
+# afresh (a chown would need CAP_CHOWN, which root-no-chown has not)
+rm -rf {API_PATH.rsplit('/', 1)[0]} {LOG_FILE.rsplit('/', 1)[0]}
+mkdir -m 0755 {API_PATH.rsplit('/', 1)[0]}; mkdir -m 0750 {LOG_FILE.rsplit('/', 1)[0]}
+mkdir -p -m 1777 {BARRIERS}; chmod 1777 {BARRIERS}
 echo "== the server: $(tail -n 1 /repro/server.sh)"
 /bin/sh /repro/server.sh &
 server=$!
