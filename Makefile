@@ -19,7 +19,7 @@ $(STAMP): ref/pyproject.toml harness/pyproject.toml
 
 venv: $(STAMP) ## create .venv with tox, wrapref and wraplab installed
 
-host-deps: ## install what this host lacks (docker.io, debootstrap, acl, setpriv, python3-venv; root)
+host-deps: ## install what this host lacks (docker.io, debootstrap, acl, setpriv, python3-venv, chromium; root)
 	@bash scripts/host-deps.sh
 
 # demo runs what can run: a missing package or Docker engine is said in one line, and the

@@ -131,7 +131,8 @@ class Actor:
         self.ctx.step(self, f"wraps via {api} ({how})", result, errno=w.errno,
                       t=started, ms=w.latency_ms if w.latency_ms is not None
                       else res.duration * 1000,
-                      detail={"exit_code": res.exit_code, "client": data})
+                      detail={"exit_code": res.exit_code, "client": data},
+                      end=res.started + res.duration)
         if w.session:
             self.ctx.watch_session(w.session)
         return w

@@ -82,14 +82,22 @@ class Context:
 
     # -- transcript ---------------------------------------------------------------------
     def step(self, actor: Actor | str, action: str, result: str = "", *, errno=None,
-             t: float | None = None, ms: float | None = None, detail: dict | None = None):
+             t: float | None = None, ms: float | None = None, detail: dict | None = None,
+             end: float | None = None):
+        """One transcript line: ``t`` when it started (default now), ``end`` when its result
+        was known (default ``t`` + ``ms``; a step recorded after the fact with a ``t`` but
+        no ``ms`` ended now); ``ms`` the figure the step measured (a latency, a wait)."""
         if isinstance(actor, Actor):
             who, user, uid = actor.label, actor.name, actor.uid
         else:
             who, user, uid = actor, "root" if actor == "harness" else actor, None
+        now = time.time()
+        if end is None and t and ms is None:
+            end = now
         with self._lock:
-            self.steps.append(Step(t or time.time(), who, user, uid, action, result, errno,
-                                   None if ms is None else round(ms, 2), detail or {}))
+            self.steps.append(Step(t or now, who, user, uid, action, result, errno,
+                                   None if ms is None else round(ms, 2), detail or {},
+                                   end=end))
 
     def note(self, text: str, **detail) -> None:
         self.step("harness", text, detail=detail)

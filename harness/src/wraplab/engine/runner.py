@@ -4,6 +4,7 @@ read once at the end and merged into the transcript)."""
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 import traceback
@@ -12,6 +13,7 @@ from collections.abc import Callable, Mapping
 from wraplab.engine.actors import HarnessError
 from wraplab.engine.cells import Cell, Outcome, Step, plain
 from wraplab.engine.context import Context
+from wraplab.engine.records import kept_or_closed, process_records, run_info
 from wraplab.engine.scenarios import Scenario, get_scenario
 from wraplab.engine.verdicts import ERROR, Judgement
 from wraplab.targets import Target, reference
@@ -30,8 +32,10 @@ def make_lab(kind: str, base: str = "bookworm"):
 
 
 def run_cell(cell: Cell, *, scenario: Scenario | None = None, lab=None,
-             target: Target | None = None) -> Outcome:
-    """Start the target in a fresh lab, run the scenario's steps, judge, collect evidence."""
+             target: Target | None = None, keep: bool = False) -> Outcome:
+    """Start the target in a fresh lab, run the scenario's steps, judge, collect evidence.
+    ``keep``: leave the lab (and its server) running afterwards, labelled so that
+    ``wraplab clean`` removes it; ``outcome.lab_info`` says where it is."""
     scenario = scenario or get_scenario(cell.scenario)
     target = target or reference(cell.profile)
     t0 = time.time()
@@ -43,12 +47,16 @@ def run_cell(cell: Cell, *, scenario: Scenario | None = None, lab=None,
     server: dict = {}
     log: list[dict] = []
     events: list[dict] = []
+    processes: list[dict] = []
+    lab_info: dict = {}
     try:
         lab = lab or make_lab(cell.lab, cell.base)
         spec = target.server_spec(
             placement=cell.placement, socket=cell.socket, transport=cell.transport,
             lab=cell.lab, **scenario.server)
-        with lab.start(spec) as run:
+        if keep:
+            spec = dataclasses.replace(spec, keep=True)
+        with kept_or_closed(lab.start(spec), keep) as run:
             timings["setup_s"] = round(time.time() - t0, 3)
             ctx = Context(scenario, cell, run, target)
             t1 = time.time()
@@ -81,6 +89,8 @@ def run_cell(cell: Cell, *, scenario: Scenario | None = None, lab=None,
                 log = list(run.server_log())
             except Exception:
                 log = []
+            processes = process_records(run.transcript)
+            lab_info = run_info(run, keep)
     except Exception as exc:
         judgement = Judgement(ERROR, f"lab: {type(exc).__name__}: {exc}")
         error = traceback.format_exc()
@@ -108,6 +118,7 @@ def run_cell(cell: Cell, *, scenario: Scenario | None = None, lab=None,
         cell=cell, verdict=judgement.verdict, reason=judgement.reason, guard=judgement.guard,
         steps=steps, files=ctx.files if ctx else [], events=events, log=_log_excerpt(log),
         metrics=ctx.metrics if ctx else {}, timings=timings, server=server, error=error,
+        processes=processes, lab_info=lab_info,
     )
 
 
@@ -158,9 +169,11 @@ def _log_excerpt(log: list[dict], limit: int = 60) -> list[dict]:
 
 
 def run_cells(cells: list[Cell], *, jobs: int = 1,
-              on_done: Callable[[Outcome], None] | None = None) -> list[Outcome]:
+              on_done: Callable[[Outcome], None] | None = None,
+              on_start: Callable[[Cell], None] | None = None) -> list[Outcome]:
     """Run ``cells`` with ``jobs`` at a time (each cell its own lab); cells of an
-    ``EXCLUSIVE`` scenario (floods) run afterwards, one at a time."""
+    ``EXCLUSIVE`` scenario (floods) run afterwards, one at a time. ``on_start(cell)`` and
+    ``on_done(outcome)`` are called as each cell starts and ends (progress displays)."""
     from concurrent.futures import ThreadPoolExecutor
 
     scenarios = {s: get_scenario(s) for s in {c.scenario for c in cells}}
@@ -168,6 +181,9 @@ def run_cells(cells: list[Cell], *, jobs: int = 1,
     lock = threading.Lock()
 
     def one(i: int) -> None:
+        if on_start:
+            with lock:
+                on_start(cells[i])
         out = run_cell(cells[i], scenario=scenarios[cells[i].scenario])
         with lock:
             outcomes[i] = out

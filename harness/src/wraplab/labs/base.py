@@ -90,6 +90,9 @@ class ServerSpec:
     server_userns: tuple[str, ...] = ()
     umask: int | None = None
     nofile: int | None = None
+    #: The run will be kept after the cell (``wraplab run --keep``): labelled so that the
+    #: automatic sweep of a later start leaves it; ``wraplab clean`` removes it.
+    keep: bool = False
 
     def __post_init__(self) -> None:
         if self.umask is not None and not 0 <= self.umask <= 0o777:

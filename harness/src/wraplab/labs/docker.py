@@ -260,6 +260,7 @@ class DockerRun(LabRun):
                 "wraplab.lab": self.lab_name,
                 "wraplab.placement": self.spec.placement.value,
                 "wraplab.container": role,
+                **({cleanup.LABEL_KEEP: "1"} if self.spec.keep else {}),
             })
             .with_option(network_mode="none", init=True, hostname=hostname)
         )
@@ -274,7 +275,8 @@ class DockerRun(LabRun):
         name = f"{self.container_name}-{what}"
         self._docker.volumes.create(name=name, driver="local", driver_opts={
             "type": "tmpfs", "device": "tmpfs", "o": options,
-        }, labels={**cleanup.owner_labels(self.id), "wraplab.lab": self.lab_name})
+        }, labels={**cleanup.owner_labels(self.id), "wraplab.lab": self.lab_name,
+                   **({cleanup.LABEL_KEEP: "1"} if self.spec.keep else {})})
         self.volumes.append(name)
         return name
 

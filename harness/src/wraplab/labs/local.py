@@ -137,7 +137,7 @@ class LocalRun(LabRun):
         t0 = time.monotonic()
         d = self.labdir
         os.chmod(d, 0o755)
-        cleanup.write_local_owner(d, self.id)
+        cleanup.write_local_owner(d, self.id, keep=self.spec.keep)
         for sub in ("bin", "lib", "home", "run", "log", "tmp"):
             (d / sub).mkdir()
         os.chmod(d / "tmp", 0o1777)
