@@ -1,6 +1,7 @@
 /* The C anchor for the harness's flooder (wraplab.actors.flood), same structure:
- * --procs processes, each a non-blocking connect+close loop plus --waiters threads doing
- * blocking connect+close (SO_SNDTIMEO 200 ms), until --seconds pass.
+ * --procs processes, each a non-blocking connect loop (a refused socket connects again, a
+ * queued one is closed and replaced) plus --waiters threads doing blocking connect+close
+ * (SO_SNDTIMEO 200 ms), until --seconds pass.
  *
  *   flood --path P --seconds S [--procs N] [--waiters N]
  *
@@ -52,13 +53,18 @@ static void *waiter(void *arg) {
 static void flood(int waiters) {
     pthread_t th[256];
     for (int i = 0; i < waiters && i < 256; i++) pthread_create(&th[i], NULL, waiter, NULL);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0);
     while (now() < deadline) {
         for (int i = 0; i < 64; i++) {
-            int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0);
-            count(connect(fd, (struct sockaddr *)&target, sizeof target));
-            close(fd);
+            int rc = connect(fd, (struct sockaddr *)&target, sizeof target);
+            count(rc);
+            if (rc == 0 || errno != EAGAIN) {  /* queued (or gone): a fresh socket */
+                close(fd);
+                fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0);
+            }
         }
     }
+    close(fd);
     for (int i = 0; i < waiters && i < 256; i++) pthread_join(th[i], NULL);
 }
 
