@@ -8,8 +8,9 @@ Each of ``--procs`` processes connects a non-blocking AF_UNIX socket again and a
 (closed and replaced once the kernel queued it; a refused one tries again), and counts the
 outcome by errno name, from ``connect_ex`` (no exception per refusal): ``ok`` when the
 kernel queued the connection; EAGAIN when the listener's backlog is full; EACCES when the
-directory or socket mode stops us; ENOENT / ECONNREFUSED once the listener is gone. The report has the totals, the outcome counts and
-the rate (attempts per second over the flood's own wall time). ``--ready FILE``: the file is
+directory or socket mode stops us; ENOENT / ECONNREFUSED once the listener is gone. The
+report has the totals, the outcome counts and the rate (attempts per second over the
+flood's own wall time). ``--ready FILE``: the file is
 created once the first process has made ``--ready-after`` attempts (the flood is running at
 full speed: the harness releases the owner then); SIGTERM ends the flood early (the report
 is still printed).
