@@ -48,7 +48,7 @@ def build(out: str) -> dict:
     """gcc -O2 each anchor into *out*; {name: path}."""
     gcc = shutil.which("gcc") or shutil.which("cc")
     if gcc is None:
-        raise SystemExit("bench: gcc is needed to build the native anchors (make host-deps)")
+        raise SystemExit("bench: gcc is needed to build the native anchors (apt-get install gcc)")
     built = {}
     for name, (src, *flags) in ANCHORS.items():
         exe = os.path.join(out, name)
