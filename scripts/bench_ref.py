@@ -9,6 +9,8 @@ in one run, for each profile measured (default hardened and agentsh):
   ``--seconds``: full owner cycles (session + wrap-init over the API, dial, fd handoff,
   status) per second, and the same cycles' wrap-init phase alone and handoff phase alone
   (cycles divided by the seconds spent in that phase), each as a ratio wrapref / C;
+  and the cycles per second of the server's own CPU (user + system, all threads), the
+  figure that other work on the machine disturbs least;
 * the flooder: ``wraplab.actors.flood`` and the C flooder (``flood.c``, same structure)
   at the reconnect-flood scenario's settings (processes, waiters) against the same target
   (a listener with the hardened backlog, drained by a C acceptor), as attempts per second
@@ -75,6 +77,13 @@ def wait_socket(path: str, proc: subprocess.Popen, timeout: float = 20.0) -> Non
     raise SystemExit(f"bench: {path} never came up")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of process *pid* so far, every thread's (also those that ended)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def stop(proc: subprocess.Popen) -> None:
     proc.send_signal(signal.SIGTERM)
     try:
@@ -110,19 +119,25 @@ class Run:
                                 env=env, stdin=subprocess.DEVNULL)
         try:
             wait_socket(api, proc)
+            cpu0 = cpu_seconds(proc.pid)
             out = subprocess.run([self.exe["wrapcycle"], "--api", api, "--seconds",
                                   f"{seconds:g}"], check=True, capture_output=True, text=True)
+            cpu = cpu_seconds(proc.pid) - cpu0
         finally:
             stop(proc)
         res = json.loads(out.stdout)
+        res["cpu"] = cpu
         res["left"] = len(os.listdir(temp))
         return res
 
 
 def rates(res: dict) -> dict:
+    """Per second: cycles, and cycles over the time spent in each phase; "cycles/CPU s":
+    cycles per second of the server's own CPU (what other work on the machine disturbs
+    least)."""
     n = res["cycles"]
     return {"full cycle": n / res["wall"], "wrap-init": n / max(res["wrap_init"], 1e-9),
-            "handoff": n / max(res["handoff"], 1e-9)}
+            "handoff": n / max(res["handoff"], 1e-9), "cycles/CPU s": n / max(res["cpu"], 1e-3)}
 
 
 def scenario_flood_settings() -> tuple:
@@ -175,7 +190,7 @@ def main() -> int:
     try:
         exe = build(base)
         run = Run(base, exe, args.wrapref_src)
-        print(f"{'profile':<9} {'figure':<11} {'wrapref/s':>10} {'C/s':>10} {'ratio':>6}")
+        print(f"{'profile':<9} {'figure':<12} {'wrapref/s':>10} {'C/s':>10} {'ratio':>6}")
         for profile in args.profiles.split(","):
             best = {"c": {}, "wrapref": {}}
             for _ in range(max(1, args.rounds)):
@@ -188,7 +203,7 @@ def main() -> int:
                         best[who][figure] = max(rate, best[who].get(figure, 0.0))
             rn, rr = best["c"], best["wrapref"]
             for figure in rn:
-                print(f"{profile:<9} {figure:<11} {rr[figure]:10.0f} {rn[figure]:10.0f} "
+                print(f"{profile:<9} {figure:<12} {rr[figure]:10.0f} {rn[figure]:10.0f} "
                       f"{rr[figure] / rn[figure]:6.2f}")
         if not args.skip_flood:
             procs, waiters = scenario_flood_settings()
