@@ -4,6 +4,7 @@ read once at the end and merged into the transcript)."""
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 import traceback
@@ -155,6 +156,16 @@ def _log_excerpt(log: list[dict], limit: int = 60) -> list[dict]:
         keep = log[:limit] if len(log) <= limit else keep + [
             r for r in log if r not in keep][: limit - len(keep)]
     return keep[:limit]
+
+
+def auto_jobs() -> int:
+    """``-j auto``: one cell per core this process may run on. Exclusive cells (floods,
+    races, leak counts) still run afterwards, one at a time, so no flood shares the CPU
+    with another cell."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
 
 
 def run_cells(cells: list[Cell], *, jobs: int = 1,
