@@ -213,6 +213,78 @@ def descendants(pid):
     return seen
 
 
+SNAPSHOT_SKIP = ("/proc", "/sys", "/dev")
+SNAPSHOT_DEV = ("/dev/shm", "/dev/mqueue")
+
+
+def snapshot(skip):
+    """What a lab holds besides the agent: every path outside /proc, /sys and /dev (but
+    /dev/shm and /dev/mqueue) with its kind, mode, owner, size, link target and, for
+    non-directories, mtime; every process (pid, uids, cmdline) but the agent's children
+    still being reaped; the System V IPC objects; the bound Unix sockets."""
+    files = {}
+    todo = ["/", *SNAPSHOT_DEV]
+    while todo:
+        top = todo.pop()
+        try:
+            entries = list(os.scandir(top))
+        except OSError as exc:
+            files[top] = ["unreadable", exc.errno]
+            continue
+        for entry in entries:
+            path = entry.path
+            if path in SNAPSHOT_SKIP or path in skip:
+                continue
+            try:
+                st = entry.stat(follow_symlinks=False)
+            except OSError:
+                continue
+            fact = [st.st_mode, st.st_uid, st.st_gid]
+            if entry.is_dir(follow_symlinks=False):
+                todo.append(path)
+            elif entry.is_symlink():
+                fact.append(os.readlink(path))
+            else:
+                fact += [st.st_size, st.st_mtime_ns]
+            files[path] = fact
+    procs = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/cmdline", "rb") as f:
+                cmdline = f.read().decode("utf-8", "replace").split("\0")
+            with open(f"/proc/{name}/status") as f:
+                uids = next(line.split()[1:] for line in f if line.startswith("Uid:"))
+        except (OSError, StopIteration):
+            continue
+        procs[name] = [uids, cmdline]
+    ipc, unix = {}, []
+    for kind in ("shm", "msg", "sem"):
+        try:
+            with open(f"/proc/sysvipc/{kind}") as f:
+                ipc[kind] = f.read().splitlines()[1:]
+        except OSError:
+            ipc[kind] = None
+    try:
+        with open("/proc/net/unix") as f:
+            unix = sorted(line.split()[-1] for line in f.read().splitlines()[1:]
+                          if len(line.split()) > 7)
+    except OSError:
+        pass
+    return {"files": files, "procs": procs, "ipc": ipc, "unix": unix}
+
+
+def empty_dir(path):
+    """Remove what is in ``path`` (not ``path`` itself), without following symlinks."""
+    for entry in os.scandir(path):
+        if entry.is_dir(follow_symlinks=False):
+            empty_dir(entry.path)
+            os.rmdir(entry.path)
+        else:
+            os.unlink(entry.path)
+
+
 class Agent:
     def __init__(self, proto_in, proto_out):
         self.sel = selectors.DefaultSelector()
@@ -265,6 +337,10 @@ class Agent:
             elif op == "hello":
                 self.send({"id": rid, "ev": "done", "pid": os.getpid(), "uid": os.getuid(),
                            "python": sys.version.split()[0]})
+            elif op == "snapshot":
+                self.send({"id": rid, "ev": "done", **snapshot(req.get("skip") or [])})
+            elif op == "reset":
+                self.reset(rid, req)
             elif op == "read":
                 self.read(rid, req)
             else:
@@ -290,7 +366,8 @@ class Agent:
         os.close(err_w)
         pidfd = os.pidfd_open(pid)
         self.children[pid] = {"id": rid, "pidfd": pidfd, "out": bytearray(),
-                              "err": bytearray(), "open": 2, "status": None}
+                              "err": bytearray(), "open": 2, "status": None,
+                              "fds": {out_r, err_r}}
         self.sel.register(out_r, selectors.EVENT_READ, ("out", pid))
         self.sel.register(err_r, selectors.EVENT_READ, ("err", pid))
         self.sel.register(pidfd, selectors.EVENT_READ, ("pidfd", pid))
@@ -304,6 +381,7 @@ class Agent:
             return
         self.sel.unregister(fd)
         os.close(fd)
+        child["fds"].discard(fd)
         child["open"] -= 1
         self.maybe_done(pid)
 
@@ -338,6 +416,56 @@ class Agent:
             except ProcessLookupError:
                 pass
         self.send({"id": rid, "ev": "done", "signalled": done})
+
+    def reset(self, rid, req):
+        """Kill every process of the lab but ``keep`` (and the agent), wait until they are
+        gone, then empty the directories ``empty`` (a lab reused for another cell)."""
+        import time
+
+        keep = {int(p) for p in req.get("keep") or []} | {os.getpid()}
+        for pid in list(self.children):
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        deadline = time.monotonic() + float(req.get("timeout", 5))
+        while True:
+            left = []
+            for name in os.listdir("/proc"):
+                if name.isdigit() and int(name) not in keep:
+                    try:
+                        os.kill(int(name), signal.SIGKILL)
+                        left.append(int(name))
+                    except ProcessLookupError:
+                        pass
+            for pid in list(self.children):  # our own children: reaped here
+                child = self.children[pid]
+                if child["status"] is None:
+                    try:
+                        done, status = os.waitpid(pid, os.WNOHANG)
+                    except ChildProcessError:
+                        done, status = pid, 9
+                    if done:
+                        self.sel.unregister(child["pidfd"])
+                        os.close(child["pidfd"])
+                        child["status"] = -9 if status == 9 else (
+                            os.WEXITSTATUS(status) if os.WIFEXITED(status)
+                            else -os.WTERMSIG(status))
+                        for fd in list(child.get("fds", ())):
+                            self.sel.unregister(fd)
+                            os.close(fd)
+                        child["open"] = 0
+                        self.maybe_done(pid)
+            if not left or time.monotonic() > deadline:
+                break
+            time.sleep(0.01)
+        errors = []
+        for path in req.get("empty") or []:
+            try:
+                empty_dir(path)
+            except OSError as exc:
+                errors.append(f"{path}: {exc}")
+        self.send({"id": rid, "ev": "done", "left": left, "errors": errors})
 
     def read(self, rid, req):
         try:

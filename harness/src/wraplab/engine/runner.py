@@ -170,9 +170,12 @@ def auto_jobs() -> int:
 
 def run_cells(cells: list[Cell], *, jobs: int = 1,
               on_done: Callable[[Outcome], None] | None = None) -> list[Outcome]:
-    """Run ``cells`` with ``jobs`` at a time (each cell its own lab); cells of an
+    """Run ``cells`` with ``jobs`` at a time (each cell its own lab, in a container checked
+    clean and reused where one is idle: :mod:`wraplab.labs.warm`); cells of an
     ``EXCLUSIVE`` scenario (floods) run afterwards, one at a time."""
     from concurrent.futures import ThreadPoolExecutor
+
+    from wraplab.labs import warm
 
     scenarios = {s: get_scenario(s) for s in {c.scenario for c in cells}}
     outcomes: dict[int, Outcome] = {}
@@ -187,9 +190,10 @@ def run_cells(cells: list[Cell], *, jobs: int = 1,
 
     shared = [i for i, c in enumerate(cells) if not scenarios[c.scenario].exclusive]
     alone = [i for i, c in enumerate(cells) if scenarios[c.scenario].exclusive]
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        for fut in [pool.submit(one, i) for i in shared]:
-            fut.result()
-    for i in alone:
-        one(i)
+    with warm.reuse():  # containers checked clean serve the next cell of the same kind
+        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+            for fut in [pool.submit(one, i) for i in shared]:
+                fut.result()
+        for i in alone:
+            one(i)
     return [outcomes[i] for i in range(len(cells))]

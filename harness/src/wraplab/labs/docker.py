@@ -42,7 +42,7 @@ from testcontainers.core.config import testcontainers_config
 from testcontainers.core.container import DockerContainer
 
 from wraplab import images, users
-from wraplab.labs import agent, cleanup
+from wraplab.labs import agent, cleanup, warm
 from wraplab.labs.base import (
     ACTOR_TOOLS,
     DEFAULT_TIMEOUT,
@@ -252,6 +252,7 @@ class DockerRun(LabRun):
         self._peer_container: LabContainer | None = None
         self.volumes: list[str] = []
         self._agent: agent.AgentLink | None = None
+        self._warm: warm.WarmBox | None = None  # set when this container may serve again
 
     def _container(self, name: str, hostname: str, role: str) -> LabContainer:
         container = (
@@ -280,8 +281,39 @@ class DockerRun(LabRun):
         self.volumes.append(name)
         return name
 
+    def _warm_key(self) -> tuple | None:
+        """What a reusable container must share with this run (None: never reuse)."""
+        if (self.spec.peer or self.lab.wrapref_src is not None or not agent.enabled()
+                or not warm.active()):
+            return None
+        return (self.image.tag, self.spec.placement.value, self.spec.relaxed_seccomp)
+
+    def _adopt(self, box: warm.WarmBox) -> None:
+        """Run in a checked-clean container of an earlier cell (see :mod:`wraplab.labs.warm`)."""
+        for client in (self._docker, self._stream):
+            client.close()
+        self._docker, self._stream = box.docker, box.stream
+        self.container, self.container_id = box.container, box.container_id
+        self.container_name = box.container_name
+        self._agent = box.agent
+        box.cells += 1
+        self._warm = box
+        self._record(TranscriptEntry(
+            action="lab", actor="lab", user="root", uid=None, argv=(),
+            note=f"container {self.container_name} reused for cell {box.cells + 1} (checked "
+                 f"clean: no process, file, IPC object or socket left by the last cell; "
+                 f"{warm.SWITCH}=0 turns reuse off)",
+        ))
+
     def _launch(self) -> None:
         t0 = time.monotonic()
+        key = self._warm_key()
+        box = warm.POOL.take(key) if key else None
+        if box is not None:
+            self._adopt(box)
+            self._start_server()
+            self.startup_seconds = time.monotonic() - t0
+            return
         server = self.server_user
         owner = f"uid={server.uid},gid={server.gid}"
         container = self._container(self.container_name, "wraplab", "main")
@@ -301,6 +333,13 @@ class DockerRun(LabRun):
         self._replace_wrapref(container)
         if agent.enabled():
             self._start_agent()
+        if key and self._agent is not None:
+            baseline = self._agent.call("snapshot", timeout=60)
+            self._warm = warm.WarmBox(
+                key=key, container=container, container_id=self.container_id,
+                container_name=self.container_name, docker=self._docker,
+                stream=self._stream, agent=self._agent, baseline=baseline,
+                keep=[int(p) for p in baseline["procs"]])
         options = "".join([", seccomp unconfined" if self.spec.relaxed_seccomp else "",
                            f", volumes {', '.join(v for v, _ in shared)}" if shared else ""])
         self._record(TranscriptEntry(
@@ -450,11 +489,39 @@ class DockerRun(LabRun):
         result = self._spawn("lab", ROOT, ["cat", "--", path], None, None, "read").wait(30)
         return result.stdout if result.exit_code == 0 else ""
 
+    def _recycle(self, box: warm.WarmBox) -> bool:
+        """The reuse check: kill what the cell left, empty the temp base, API and log
+        directories, compare the container with its first snapshot; pool it if equal."""
+        t0 = time.monotonic()
+        why: list[str] = []
+        try:
+            reset = box.agent.call("reset", keep=box.keep, empty=[TEMP_BASE, API_DIR, LOG_DIR],
+                                   timeout=30)
+            why += [f"still running: {reset['left']}"] if reset.get("left") else []
+            why += list(reset.get("errors") or [])
+            if not why:
+                why = warm.differences(box.baseline, box.agent.call("snapshot", timeout=60))
+        except LabError as exc:
+            why = [str(exc)]
+        kept = not why and warm.POOL.give(box)
+        self._record(TranscriptEntry(
+            action="lab", actor="lab", user="root", uid=None, argv=(),
+            duration=time.monotonic() - t0,
+            note=(f"container {box.container_name} checked clean, kept for the next cell"
+                  if kept else f"container {box.container_name} not reused: "
+                  + ("; ".join(why) if why else "the pool is full")),
+        ))
+        return kept
+
     def close(self) -> None:
         if self._closed:
             return
         with cleanup.signals_deferred():
             self._closed = True
+            box, self._warm = self._warm, None
+            if box is not None and self.server is not None and self._recycle(box):
+                cleanup.unregister(self)
+                return
             try:
                 if self._agent is not None:
                     self._agent.close()
