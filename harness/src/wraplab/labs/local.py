@@ -294,13 +294,16 @@ class LocalRun(LabRun):
             self._closed = True
             try:
                 procs = []
-                for handle in self._agent_actors:
-                    pid = handle._pid
-                    if pid is not None and not handle._done.is_set():
-                        with contextlib.suppress(ProcessLookupError, PermissionError):
-                            os.killpg(pid, 9)
-                        with contextlib.suppress(psutil.Error):
-                            procs.append(psutil.Process(pid))
+                # The agent's children: killed by process group like the Popen ones, then
+                # reaped by the agent (still running), which reports each exit.
+                live = [h for h in self._agent_actors
+                        if h._pid is not None and not h._done.is_set()]
+                for handle in live:
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
+                        os.killpg(handle._pid, 9)
+                deadline = time.monotonic() + 5
+                for handle in live:
+                    handle._done.wait(max(0.0, deadline - time.monotonic()))
                 if self._agent is not None:
                     self._agent.close()
                 for popen in self._procs:
