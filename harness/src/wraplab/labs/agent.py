@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 SWITCH = "WRAPLAB_AGENT"
 ARGV = ["python3", "-m", f"{ACTOR_TOOLS}.agent"]
-START_TIMEOUT = 10.0
+START_TIMEOUT = 60.0  # an interpreter starting in a container on a loaded machine
 
 
 def enabled() -> bool:
