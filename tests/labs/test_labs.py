@@ -11,7 +11,7 @@ import time
 
 import docker
 import pytest
-from conftest import DOCKER_PARAMS, LAB_PARAMS, LABS
+from conftest import ACTOR_PATHS, DOCKER_PARAMS, LAB_PARAMS, LABS
 from wraplab.labs import LabRun, Placement, ServerSpec
 from wraplab.labs.cleanup import LABEL_RUN
 
@@ -19,21 +19,26 @@ PLACEMENTS = [p.value for p in Placement]
 ACTORS = ("owner", "bystander", "attacker", "service", "root")
 
 
-def served_params(labs=LABS, placements=PLACEMENTS):
+def served_params(labs=LABS, placements=PLACEMENTS, paths=("agent",)):
     out = []
     for lab in labs:
         mark = pytest.mark.requires_root if lab == "local" else pytest.mark.requires_docker
         for placement in placements:
-            out.append(pytest.param((lab, placement), marks=mark, id=f"{lab}-{placement}"))
+            for path in paths:
+                tail = "" if paths == ("agent",) else f"-{path}"
+                out.append(pytest.param((lab, placement, path), marks=mark,
+                                        id=f"{lab}-{placement}{tail}"))
     return out
 
 
 ALL = served_params()
+#: uids, groups and CapEff are proved on both ways of starting actors.
+ALL_BOTH_PATHS = served_params(paths=ACTOR_PATHS)
 ROOT_ONLY = served_params(placements=["root"])
 DOCKER_ROOT = served_params(labs=("docker-bookworm", "docker-trixie"), placements=["root"])
 
 
-@pytest.mark.parametrize("served", ALL, indirect=True)
+@pytest.mark.parametrize("served", ALL_BOTH_PATHS, indirect=True)
 @pytest.mark.parametrize("actor", ACTORS)
 def test_actor_runs_as_its_declared_user(served: LabRun, actor):
     user = served.users[actor]
@@ -49,7 +54,7 @@ def test_actor_runs_as_its_declared_user(served: LabRun, actor):
     assert probe["connect"]["peer"]["pid"] == served.server.pid
 
 
-@pytest.mark.parametrize("served", ALL, indirect=True)
+@pytest.mark.parametrize("served", ALL_BOTH_PATHS, indirect=True)
 def test_server_capabilities_follow_the_placement(served: LabRun):
     info = served.server_info()
     placement = served.spec.placement

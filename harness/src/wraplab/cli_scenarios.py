@@ -493,10 +493,25 @@ def _configure_run(p: argparse.ArgumentParser) -> None:
                 "3 the lab asked for cannot run here.")
 
 
+def _jobs(text: str) -> int:
+    """``-j N`` (N >= 1) or ``-j auto`` (the cores this process may use)."""
+    if text == "auto":
+        return engine.runner.auto_jobs()
+    try:
+        jobs = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: want a number or auto") from None
+    if jobs < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: want at least 1")
+    return jobs
+
+
 def _configure_matrix(p: argparse.ArgumentParser) -> None:
     _add_common(p, many=True)
     p.add_argument("--scenario", action="append", help="only these scenario(s)")
-    p.add_argument("-j", "--jobs", type=int, default=2, help="cells at a time (default 2)")
+    p.add_argument("-j", "--jobs", type=_jobs, default=2,
+                   help="cells at a time, or auto: one per core (default 2); exclusive "
+                        "cells (floods, races, leak counts) always run alone")
     p.add_argument("--json", metavar="FILE", help="write the outcomes as JSON")
     p.add_argument("--junit", metavar="FILE", help="write JUnit XML")
     p.add_argument("--markdown", metavar="FILE", help="write a Markdown verdict table")

@@ -5,6 +5,7 @@ read once at the end and merged into the transcript)."""
 from __future__ import annotations
 
 import dataclasses
+import os
 import threading
 import time
 import traceback
@@ -168,13 +169,26 @@ def _log_excerpt(log: list[dict], limit: int = 60) -> list[dict]:
     return keep[:limit]
 
 
+def auto_jobs() -> int:
+    """``-j auto``: one cell per core this process may run on. Exclusive cells (floods,
+    races, leak counts) still run afterwards, one at a time, so no flood shares the CPU
+    with another cell."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
 def run_cells(cells: list[Cell], *, jobs: int = 1,
               on_done: Callable[[Outcome], None] | None = None,
               on_start: Callable[[Cell], None] | None = None) -> list[Outcome]:
-    """Run ``cells`` with ``jobs`` at a time (each cell its own lab); cells of an
+    """Run ``cells`` with ``jobs`` at a time (each cell its own lab, in a container checked
+    clean and reused where one is idle: :mod:`wraplab.labs.warm`); cells of an
     ``EXCLUSIVE`` scenario (floods) run afterwards, one at a time. ``on_start(cell)`` and
     ``on_done(outcome)`` are called as each cell starts and ends (progress displays)."""
     from concurrent.futures import ThreadPoolExecutor
+
+    from wraplab.labs import warm
 
     scenarios = {s: get_scenario(s) for s in {c.scenario for c in cells}}
     outcomes: dict[int, Outcome] = {}
@@ -192,9 +206,10 @@ def run_cells(cells: list[Cell], *, jobs: int = 1,
 
     shared = [i for i, c in enumerate(cells) if not scenarios[c.scenario].exclusive]
     alone = [i for i, c in enumerate(cells) if scenarios[c.scenario].exclusive]
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        for fut in [pool.submit(one, i) for i in shared]:
-            fut.result()
-    for i in alone:
-        one(i)
+    with warm.reuse():  # containers checked clean serve the next cell of the same kind
+        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+            for fut in [pool.submit(one, i) for i in shared]:
+                fut.result()
+        for i in alone:
+            one(i)
     return [outcomes[i] for i in range(len(cells))]
