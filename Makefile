@@ -19,7 +19,7 @@ $(STAMP): ref/pyproject.toml harness/pyproject.toml
 
 venv: $(STAMP) ## create .venv with tox, wrapref and wraplab installed
 
-host-deps: ## install what this host lacks (docker.io, debootstrap, acl, setpriv, python3-venv; root)
+host-deps: ## install what this host lacks (docker.io, debootstrap, acl, setpriv, python3-venv, chromium; root)
 	@bash scripts/host-deps.sh
 
 # demo runs what can run: a missing package or Docker engine is said in one line, and the
@@ -54,7 +54,7 @@ integration: $(STAMP) docker-up ## the verdict matrix as tests (tox -e integrati
 lint: $(STAMP) ## ruff (and actionlint)
 	$(TOX) -e lint
 
-bench: $(STAMP) ## benchmarks that print figures (handoffs/s, wrap-init/s)
+bench: $(STAMP) ## wrapref and the flooder against C anchors built from bench/native (ratios)
 	$(VENV)/bin/python scripts/bench_ref.py
 
 stress: $(STAMP) docker-up ## the race-prone cells 20 times over under a CPU burner (REPEAT=N to change)

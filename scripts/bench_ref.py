@@ -1,28 +1,39 @@
 #!/usr/bin/env python3
-"""Benchmark the reference wrap server: handoffs/s and wrap-init/s on this machine.
+"""Benchmark the reference wrap server and the harness's flooder against native anchors.
 
-Starts ``wrapref serve`` as a subprocess on a private temp base (Unix API socket), then,
-for each profile measured, for a bounded time each:
+Builds the C anchors in ``bench/native`` with gcc (into a private temp directory), then,
+in one run, for each profile measured (default hardened and agentsh):
 
-* handoffs/s, sequential: one client doing session-less wrap-init + notify handoff
-  (pipe + token, forked stand-in wrapper child) again and again;
-* handoffs/s, 2 concurrent clients (two forked client processes);
-* wrap-init/s: wrap-init calls alone (against a server whose accept window is short,
-  so the unserved loops expire instead of piling up).
+* the C server (``wrapsrv.c``: the same syscalls for one wrap, one epoll loop) and
+  ``wrapref serve`` side by side, each driven by the same C owner (``wrapcycle.c``) for
+  ``--seconds``: full owner cycles (session + wrap-init over the API, dial, fd handoff,
+  status) per second, and the same cycles' wrap-init phase alone and handoff phase alone
+  (cycles divided by the seconds spent in that phase), each as a ratio wrapref / C;
+  and the cycles per second of the server's own CPU (user + system, all threads), the
+  figure that other work on the machine disturbs least;
+* the flooder: ``wraplab.actors.flood`` and the C flooder (``flood.c``, same structure)
+  at the reconnect-flood scenario's settings (processes, waiters) against the same target
+  (a listener with the hardened backlog, drained by a C acceptor), as attempts per second
+  and the ratio.
 
-Prints the figures; asserts nothing.  Root is not required (the client is the
-server's own uid: fs_isolation "same-uid" or "none").
+Prints figures; asserts nothing.  Loopback Unix sockets only, under a private temp dir.
 
     python3 scripts/bench_ref.py [--seconds 2] [--profiles hardened,agentsh]
+        [--wrapref-src DIR] [--rounds 3] [--skip-flood]
+
+``--wrapref-src`` runs another checkout's reference server (e.g. the "before" of a change).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
+import resource
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -30,136 +41,183 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-try:
-    import wrapref  # noqa: F401
-except ImportError:
-    sys.path.insert(0, str(REPO / "ref" / "src"))
-
-from wrapref.client import WrapClient, http_request  # noqa: E402
+NATIVE = REPO / "bench" / "native"
+SCENARIO = REPO / "harness" / "src" / "wraplab" / "scenarios" / "reconnect-flood.py"
+ANCHORS = {"wrapsrv": ["wrapsrv.c"], "wrapcycle": ["wrapcycle.c"], "flood": ["flood.c", "-pthread"]}
 
 
-class Server:
-    def __init__(self, base: str, profile: str, window: float):
-        self.dir = tempfile.mkdtemp(prefix="srv-", dir=base)
-        self.temp = os.path.join(self.dir, "tmp")
-        os.mkdir(self.temp)
-        self.api = "unix:" + os.path.join(self.dir, "api.sock")
-        self.log = os.path.join(self.dir, "server.log")
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "wrapref", "serve", "--profile", profile, "--api", self.api,
-             "--temp-base", self.temp, "--accept-window", str(window), "--log-file", self.log],
-            env=env, stdin=subprocess.DEVNULL)
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                if http_request(self.api, "GET", "/healthz", timeout=1)[0] == 200:
-                    break
-            except OSError:
-                pass
-            if self.proc.poll() is not None:
-                raise SystemExit("bench: the server exited")
-            time.sleep(0.02)
-        status, body = http_request(self.api, "POST", "/api/v1/sessions")
-        self.session = body["id"]
-
-    def stop(self) -> None:
-        self.proc.send_signal(signal.SIGTERM)
-        self.proc.wait(30)
+def build(out: str) -> dict:
+    """gcc -O2 each anchor into *out*; {name: path}."""
+    gcc = shutil.which("gcc") or shutil.which("cc")
+    if gcc is None:
+        raise SystemExit("bench: gcc is needed to build the native anchors (apt-get install gcc)")
+    built = {}
+    for name, (src, *flags) in ANCHORS.items():
+        exe = os.path.join(out, name)
+        subprocess.run([gcc, "-O2", "-Wall", "-Wno-restrict", "-o", exe, str(NATIVE / src),
+                        *flags], check=True)
+        built[name] = exe
+    return built
 
 
-def handoff_loop(api: str, session: str, seconds: float) -> tuple:
-    ok = failed = 0
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        r = WrapClient(api=api, session=session, timeout=10).run()
-        if r["ok"]:
-            ok += 1
-        else:
-            failed += 1
-    return ok, failed
+def wait_socket(path: str, proc: subprocess.Popen, timeout: float = 20.0) -> None:
+    """Until *path* accepts a connection (the server is up)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"bench: {proc.args[0]} exited ({proc.returncode})")
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            s.connect(path)
+            return
+        except OSError:
+            time.sleep(0.02)  # polling a socket that does not exist yet: nothing to wait on
+        finally:
+            s.close()
+    raise SystemExit(f"bench: {path} never came up")
 
 
-def concurrent(api: str, session: str, seconds: float, workers: int) -> tuple:
-    pipes = []
-    started = time.monotonic()
-    for _ in range(workers):
-        r, w = os.pipe()
-        pid = os.fork()
-        if pid == 0:
-            code = 0
-            try:
-                os.close(r)
-                os.write(w, json.dumps(handoff_loop(api, session, seconds)).encode())
-            except BaseException:
-                code = 1
-            finally:
-                os._exit(code)
-        os.close(w)
-        pipes.append((pid, r))
-    ok = failed = 0
-    for pid, r in pipes:
-        data = b""
-        while True:
-            chunk = os.read(r, 4096)
-            if not chunk:
-                break
-            data += chunk
-        os.close(r)
-        os.waitpid(pid, 0)
-        if data:
-            a, b = json.loads(data)
-            ok += a
-            failed += b
-    return ok, failed, time.monotonic() - started
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of process *pid* so far, every thread's (also those that ended)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def wrap_init_loop(api: str, session: str, seconds: float) -> tuple:
-    ok = failed = 0
-    path = f"/api/v1/sessions/{session}/wrap-init"
-    started = time.monotonic()
-    end = started + seconds
-    while time.monotonic() < end:
-        status, _ = http_request(api, "POST", path, {"agent_command": "bench"})
-        if status == 200:
-            ok += 1
-        else:
-            failed += 1
-    return ok, failed, time.monotonic() - started
+def stop(proc: subprocess.Popen) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+class Run:
+    """One server under a fresh private directory, driven by the C owner."""
+
+    def __init__(self, base: str, exe: dict, wrapref_src: str):
+        self.base = base
+        self.exe = exe
+        self.src = wrapref_src
+
+    def server_argv(self, which: str, profile: str, api: str, temp: str, log: str) -> list:
+        if which == "c":
+            return [self.exe["wrapsrv"], "--api", api, "--temp-base", temp, "--profile",
+                    profile, "--log-file", log]
+        return [sys.executable, "-m", "wrapref", "serve", "--profile", profile, "--api",
+                "unix:" + api, "--temp-base", temp, "--log-file", log]
+
+    def cycles(self, which: str, profile: str, seconds: float) -> dict:
+        d = tempfile.mkdtemp(prefix=f"{which}-{profile}-", dir=self.base)
+        temp = os.path.join(d, "tmp")
+        os.mkdir(temp, 0o755)
+        api = os.path.join(d, "api.sock")
+        env = dict(os.environ, PYTHONPATH=self.src)
+        proc = subprocess.Popen(self.server_argv(which, profile, api, temp,
+                                                 os.path.join(d, "server.log")),
+                                env=env, stdin=subprocess.DEVNULL)
+        try:
+            wait_socket(api, proc)
+            cpu0 = cpu_seconds(proc.pid)
+            out = subprocess.run([self.exe["wrapcycle"], "--api", api, "--seconds",
+                                  f"{seconds:g}"], check=True, capture_output=True, text=True)
+            cpu = cpu_seconds(proc.pid) - cpu0
+        finally:
+            stop(proc)
+        res = json.loads(out.stdout)
+        res["cpu"] = cpu
+        res["left"] = len(os.listdir(temp))
+        return res
+
+
+def rates(res: dict) -> dict:
+    """Per second: cycles, and cycles over the time spent in each phase; "cycles/CPU s":
+    cycles per second of the server's own CPU (what other work on the machine disturbs
+    least)."""
+    n = res["cycles"]
+    return {"full cycle": n / res["wall"], "wrap-init": n / max(res["wrap_init"], 1e-9),
+            "handoff": n / max(res["handoff"], 1e-9), "cycles/CPU s": n / max(res["cpu"], 1e-3)}
+
+
+def scenario_flood_settings() -> tuple:
+    """(processes, waiters) as the reconnect-flood scenario floods (dac-override-flood too)."""
+    spec = importlib.util.spec_from_file_location("reconnect_flood", SCENARIO)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.FLOODERS, mod.WAITERS
+
+
+def flood_rates(base: str, exe: dict, seconds: float, procs: int, waiters: int) -> dict:
+    d = tempfile.mkdtemp(prefix="flood-", dir=base)
+    target = os.path.join(d, "target.sock")
+    drain = subprocess.Popen([exe["wrapsrv"], "--drain", target, "--backlog", "8"],
+                             stdin=subprocess.DEVNULL)
+    out = {}
+    try:
+        wait_socket(target, drain)
+        args = ["--path", target, "--seconds", f"{seconds:g}", "--procs", str(procs),
+                "--waiters", str(waiters)]
+        for who, argv in (("c", [exe["flood"], *args]),
+                          ("wraplab", [sys.executable, "-m", "wraplab.actors.flood", *args])):
+            ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+            res = subprocess.run(argv, check=True, capture_output=True, text=True)
+            ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+            out[who] = json.loads(res.stdout)
+            cpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
+            out[who]["per_cpu"] = out[who]["attempts"] / max(cpu, 1e-3)
+    finally:
+        stop(drain)
+    return out
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=2.0, help="per measurement")
     parser.add_argument("--profiles", default="hardened,agentsh")
+    parser.add_argument("--wrapref-src", default=str(REPO / "ref" / "src"),
+                        help="the wrapref source tree to run (default: this checkout's)")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="rounds, C and wrapref alternating; the best of each is shown "
+                             "(other work on the machine only ever slows a round down)")
+    parser.add_argument("--skip-flood", action="store_true")
     args = parser.parse_args()
-    secs = max(0.2, min(args.seconds, 10.0))
+    secs = max(0.2, min(args.seconds, 30.0))
     base = tempfile.mkdtemp(prefix="wrapref-bench-", dir="/tmp")
     os.chmod(base, 0o755)
-    pyver = sys.version.split()[0]
-    print(f"wrapref bench: Python {pyver}, {os.cpu_count() or 0} CPUs, uid {os.getuid()}, "
-          f"{secs:.1f}s per figure")
+    print(f"wrapref bench: Python {sys.version.split()[0]}, {os.cpu_count() or 0} CPUs, "
+          f"uid {os.getuid()}, {secs:g}s per figure, wrapref from {args.wrapref_src}")
     try:
+        exe = build(base)
+        run = Run(base, exe, args.wrapref_src)
+        print(f"{'profile':<9} {'figure':<12} {'wrapref/s':>10} {'C/s':>10} {'ratio':>6}")
         for profile in args.profiles.split(","):
-            srv = Server(base, profile, window=30)
-            try:
-                t0 = time.monotonic()
-                ok, failed = handoff_loop(srv.api, srv.session, secs)
-                dt = time.monotonic() - t0
-                print(f"{profile:<9} handoffs/s sequential:    {ok / dt:7.1f}  "
-                      f"({ok} ok, {failed} failed)")
-                ok, failed, dt = concurrent(srv.api, srv.session, secs, 2)
-                print(f"{profile:<9} handoffs/s 2 concurrent:  {ok / dt:7.1f}  "
-                      f"({ok} ok, {failed} failed)")
-            finally:
-                srv.stop()
-            srv = Server(base, profile, window=0.3)
-            try:
-                ok, failed, dt = wrap_init_loop(srv.api, srv.session, secs)
-                print(f"{profile:<9} wrap-init/s sequential:   {ok / dt:7.1f}  "
-                      f"({ok} ok, {failed} failed)")
-            finally:
-                srv.stop()
+            best = {"c": {}, "wrapref": {}}
+            for _ in range(max(1, args.rounds)):
+                for who in best:
+                    res = run.cycles(who, profile, secs)
+                    if res["failed"] or res["left"]:
+                        print(f"{profile:<9} {who}: {res['failed']} failed cycles, "
+                              f"{res['left']} entries left in the temp base")
+                    for figure, rate in rates(res).items():
+                        best[who][figure] = max(rate, best[who].get(figure, 0.0))
+            rn, rr = best["c"], best["wrapref"]
+            for figure in rn:
+                print(f"{profile:<9} {figure:<12} {rr[figure]:10.0f} {rn[figure]:10.0f} "
+                      f"{rr[figure] / rn[figure]:6.2f}")
+        if not args.skip_flood:
+            procs, waiters = scenario_flood_settings()
+            best = {"c": {}, "wraplab": {}}
+            for _ in range(max(1, args.rounds)):
+                fl = flood_rates(base, exe, secs, procs, waiters)
+                for who, res in fl.items():
+                    for figure in ("rate", "per_cpu"):
+                        best[who][figure] = max(res[figure], best[who].get(figure, 0.0))
+            c, py = best["c"], best["wraplab"]
+            print(f"flooder, {procs} processes x {waiters} waiters (the reconnect-flood "
+                  f"scenario's): connects/s wraplab {py['rate']:.0f}, C {c['rate']:.0f}, "
+                  f"ratio {py['rate'] / c['rate']:.2f}; per CPU s wraplab {py['per_cpu']:.0f}, "
+                  f"C {c['per_cpu']:.0f}, ratio {py['per_cpu'] / c['per_cpu']:.2f}")
     finally:
         shutil.rmtree(base, ignore_errors=True)
     return 0

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install what this host lacks for `make demo`, `make test` and `.ci/run` (Debian-family
 # hosts, as root): the Docker engine, debootstrap (the offline base images), acl, setpriv,
-# python3 with venv. Prints one line per outcome, never a traceback.
+# python3 with venv, chromium (the HTML report's browser test). Prints one line per outcome, never a traceback.
 #
 #   scripts/host-deps.sh          install what is missing; exit 1 if something stays missing
 #   scripts/host-deps.sh --check  only say what is missing (exit 1 if anything is)
@@ -24,6 +24,7 @@ deps=(
     "python3|python3|the harness, the reference server and the actors"
     "@venv|python3-venv|make venv (python3 -m venv needs ensurepip)"
     "make|make|the make targets"
+    "chromium|chromium|the HTML report's test in headless Chromium (tox -e harness)"
 )
 
 present() {
@@ -54,7 +55,7 @@ why_of() {
 
 read -r -a need <<<"$(missing_pkgs)"
 if [ ${#need[@]} -eq 0 ]; then
-    echo "host-deps: everything is here (docker.io, debootstrap, acl, setpriv, python3-venv, make)"
+    echo "host-deps: everything is here (docker.io, debootstrap, acl, setpriv, python3-venv, make, chromium)"
     exit 0
 fi
 if [ "$check_only" = 1 ]; then

@@ -196,3 +196,13 @@ def test_report_merges_job_reports_into_one_table(tmp_path, check_report):
     assert bad.returncode == 2 and bad.stderr.startswith("report: no report files")
     missing = wraplab("report", str(tmp_path / "missing.json"))
     assert missing.returncode == 2 and "not a readable JSON report" in missing.stderr
+
+
+def test_matrix_jobs_take_a_number_or_auto_and_refuse_the_rest():
+    parser = cli.build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command").choices["matrix"]
+    assert sub.parse_args(["-j", "3"]).jobs == 3
+    assert sub.parse_args(["-j", "auto"]).jobs == len(os.sched_getaffinity(0))
+    for bad in ("0", "-1", "many"):
+        out = wraplab("matrix", "-j", bad)
+        assert out.returncode == 2 and "want" in out.stderr, (bad, out.stderr)

@@ -11,7 +11,7 @@ from harness_support import REPO
 
 SCRIPT = REPO / "scripts" / "host-deps.sh"
 ALL = {"dockerd": "docker.io", "debootstrap": "debootstrap", "setfacl": "acl",
-       "setpriv": "util-linux", "make": "make"}
+       "setpriv": "util-linux", "make": "make", "chromium": "chromium"}
 
 
 def fake_host(tmp_path: Path, *, have: set[str], uid: int = 0, apt: bool = True,
@@ -71,7 +71,7 @@ def test_nothing_missing_installs_nothing(tmp_path):
 
 
 def test_installs_exactly_what_is_missing(tmp_path):
-    bin_ = fake_host(tmp_path, have={"dockerd", "setpriv", "make"}, venv=False)
+    bin_ = fake_host(tmp_path, have={"dockerd", "setpriv", "make", "chromium"}, venv=False)
     assert run(bin_, "--check").returncode == 1
     out = run(bin_)
     assert out.returncode == 0, out.stdout + out.stderr
@@ -84,7 +84,7 @@ def test_installs_exactly_what_is_missing(tmp_path):
 
 
 def test_what_cannot_be_had_is_one_sentence_each(tmp_path):
-    bin_ = fake_host(tmp_path, have={"dockerd", "setfacl", "setpriv", "make"},
+    bin_ = fake_host(tmp_path, have={"dockerd", "setfacl", "setpriv", "make", "chromium"},
                      refuse=("debootstrap",))
     out = run(bin_)
     assert out.returncode == 1
@@ -106,7 +106,8 @@ def test_one_refused_package_does_not_keep_the_others_out(tmp_path):
     (0, False, "no apt-get"),
 ])
 def test_no_root_or_no_apt_is_said_and_changes_nothing(tmp_path, uid, apt, words):
-    bin_ = fake_host(tmp_path, have={"dockerd", "setfacl", "setpriv", "make"}, uid=uid, apt=apt)
+    bin_ = fake_host(tmp_path, have={"dockerd", "setfacl", "setpriv", "make", "chromium"},
+                     uid=uid, apt=apt)
     out = run(bin_)
     assert out.returncode == 1
     assert words in out.stderr and "debootstrap" in out.stderr

@@ -360,3 +360,29 @@ def test_without_events_a_flood_that_ended_the_loop_before_the_dial_is_a_denial(
     j = ctx.judge(wrap(ctx, ok=False, step="connect-notify", errno="ENOENT"), [flood],
                   first=False)
     assert j.verdict is want, j.reason
+def test_broken_after_a_late_release_is_an_error():
+    ctx = ctx_for([INIT])
+    late = wrap(ctx, ok=False, step="connect-notify", errno="ENOENT")
+    late.data.update(t_announce=0.2, t_dial=0.2 + ctx.default_window + 60)
+    ctx.wraps.append(late)
+    j = ctx.broken("the owner's wrap failed at connect-notify (ENOENT)")
+    assert j.verdict is engine.ERROR and "harness was too slow" in j.reason
+
+
+def test_broken_in_time_stays_broken():
+    ctx = ctx_for([INIT])
+    ctx.wraps.append(wrap(ctx, ok=False, step="connect-notify", errno="EACCES"))
+    assert ctx.broken("alice cannot reach her socket").verdict is engine.BROKEN
+
+
+@pytest.mark.parametrize("owner_ok", [True, False])
+def test_a_stall_that_ended_the_loop_is_vulnerable_even_when_the_client_saw_ok(owner_ok):
+    """A signal client has no status byte: it may report ok while its connection sat in a
+    backlog nobody accepted once the stalled connection had ended the loop."""
+    ctx = ctx_for([INIT], socket="signal")
+    ends = [ev("handoff_failed", 2.0, kind="signal", peer_uid=1001, reason="timeout")]
+    w = wrap(ctx, ok=owner_ok, step="done" if owner_ok else "connect-signal",
+             errno=None if owner_ok else "ENOENT")
+    j = engine.judge_stall(ctx, w, who="the stalled connection", held=1.6, server="eof",
+                           ends=ends, window=5.0, handshake=1.5)
+    assert j.verdict is engine.VULNERABLE and j.guard == "handshake-deadline"

@@ -12,7 +12,7 @@ import os
 from collections.abc import Iterator
 
 import pytest
-from wraplab.labs import DockerLab, LabRun, LocalLab, Placement, ServerSpec, lab_by_name
+from wraplab.labs import DockerLab, LabRun, LocalLab, Placement, ServerSpec, agent, lab_by_name
 from wraplab.targets import wrapref_spec
 
 RUNS = pytest.StashKey[list]()
@@ -100,14 +100,41 @@ def _module_runs() -> Iterator[dict]:
         run.close()
 
 
+#: How actors are started: through the resident agent, or a docker exec/subprocess each.
+ACTOR_PATHS = ("agent", "exec")
+
+
+def start_with_path(name: str, spec: ServerSpec, path: str = "agent") -> LabRun:
+    """``lab_by_name(name).start(spec)`` with actors started the ``path`` way
+    (``WRAPLAB_AGENT`` is read when the lab launches)."""
+    if path not in ACTOR_PATHS:
+        raise ValueError(f"actor path {path!r}: want one of {ACTOR_PATHS}")
+    old = os.environ.get(agent.SWITCH)
+    os.environ[agent.SWITCH] = "1" if path == "agent" else "0"
+    try:
+        run = lab_by_name(name).start(spec)
+    finally:
+        if old is None:
+            os.environ.pop(agent.SWITCH, None)
+        else:
+            os.environ[agent.SWITCH] = old
+    uses_agent = any("resident actor agent" in e.note for e in run.transcript)
+    if uses_agent != (path == "agent"):
+        run.close()
+        raise AssertionError(f"{name}: asked for the {path} path, the lab did otherwise")
+    return run
+
+
 @pytest.fixture
 def served(request: pytest.FixtureRequest, _module_runs: dict) -> LabRun:
     """A server (``wrapref serve --profile agentsh``) in lab ``request.param = (lab name,
-    placement)``, started once per module and shared by the tests that ask for it."""
-    name, placement = request.param
-    key = (name, placement)
+    placement[, actor path])``, started once per module and shared by the tests that ask
+    for it. The actor path (:data:`ACTOR_PATHS`) defaults to the resident agent."""
+    name, placement, *rest = request.param
+    path = rest[0] if rest else "agent"
+    key = (name, placement, path)
     run = _module_runs.get(key)
     if run is None or run.closed:
-        run = lab_by_name(name).start(wrapref_spec("agentsh", Placement(placement)))
+        run = start_with_path(name, wrapref_spec("agentsh", Placement(placement)), path)
         _module_runs[key] = run
     return watch(request, run)

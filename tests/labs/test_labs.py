@@ -11,7 +11,7 @@ import time
 
 import docker
 import pytest
-from conftest import DOCKER_PARAMS, LAB_PARAMS, LABS
+from conftest import ACTOR_PATHS, DOCKER_PARAMS, LAB_PARAMS, LABS
 from wraplab.labs import LabRun, Placement
 from wraplab.labs.cleanup import LABEL_RUN
 from wraplab.targets import wrapref_spec
@@ -20,21 +20,26 @@ PLACEMENTS = [p.value for p in Placement]
 ACTORS = ("owner", "bystander", "attacker", "service", "root")
 
 
-def served_params(labs=LABS, placements=PLACEMENTS):
+def served_params(labs=LABS, placements=PLACEMENTS, paths=("agent",)):
     out = []
     for lab in labs:
         mark = pytest.mark.requires_root if lab == "local" else pytest.mark.requires_docker
         for placement in placements:
-            out.append(pytest.param((lab, placement), marks=mark, id=f"{lab}-{placement}"))
+            for path in paths:
+                tail = "" if paths == ("agent",) else f"-{path}"
+                out.append(pytest.param((lab, placement, path), marks=mark,
+                                        id=f"{lab}-{placement}{tail}"))
     return out
 
 
 ALL = served_params()
+#: uids, groups and CapEff are proved on both ways of starting actors.
+ALL_BOTH_PATHS = served_params(paths=ACTOR_PATHS)
 ROOT_ONLY = served_params(placements=["root"])
 DOCKER_ROOT = served_params(labs=("docker-bookworm", "docker-trixie"), placements=["root"])
 
 
-@pytest.mark.parametrize("served", ALL, indirect=True)
+@pytest.mark.parametrize("served", ALL_BOTH_PATHS, indirect=True)
 @pytest.mark.parametrize("actor", ACTORS)
 def test_actor_runs_as_its_declared_user(served: LabRun, actor):
     user = served.users[actor]
@@ -50,7 +55,7 @@ def test_actor_runs_as_its_declared_user(served: LabRun, actor):
     assert probe["connect"]["peer"]["pid"] == served.server.pid
 
 
-@pytest.mark.parametrize("served", ALL, indirect=True)
+@pytest.mark.parametrize("served", ALL_BOTH_PATHS, indirect=True)
 def test_server_capabilities_follow_the_placement(served: LabRun):
     info = served.server_info()
     placement = served.spec.placement
@@ -242,6 +247,33 @@ def test_tcp_api_and_server_stop(start_lab, lab):
     assert stopped.exit_code == 0 and not stopped.timed_out, stopped.describe() + stopped.stderr
     status, error = run.api_request("GET", "/healthz")
     assert status is None and error in ("ENOENT", "ECONNREFUSED"), (status, error)
+
+
+@pytest.mark.parametrize("lab", LAB_PARAMS)
+def test_umask_and_nofile_options_reach_the_server(start_lab, lab):
+    """``ServerSpec(umask=, nofile=)``: the server process runs under them (read from /proc
+    by the ``hostile state`` tool), still as the lab's server pid; the log file it created
+    has the umask's mode; without the options the lab's own umask (022) stays."""
+    run = start_lab(lab, wrapref_spec("agentsh", umask=0o027, nofile=128))
+    state = run.tool("hostile", ["state", "--pid", str(run.server.pid), "--base", run.temp_base])
+    assert (state["umask"], state["nofile"]) == ("0027", 128), state
+    cmdline = run.server_info()["cmdline"]
+    assert "serve" in cmdline and not any("launch" in a for a in cmdline), cmdline  # exec-ed
+    assert run.stat(run.log_file).mode == 0o640  # agentsh: open(path, "a") under umask 027
+    plain = start_lab(lab, wrapref_spec("agentsh"))
+    state = plain.tool("hostile", ["state", "--pid", str(plain.server.pid),
+                                   "--base", plain.temp_base])
+    assert state["umask"] == "0022" and state["nofile"] != 128, state
+
+
+def test_umask_and_nofile_are_checked():
+    with pytest.raises(ValueError, match="umask"):
+        wrapref_spec("agentsh", umask=0o1000)
+    with pytest.raises(ValueError, match="at least 16"):
+        wrapref_spec("agentsh", nofile=3)
+    assert wrapref_spec("agentsh").launcher == []
+    assert wrapref_spec("agentsh", umask=0, nofile=64).launcher == [
+        "python3", "-m", "wraplab.actors.launch", "--umask=000", "--nofile=64", "--"]
 
 
 @pytest.mark.parametrize("lab", DOCKER_PARAMS)

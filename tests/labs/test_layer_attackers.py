@@ -13,22 +13,26 @@
 from __future__ import annotations
 
 import pytest
-from conftest import LABS
+from conftest import ACTOR_PATHS, LABS
 from wraplab.actors._common import cap_names
 from wraplab.labs import LabError, LabRun, Placement
 
 
-def served_params(placements):
+def served_params(placements, paths=("agent",)):
     out = []
     for lab in LABS:
         mark = pytest.mark.requires_root if lab == "local" else pytest.mark.requires_docker
         for placement in placements:
-            out.append(pytest.param((lab, placement), marks=mark, id=f"{lab}-{placement}"))
+            for path in paths:
+                tail = "" if paths == ("agent",) else f"-{path}"
+                out.append(pytest.param((lab, placement, path), marks=mark,
+                                        id=f"{lab}-{placement}{tail}"))
     return out
 
 
 ROOT = served_params(["root"])
-ROOT_AND_NO_CHOWN = served_params(["root", "root-no-chown"])
+#: the capability launcher is proved on both ways of starting actors.
+ROOT_AND_NO_CHOWN = served_params(["root", "root-no-chown"], ACTOR_PATHS)
 
 
 @pytest.mark.parametrize("served", ROOT_AND_NO_CHOWN, indirect=True)

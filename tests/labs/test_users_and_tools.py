@@ -97,6 +97,24 @@ def test_required_actor_tools_exist_and_answer_help(module):
     assert "usage:" in out.stdout
 
 
+def test_launch_tool_sets_umask_and_nofile_then_execs(tmp_path):
+    """The labs' server launcher: umask and RLIMIT_NOFILE set, the program exec-ed in the
+    same process; a bad value is a clear error (exit 2) and nothing is started."""
+    show = ("import os, resource; "
+            "print(os.getpid(), os.umask(0), *resource.getrlimit(resource.RLIMIT_NOFILE))")
+    launch = [sys.executable, "-m", "wraplab.actors.launch"]
+    proc = subprocess.Popen([*launch, "--umask", "077", "--nofile", "64", "--", sys.executable,
+                             "-c", show], stdout=subprocess.PIPE, text=True)
+    out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0 and out.split() == [str(proc.pid), str(0o077), "64", "64"]
+    marker = tmp_path / "started"
+    for bad in (["--nofile", "3"], ["--umask", "8"], ["--umask", "1777"]):
+        res = subprocess.run([*launch, *bad, "--", "touch", str(marker)], capture_output=True,
+                             text=True, timeout=30)
+        assert res.returncode == 2 and "launch: error:" in res.stderr, (bad, res.stderr)
+    assert not marker.exists()
+
+
 def test_stat_tool_decodes_acls_like_getfacl(tmp_path):
     """The stat tool reads the ACL xattr itself; compare with getfacl where present."""
     target = tmp_path / "f"

@@ -148,7 +148,7 @@ def cmd_clean(args: argparse.Namespace) -> int:
     from wraplab.labs import cleanup
     from wraplab.labs.local import local_base
 
-    removed = cleanup.sweep_stale_local(Path(local_base()), log=_say)
+    removed = cleanup.sweep_stale_local(Path(local_base()), log=_say, kept=True)
     try:
         client = images.docker_client(timeout=60)
         client.ping()
@@ -159,12 +159,12 @@ def cmd_clean(args: argparse.Namespace) -> int:
         if args.force:
             containers = cleanup.remove_all_containers(client, log=_say)
         else:
-            containers = cleanup.sweep_stale_containers(client, log=_say)
+            containers = cleanup.sweep_stale_containers(client, log=_say, kept=True)
             live = cleanup.live_containers(client)
             if live:
                 _say(f"clean: kept {len(live)} container(s) of runs still going "
                      f"({', '.join(sorted(c.name for c in live))}); --force removes them")
-        cleanup.sweep_stale_volumes(client, log=_say, everyone=args.force)
+        cleanup.sweep_stale_volumes(client, log=_say, everyone=args.force, kept=True)
         old = images.remove_stale_lab_images(client, log=_say)
         extra = 0
         if args.all:
@@ -195,7 +195,11 @@ def _configure_report(p: argparse.ArgumentParser) -> None:
     p.add_argument("--junit", metavar="FILE", help="write JUnit XML of every outcome")
     p.add_argument("--markdown", metavar="FILE",
                    help="write the verdict table as Markdown ('-' for stdout)")
-    p.add_argument("--title", default="wraplab verdicts", help="title of the Markdown table")
+    p.add_argument("--html", metavar="DIR", help="write a static HTML report into DIR (the "
+                   "verdict table linking each cell to its transcript, race win rates and "
+                   "flood latencies as plots)")
+    p.add_argument("--title", default="wraplab verdicts",
+                   help="title of the Markdown table and the HTML report")
 
 
 @subcommand("report", help="merge JSON reports (of several CI jobs) into one verdict table, "
@@ -219,6 +223,11 @@ def cmd_report(args: argparse.Namespace) -> int:
     report.write_reports(outcomes, wall=None, json_path=args.json, junit_path=args.junit,
                          markdown_path=None if args.markdown == "-" else args.markdown,
                          title=args.title, labs=merged.labs)
+    if args.html:
+        from wraplab import htmlreport
+
+        index = htmlreport.write_html(outcomes, args.html, title=args.title, labs=merged.labs)
+        print(f"report: HTML report {index}", file=sys.stderr)
     if args.markdown != "-":
         print(report.render_matrix(outcomes))
     counts = report.summary_counts(outcomes)
@@ -269,6 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     try:
         return int(args.handler(args) or 0)
     except KeyboardInterrupt:

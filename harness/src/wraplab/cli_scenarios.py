@@ -16,6 +16,7 @@ import docker.errors
 
 from wraplab import engine, report
 from wraplab import targets as targets_
+from wraplab.progress import Progress
 from wraplab.targets import NO_EVENTS_ENV, PLACEMENTS, PROFILES, SOCKETS, TRANSPORTS
 
 
@@ -302,6 +303,13 @@ def cmd_run(args) -> int:
     except engine.ScenarioError as exc:
         print(f"wraplab: {exc}", file=sys.stderr)
         return 2
+    repeat = getattr(args, "repeat", 1)
+    if repeat < 1:
+        print("wraplab: --repeat needs a number >= 1", file=sys.stderr)
+        return 2
+    if getattr(args, "keep", False) and repeat > 1:
+        print("wraplab: --keep keeps the lab of one run; it takes no --repeat", file=sys.stderr)
+        return 2
     try:
         choice = _choose_labs([args.lab] if args.lab else None, args.base, first_only=True)
     except LabUnavailable as exc:
@@ -330,14 +338,127 @@ def cmd_run(args) -> int:
     except targets_.TargetError as exc:
         print(f"wraplab: {exc}", file=sys.stderr)
         return 2
-    failed = 0
-    for i, cell in enumerate(cells):
-        if i:
-            print()
-        out = engine.run_cell(cell, scenario=scenario)
-        report.print_outcome(out)
-        failed += not out.ok
-    return 1 if failed else 0
+    outcomes = []
+    t0 = time.time()
+    with Progress(len(cells) * repeat, label="runs" if repeat > 1 else "cells") as progress:
+        for cell in cells:
+            for _ in range(repeat):
+                progress.started(cell)
+                out = engine.run_cell(cell, scenario=scenario, keep=args.keep)
+                progress.finished(out)
+                outcomes.append(out)
+    wall = time.time() - t0
+    report.print_run(outcomes, repeat)
+    if args.keep:
+        for out in outcomes:
+            _say_kept(out)
+    if args.json:
+        report.write_json(args.json, report.run_json(
+            outcomes, wall=wall, labs=choice.as_dict(), argv=getattr(args, "argv", []),
+            repeat=repeat))
+    return 0 if all(o.ok for o in outcomes) else 1
+
+
+def kept_lines(out) -> list[str]:
+    """How to enter a lab kept by ``run --keep``, and how to remove it."""
+    info = out.lab_info or {}
+    if not info.get("kept"):
+        return [f"{out.cell.name}: no lab was kept (it failed to start)"]
+    owner = next((s for s in out.steps if s.actor == "owner" and s.uid is not None), None)
+    lines = [f"{out.cell.name}: the lab is kept, its server still running "
+             f"({' '.join(info.get('server_argv') or [])})"]
+    if info.get("container"):
+        name = info["container"]
+        lines += [f"  enter it as root:    docker exec -it {name} bash"]
+        if owner:
+            lines += [f"  as the owner:        docker exec -it -u {owner.user} {name} bash"]
+        lines += [f"  API {info.get('api')}, temp base {info.get('temp_base')}, image "
+                  f"{info.get('image')} ({info.get('image_id')})"]
+        if info.get("peer_container"):
+            lines += [f"  peer container:      docker exec -it {info['peer_container']} bash"]
+        names = " ".join([name, *([info["peer_container"]] if info.get("peer_container")
+                                  else [])])
+        rm = f"docker rm -f -v {names}"
+        if info.get("volumes"):
+            rm += f" && docker volume rm {' '.join(info['volumes'])}"
+        lines += [f"  remove it:           {rm}   (or: wraplab clean)"]
+    elif info.get("dir"):
+        d = info["dir"]
+        lines += [f"  its directory:       cd {d}   (API {info.get('api')}, temp base "
+                  f"{info.get('temp_base')}, server log {d}/log/server.log)"]
+        if owner:
+            lines += [f"  a shell as the owner: setpriv --reuid={owner.uid} --regid={owner.uid} "
+                      f"--clear-groups env PATH={d}/bin:$PATH PYTHONPATH={d}/lib bash"]
+        lines += ["  remove it:           wraplab clean"]
+    return lines
+
+
+def _say_kept(out) -> None:
+    for line in kept_lines(out):
+        print(line, file=sys.stderr, flush=True)
+
+
+def cmd_export(args) -> int:
+    from wraplab import export, targets
+
+    try:
+        scenario = engine.get_scenario(args.scenario)
+        target = targets.get(args.target) if args.target else targets.reference(args.profile)
+    except (engine.ScenarioError, ValueError) as exc:
+        print(f"wraplab: {exc}", file=sys.stderr)
+        return 2
+    cells = scenario.cells(profiles=[target.profile],
+                           sockets=[args.socket] if args.socket else [scenario.sockets[0]],
+                           placements=[args.placement] if args.placement else None,
+                           transports=["unix"], lab="docker", base=args.base)
+    if not cells:
+        print(f"wraplab: {scenario.slug} has no cell for those options (sockets "
+              f"{'/'.join(scenario.sockets)}, placements {'/'.join(scenario.placements)})",
+              file=sys.stderr)
+        return 2
+    cell = cells[0]
+    if cell.scenario not in export.RECIPES:
+        print(f"wraplab: no export recipe for {cell.scenario} yet (exportable: "
+              f"{', '.join(sorted(export.RECIPES))})", file=sys.stderr)
+        return 2
+    observed = None
+    if not args.no_run:
+        try:
+            _choose_labs(["docker"], args.base, first_only=True)
+        except LabUnavailable as exc:
+            print(f"wraplab: {exc} (--no-run exports without observing)", file=sys.stderr)
+            return EXIT_LAB_UNAVAILABLE
+        _say(f"observing {cell.name} once before the export (--no-run skips it)")
+        observed = engine.run_cell(cell, scenario=scenario, target=target)
+        _say(f"observed: {observed.verdict} - {observed.reason}")
+    try:
+        out = export.export(cell, args.output, target=target, observed=observed)
+    except export.ExportError as exc:
+        print(f"wraplab: {exc}", file=sys.stderr)
+        return 2
+    print(f"{out}: {cell.name}, expected {cell.expectation}; run {out}/run-with-docker.sh "
+          "(exit 1: the attack succeeded, 0: it failed, 2: inconclusive)")
+    return 0
+
+
+def cmd_show(args) -> int:
+    try:
+        data = report.read_report(args.file)
+        outcomes = report.outcomes_from_json(data)
+    except report.ReportError as exc:
+        print(f"wraplab: {exc}", file=sys.stderr)
+        return 2
+    except (KeyError, TypeError, ValueError) as exc:
+        print(f"wraplab: {args.file}: an outcome cannot be read ({exc!r})", file=sys.stderr)
+        return 2
+    if args.cell:
+        outcomes = [o for o in outcomes if o.cell.name == args.cell]
+        if not outcomes:
+            print(f"wraplab: no cell {args.cell} in {args.file}", file=sys.stderr)
+            return 2
+    repeat = int(data.get("repeat") or 1) if not args.cell else 1
+    report.print_run(outcomes, repeat, plain=args.plain)
+    return 0 if all(o.ok for o in outcomes) else 1
 
 
 def cmd_matrix(args) -> int:
@@ -372,7 +493,9 @@ def cmd_matrix(args) -> int:
     _say_targets(chosen)
     t0 = time.time()
     try:
-        outcomes = _run_with_progress(cells, args.jobs, rich=report.use_rich(sys.stderr))
+        with Progress(len(cells), jobs=args.jobs) as progress:
+            outcomes = engine.run_cells(cells, jobs=args.jobs, on_start=progress.started,
+                                        on_done=progress.finished)
     except targets_.TargetError as exc:
         print(f"wraplab: {exc}", file=sys.stderr)
         return 2
@@ -385,47 +508,14 @@ def cmd_matrix(args) -> int:
                          f"wraplab verdicts of {', '.join(t.name for t in chosen)} "
                          f"({', '.join(labs_)}, base {args.base})",
                          labs=choice.as_dict())
+    if args.html:
+        from wraplab import htmlreport
+
+        index = htmlreport.write_html(outcomes, args.html, title=args.title or
+                                      "wraplab verdicts", wall=wall, labs=choice.as_dict())
+        _say(f"HTML report: {index}")
     counts = report.summary_counts(outcomes)
     return 0 if counts["ok"] == counts["cells"] else 1
-
-
-def _run_with_progress(cells, jobs: int, *, rich: bool):
-    if rich:
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-        )
-
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                      TimeElapsedColumn(), transient=False, console=None) as prog:
-            task = prog.add_task("cells", total=len(cells))
-
-            from rich.markup import escape
-
-            def done(o):
-                mark = "" if o.ok else f"  [red]{o.verdict} (expected {o.cell.expectation})[/]"
-                if o.verdict is engine.NOT_RUN:
-                    mark = "  [dim]not run[/]"
-                prog.update(task, advance=1, description=escape(o.cell.name[:60]) + mark)
-                if not o.ok and o.verdict is not engine.NOT_RUN:
-                    prog.console.print(f"[red]MISMATCH[/] {escape(o.cell.name)}: {o.verdict}"
-                                       f" (expected {o.cell.expectation})", highlight=False)
-
-            return engine.run_cells(cells, jobs=jobs, on_done=done)
-    n = [0]
-
-    def line(o):
-        n[0] += 1
-        flag = "ok" if o.ok else f"MISMATCH (expected {o.cell.expectation})"
-        if o.verdict is engine.NOT_RUN:
-            flag = f"({o.reason})"
-        print(f"[{n[0]:>3}/{len(cells)}] {o.cell.name:<58} {str(o.verdict):<10} {flag} "
-              f"{o.timings.get('total_s', 0):.1f}s", file=sys.stderr, flush=True)
-
-    return engine.run_cells(cells, jobs=jobs, on_done=line)
 
 
 def _configure_list(p: argparse.ArgumentParser) -> None:
@@ -446,20 +536,76 @@ def _configure_list(p: argparse.ArgumentParser) -> None:
 def _configure_run(p: argparse.ArgumentParser) -> None:
     p.add_argument("scenario", help="scenario slug (see `wraplab list`)")
     _add_common(p, many=False)
+    p.add_argument("--json", metavar="FILE",
+                   help="write the whole outcome as JSON: every step (start and end), every "
+                   "process the lab ran (argv, uid, exit code, output tails), file facts, "
+                   "server events, the image, wraplab's version and commit; `wraplab show "
+                   "FILE` prints it again")
+    p.add_argument("--repeat", type=int, default=1, metavar="N",
+                   help="run each cell N times (a fresh lab each time) and print the verdict "
+                   "distribution; for a race, the pooled win rate with its 95 %% Wilson "
+                   "interval")
+    p.add_argument("--keep", action="store_true",
+                   help="leave the lab and its server running afterwards and say how to enter "
+                   "and remove it (`wraplab clean` removes it too)")
     p.epilog = ("Exit status: 0 every cell as expected, 1 a cell differed, 2 bad usage, "
                 "3 the lab asked for cannot run here.")
+
+
+def _jobs(text: str) -> int:
+    """``-j N`` (N >= 1) or ``-j auto`` (the cores this process may use)."""
+    if text == "auto":
+        return engine.runner.auto_jobs()
+    try:
+        jobs = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: want a number or auto") from None
+    if jobs < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: want at least 1")
+    return jobs
 
 
 def _configure_matrix(p: argparse.ArgumentParser) -> None:
     _add_common(p, many=True)
     p.add_argument("--scenario", action="append", help="only these scenario(s)")
-    p.add_argument("-j", "--jobs", type=int, default=2, help="cells at a time (default 2)")
+    p.add_argument("-j", "--jobs", type=_jobs, default=2,
+                   help="cells at a time, or auto: one per core (default 2); exclusive "
+                        "cells (floods, races, leak counts) always run alone")
     p.add_argument("--json", metavar="FILE", help="write the outcomes as JSON")
     p.add_argument("--junit", metavar="FILE", help="write JUnit XML")
     p.add_argument("--markdown", metavar="FILE", help="write a Markdown verdict table")
-    p.add_argument("--title", help="title of the Markdown table")
+    p.add_argument("--html", metavar="DIR", help="write a static HTML report into DIR: the "
+                   "verdict table linking each cell to its transcript, race win rates and "
+                   "flood latencies as plots")
+    p.add_argument("--title", help="title of the Markdown table and the HTML report")
     p.epilog = ("Exit status: 0 every cell as expected, 1 a cell differed, 2 bad usage, "
                 "3 the lab asked for cannot run here.")
+
+
+def _configure_show(p: argparse.ArgumentParser) -> None:
+    p.add_argument("file", metavar="FILE",
+                   help="a JSON file of `wraplab run --json` (or any JSON report)")
+    p.add_argument("--cell", metavar="ID", help="only this cell (e.g. "
+                   "'symlink-race[agentsh-notify-docker]')")
+    p.add_argument("--plain", action="store_true", help="plain text even on a terminal")
+
+
+def _configure_export(p: argparse.ArgumentParser) -> None:
+    p.add_argument("scenario", help="scenario slug (exportable so far: symlink-race, wrong-uid, "
+                   "reconnect-flood)")
+    p.add_argument("--profile", choices=PROFILES, default="agentsh",
+                   help="server profile (default agentsh)")
+    p.add_argument("--target", help="target by name (wrapref:PROFILE); overrides --profile")
+    p.add_argument("--socket", choices=SOCKETS,
+                   help="socket kind (default: the scenario's first)")
+    p.add_argument("--placement", choices=PLACEMENTS,
+                   help="server placement (default: the scenario's first)")
+    p.add_argument("--base", choices=engine.BASES, default="bookworm",
+                   help="lab image base for the observation run (default bookworm)")
+    p.add_argument("-o", "--output", required=True, metavar="DIR",
+                   help="the folder to write (must not exist or be empty)")
+    p.add_argument("--no-run", action="store_true",
+                   help="do not run the cell once to record the observed outcome")
 
 
 COMMANDS = (
@@ -468,6 +614,11 @@ COMMANDS = (
      cmd_run),
     ("matrix", "run every scenario x profile cell and print the verdict table",
      _configure_matrix, cmd_matrix),
+    ("show", "print a saved outcome (wraplab run --json) again, as the run printed it",
+     _configure_show, cmd_show),
+    ("export", "write one attack as a self-contained reproduction folder (Docker only, no "
+     "wraplab): README, Dockerfile, server and per-actor scripts", _configure_export,
+     cmd_export),
 )
 
 

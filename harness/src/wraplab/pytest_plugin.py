@@ -273,8 +273,23 @@ class CellItem(pytest.Item):
         return self.path, None, self.name
 
 
+_WARM: list = []
+
+
+def pytest_sessionstart(session):
+    """Containers checked clean serve later cells of the same kind, as in ``wraplab matrix``
+    (:mod:`wraplab.labs.warm`; ``WRAPLAB_WARM=0`` turns it off); removed at the session end."""
+    from wraplab.labs import warm
+
+    block = warm.reuse()
+    block.__enter__()
+    _WARM.append(block)
+
+
 def pytest_sessionfinish(session, exitstatus):
     """Write this process's outcomes as a wraplab JSON report (xdist: one per worker)."""
+    while _WARM:
+        _WARM.pop().__exit__(None, None, None)
     where = os.environ.get("WRAPLAB_REPORT_DIR")
     if not where or not OUTCOMES:
         return

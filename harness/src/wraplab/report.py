@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from wraplab import stats, timeline
 from wraplab.engine import ERROR, NOT_RUN, Outcome, Step
 from wraplab.targets import PROFILES
 
@@ -48,14 +49,6 @@ def use_rich(stream=None) -> bool:
 # --------------------------------------------------------------------------------------
 
 
-def _who(s: Step) -> str:
-    if s.actor == "harness":
-        return "harness"
-    if s.uid is None:
-        return s.actor
-    return f"{s.actor} {s.user}({s.uid})"
-
-
 def _fmt_facts(f: dict) -> str:
     if not f.get("exists"):
         return f"{f.get('path')}: missing"
@@ -67,13 +60,8 @@ def _fmt_facts(f: dict) -> str:
 
 
 def transcript_lines(out: Outcome) -> list[str]:
-    t0 = out.steps[0].t if out.steps else 0.0
-    lines = []
-    for s in out.steps:
-        ms = "" if s.ms is None else f" [{s.ms:.1f} ms]"
-        res = f" -> {s.result}" if s.result else ""
-        lines.append(f"  +{s.t - t0:7.3f}s  {_who(s):<22} {s.action}{res}{ms}")
-    return lines
+    """The run's timeline (:mod:`wraplab.timeline`), one line per step."""
+    return timeline.lines(out.steps)
 
 
 def render_outcome(out: Outcome) -> str:
@@ -83,7 +71,7 @@ def render_outcome(out: Outcome) -> str:
             f"placement {c.placement}, transport {c.transport}, lab {c.lab}/{c.base})")
     if out.verdict is NOT_RUN:
         return f"{head}\nnot run: {out.reason}"
-    lines = [head, "transcript:"]
+    lines = [head, "timeline (at the end of each step; +s from the run's first start):"]
     lines += transcript_lines(out) or ["  (no steps)"]
     if out.files:
         lines.append("files:")
@@ -121,21 +109,11 @@ def print_outcome(out: Outcome, stream=None) -> None:
     from rich.console import Console
     from rich.markup import escape as esc
     from rich.panel import Panel
-    from rich.table import Table
 
     con = Console(file=stream)
     c = out.cell
-    t = Table(title=esc(f"{c.name}  ({c.lab}/{c.base}, placement {c.placement}, "
-                        f"transport {c.transport})"), show_lines=False, expand=True)
-    for col in ("t", "who", "action", "result", "ms"):
-        t.add_column(col, overflow="fold")
-    t0 = out.steps[0].t if out.steps else 0.0
-    for s in out.steps:
-        style = "dim" if s.actor == "server" else ("cyan" if s.actor == "harness" else None)
-        t.add_row(f"+{s.t - t0:.3f}", esc(_who(s)), esc(s.action),
-                  f"[red]{esc(s.result)}[/]" if s.errno else esc(s.result),
-                  "" if s.ms is None else f"{s.ms:.1f}", style=style)
-    con.print(t)
+    con.print(timeline.rich_table(out.steps, f"{c.name}  ({c.lab}/{c.base}, placement "
+                                             f"{c.placement}, transport {c.transport})"))
     for f in out.files:
         con.print("  " + _fmt_facts(f), highlight=False)
     if out.metrics:
@@ -387,6 +365,96 @@ def to_json(outcomes: Sequence[Outcome], wall: float | None = None,
             "outcomes": [o.to_dict() for o in outcomes]}
 
 
+def git_commit() -> str | None:
+    """The commit of this wraplab checkout (``-dirty`` with local changes); None outside
+    a git checkout."""
+    import subprocess
+
+    here = Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(["git", "-C", str(here), "describe", "--always", "--dirty",
+                              "--abbrev=40", "--exclude=*"], capture_output=True, text=True,
+                             timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def run_json(outcomes: Sequence[Outcome], *, wall: float | None, labs: dict | None,
+             argv: Sequence[str], repeat: int = 1) -> dict:
+    """What ``wraplab run --json`` writes: the JSON report (schema v1, every outcome with
+    its processes and lab) plus the command, the commit, and per cell the ``--repeat``
+    summary (verdicts, the rate as expected, a race's pooled win rate)."""
+    data = to_json(outcomes, wall, labs)
+    cells: dict[str, list[Outcome]] = {}
+    for o in outcomes:
+        cells.setdefault(o.cell.name, []).append(o)
+    data.update(command="run", argv=list(argv), wraplab_commit=git_commit(), repeat=repeat,
+                repeats=[stats.repeat_summary(g) for g in cells.values()] if repeat > 1
+                else [])
+    return data
+
+
+def render_run(outcomes: Sequence[Outcome], repeat: int = 1) -> str:
+    """What ``wraplab run`` prints (and ``wraplab show`` again): each cell's whole story;
+    with ``repeat`` > 1, per cell one line per run and the distribution instead."""
+    if repeat <= 1:
+        return "\n\n".join(render_outcome(o) for o in outcomes)
+    cells: dict[str, list[Outcome]] = {}
+    for o in outcomes:
+        cells.setdefault(o.cell.name, []).append(o)
+    return "\n\n".join(render_repeats(group) for group in cells.values())
+
+
+def repeat_line(i: int, o: Outcome) -> str:
+    m = o.metrics or {}
+    race = f"  wins {m['wins']}/{m['tries']}" if isinstance(m.get("tries"), int) else ""
+    guard = f" (guard: {o.guard})" if o.guard else ""
+    return (f"  run {i:>3}: {str(o.verdict):<10}{guard}{race}  "
+            f"{o.timings.get('total_s', 0) or 0:.1f} s  {'OK' if o.ok else 'MISMATCH'}")
+
+
+def print_run(outcomes: Sequence[Outcome], repeat: int = 1, stream=None, *,
+               plain: bool = False) -> None:
+    """:func:`render_run` on stdout; on a terminal each cell's compact timeline instead."""
+    stream = stream or sys.stdout
+    if plain or repeat > 1 or not use_rich(stream):
+        stream.write(render_run(outcomes, repeat) + "\n")
+        stream.flush()
+        return
+    for i, o in enumerate(outcomes):
+        if i:
+            stream.write("\n")
+        print_outcome(o, stream)
+
+
+def write_json(path: str | Path, data: dict) -> None:
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(json.dumps(data, indent=1, default=str))
+
+
+def render_repeats(group: Sequence[Outcome]) -> str:
+    """One cell run several times: a line per run, the verdicts, the rates."""
+    c = group[0].cell
+    lines = [f"{c.name}  (scenario {c.scenario}, profile {c.profile}, socket {c.socket}, "
+             f"placement {c.placement}, transport {c.transport}, lab {c.lab}/{c.base}), "
+             f"{len(group)} runs:"]
+    lines += [repeat_line(i, o) for i, o in enumerate(group, 1)]
+    counts = stats.verdicts(group)
+    lines.append("verdicts: " + ", ".join(f"{v} {n}" for v, n in sorted(counts.items())))
+    ok = stats.wilson(sum(o.ok for o in group), len(group))
+    lines.append(f"as expected ({c.expectation}): {ok.text('runs')}")
+    race = stats.race_rate(group)
+    if race is not None:
+        lines.append(f"race won: {race.text('tries')}")
+    bad = [o for o in group if not o.ok]
+    if bad:
+        lines.append(f"first mismatch (run {list(group).index(bad[0]) + 1}): {bad[0].verdict}"
+                     f" - {bad[0].reason}")
+    return "\n".join(lines)
+
+
 # XML 1.0 cannot carry most C0 controls (\x00 included, even escaped), lone surrogates,
 # U+FFFE and U+FFFF: they are written as visible \xNN / \uNNNN escapes instead.
 _NOT_XML = re.compile("[^\x09\x0a\x0d\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
@@ -534,7 +602,7 @@ def list_lines(scenarios: Iterable) -> list[str]:
 
 def outcomes_from_json(data: dict) -> list[Outcome]:
     """Outcomes back from :func:`to_json` output (to re-render or merge reports)."""
-    from wraplab.engine import Cell, Step, Verdict, get_scenario
+    from wraplab.engine import Cell, Verdict, get_scenario
 
     out = []
     multi: dict[str, tuple[bool, bool]] = {}
@@ -554,8 +622,9 @@ def outcomes_from_json(data: dict) -> list[Outcome]:
                     expect_reason=c.get("expect_reason"), not_run=c.get("not_run"))
         out.append(Outcome(
             cell=cell, verdict=Verdict(o["verdict"]), reason=o.get("reason", ""),
-            guard=o.get("guard"), steps=[Step(**s) for s in o.get("steps", [])],
+            guard=o.get("guard"), steps=[Step.from_dict(s) for s in o.get("steps", [])],
             files=o.get("files", []), events=o.get("events", []), log=o.get("log", []),
             metrics=o.get("metrics", {}), timings=o.get("timings", {}),
-            server=o.get("server", {}), error=o.get("error")))
+            server=o.get("server", {}), error=o.get("error"),
+            processes=o.get("processes", []), lab_info=o.get("lab_info", {})))
     return out

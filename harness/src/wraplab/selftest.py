@@ -1,11 +1,12 @@
 """``wraplab selftest``: weaken one rule of the hardened server, and some cell must say so.
 
-The test of the matrix (issue 9 item 3, docs/rules.md): for each rule H1..H13 of SPEC §3,
-take a scratch copy of the reference package (``ref/src/wrapref``), drop in a small module
-that weakens that one rule -- in one socket kind, or one placement, or everywhere -- run
-the cells docs/rules.md names for the rule against the ``hardened`` profile of that copy,
-and print rule -> cell -> verdict. A weakening is *caught* when at least one of its cells
-comes out ``vulnerable``; the command exits 1 if any weakening run was caught by no cell
+The test of the matrix (issue 9 item 3, docs/rules.md): for each rule H1..H13 of SPEC §3
+(and the client's H19), take a scratch copy of the reference package
+(``ref/src/wrapref``), drop in a small module that weakens that one rule -- in one socket
+kind, or one placement, or everywhere -- run the cells docs/rules.md names for the rule
+against the ``hardened`` profile of that copy, and print rule -> cell -> verdict. A
+weakening is *caught* when at least one of its cells comes out ``vulnerable``; the command
+exits 1 if any weakening run was caught by no cell
 (``--allow-uncaught`` lists the ones known to be, see docs/rules.md).
 
 The copy runs in place of the project's: LocalLab copies it into the lab's ``lib/``
@@ -234,6 +235,14 @@ WEAKENINGS: tuple[Weakening, ...] = (
          per_kind("{k}", rate_limit_logs=False)
          """,
          [("dac-override-rejections", k, "root", "unix")]) for k in KINDS),
+    _w("H19-wrap-unchecked", "H19",
+       "the hardened client hands its fd to whoever listens at the wrap socket's path "
+       "(agentsh's client: no SO_PEERCRED check of the listener)",
+       """
+       _c.WrapClient.check_wrap_peer = lambda self, kind, sock: None
+       """,
+       [("dac-override-swap", "notify", p, "unix") for p in ("root", "root-no-chown",
+                                                            "service")]),
 )
 
 
@@ -283,13 +292,15 @@ def run_weakening(w: Weakening | None, cells, lab_kind: str, base: str, say) -> 
             rows.append(row)
             say(f"    {cell.name:<60} {row['verdict']:<10} "
                 f"{('(' + out.guard + ')') if out.guard else ''}")
+            if row["verdict"] in ("error", "broken"):
+                say(f"      why: {out.reason}")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return rows
 
 
 def _configure(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--rule", action="append", help="only these rules (H1..H13)")
+    p.add_argument("--rule", action="append", help="only these rules (H1..H13, H19)")
     p.add_argument("--only", action="append", help="only these weakenings (ids, see --list)")
     p.add_argument("--lab", choices=("local", "docker"), default="local")
     p.add_argument("--base", choices=("bookworm", "trixie"), default="bookworm")

@@ -43,7 +43,7 @@ KEYS = {
     ("server",): ("command", "placements", "sockets", "transports", "args", "ready"),
     ("server", "args"): (*SOCKETS, "tcp", *OPTIONS),
     ("server", "ready"): (*READY_KINDS, "timeout"),
-    ("client",): ("use", "dial"),
+    ("client",): ("use", "dial", "server_uid"),
     ("expect",): ("default", "like", "scenarios"),
 }
 
@@ -300,6 +300,12 @@ def from_data(data: Mapping, *, path: str = "<target>", text: str | None = None,
     client = c.table(top, ("client",))
     c.string(client, ("client", "use"), choices=("wrapref",))
     dial = c.string(client, ("client", "dial"), choices=("retry", "once")) or "once"
+    server_uid = client.get("server_uid", "auto") if isinstance(client, Mapping) else "auto"
+    if isinstance(server_uid, bool) or not (
+            server_uid in ("auto", "any") or (isinstance(server_uid, int) and server_uid >= 0)):
+        c.bad(("client", "server_uid"), f"must be \"auto\", \"any\" or a uid (an integer "
+              f">= 0), not {server_uid!r}")
+        server_uid = "auto"
 
     expect_t = c.table(top, ("expect",))
     default = c.string(expect_t, ("expect", "default"), choices=VERDICTS)
@@ -340,7 +346,7 @@ def from_data(data: Mapping, *, path: str = "<target>", text: str | None = None,
         ready_kind=ready_kind, ready_value=ready_value, ready_timeout=float(timeout),
         build=tuple(a.replace("{here}", str(base.resolve())) for a in build),
         copy=tuple(copied), image=image, here=str(base.resolve()) if here else None,
-        dial=dial, has_events=events,
+        dial=dial, server_uid=str(server_uid), has_events=events,
         expect=Expectations(default=default or "defended", like=like, scenarios=overrides),
         source=None if builtin else path)
     return replace(target, label=target.name)

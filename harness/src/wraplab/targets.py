@@ -12,8 +12,10 @@ profiles, described in the same terms as a target file (:func:`reference`). A ta
 
 Which client the owner runs, per profile: ``hardened`` is paired with the hardened client
 (``--dial retry``: a blocking connect bounded by SO_SNDTIMEO, retried inside the window,
-SPEC H12); every other profile models agentsh or an older/naive variant of it, whose CLI dials
-once (``--dial once``, AGENTSH.md B34, G10).
+SPEC H12) that checks who listens at the other end of its sockets (``--server-uid auto``,
+docs/hostile-users.md H19); every other profile models agentsh or an older/naive variant of
+it, whose CLI dials once (``--dial once``, AGENTSH.md B34, G10) and checks nobody's
+SO_PEERCRED (``--server-uid any``).
 """
 
 from __future__ import annotations
@@ -46,6 +48,8 @@ PLACEHOLDERS = ("api", "api_path", "temp_base", "log_file", "target_dir", "tcp_p
 TCP_PORT = 18735
 
 DIAL = {"hardened": "retry"}
+#: The client's check of the server's uid (H19) per profile; ``any`` checks nothing.
+SERVER_UID = {"hardened": "auto"}
 
 #: Environment switch: hide the server's events from the judge (every verdict then comes
 #: from what the actors saw); ``wraplab run/matrix --no-events`` sets it.
@@ -124,6 +128,9 @@ class Target:
     image: str | None = None
     here: str | None = None  # the target file's directory
     dial: str = "once"
+    #: The owner's client's check of who serves the API and listens at the wrap sockets
+    #: (``--server-uid``: ``auto``, ``any`` -- agentsh's client checks nobody -- or a uid).
+    server_uid: str = "auto"
     #: The target keeps per-session events (docs/protocol.md) the judge may use as
     #: corroboration; without them every verdict comes from what the actors saw.
     has_events: bool = False
@@ -274,7 +281,8 @@ class Target:
         timeout: float | None = None,
         dial: str | None = None,
     ) -> list[str]:
-        argv = ["wrapref", "wrap", "--api", api, "--dial", dial or self.dial]
+        argv = ["wrapref", "wrap", "--api", api, "--dial", dial or self.dial,
+                "--server-uid", self.server_uid]
         if legacy:
             argv.append("--legacy")
         if timeout:
@@ -310,7 +318,8 @@ def reference_data(profile: str) -> dict:
                      "backlog": ["--backlog", "{value}"]},
             "ready": {"http": "/healthz", "timeout": 30},
         },
-        "client": {"use": "wrapref", "dial": DIAL.get(profile, "once")},
+        "client": {"use": "wrapref", "dial": DIAL.get(profile, "once"),
+                   "server_uid": SERVER_UID.get(profile, "any")},
         "expect": {"like": f"wrapref:{profile}"},
     }
 

@@ -55,7 +55,13 @@ def _listen(path: str) -> socket.socket:
     except FileNotFoundError:
         pass
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.bind(path)
+    # Created 0666 at once: a bind then chmod let a fast peer meet the umask's mode
+    # (EACCES, which the connecting side does not retry).
+    old = os.umask(0o111)
+    try:
+        s.bind(path)
+    finally:
+        os.umask(old)
     os.chmod(path, 0o666)
     s.listen(1)
     return s

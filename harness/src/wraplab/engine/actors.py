@@ -20,7 +20,8 @@ from wraplab.engine.evidence import Flood, Intrusion, Wrap, json_of
 if TYPE_CHECKING:
     from wraplab.engine.context import Context
 
-__all__ = ["Actor", "Barrier", "HeldWrap", "RunningFlood", "HarnessError", "TOOLS"]
+__all__ = ["Actor", "Barrier", "HeldWrap", "RunningFlood", "SwappedSocket", "HarnessError",
+           "TOOLS"]
 
 TOOLS = "wraplab.actors"
 _serial = itertools.count(1)
@@ -113,6 +114,9 @@ class Actor:
         """Record a finished client run in the transcript; its :class:`Wrap`."""
         data = json_of(res) or {}
         w = Wrap(self, started, res.exit_code, data, stderr=res.stderr or "")
+        self.ctx.wraps.append(w)
+        argv = list(argv)
+        api = argv[argv.index("--api") + 1] if "--api" in argv[:-1] else self.ctx.api
         how = " ".join(a for a in argv[2:] if not a.startswith(("unix:", "tcp:"))
                        and a != "--api")
         if w.ok:
@@ -124,10 +128,11 @@ class Actor:
             result = w.failure()
         if data.get("held_ms") is not None:
             result += f" (held {data['held_ms']:.0f} ms before its dial)"
-        self.ctx.step(self, f"wraps via {self.ctx.api} ({how})", result, errno=w.errno,
+        self.ctx.step(self, f"wraps via {api} ({how})", result, errno=w.errno,
                       t=started, ms=w.latency_ms if w.latency_ms is not None
                       else res.duration * 1000,
-                      detail={"exit_code": res.exit_code, "client": data})
+                      detail={"exit_code": res.exit_code, "client": data},
+                      end=res.started + res.duration)
         if w.session:
             self.ctx.watch_session(w.session)
         return w
@@ -190,6 +195,12 @@ class Actor:
             intr = Intrusion(self, {**data, "path": None,
                                     "steps": [s for s in intr.steps if s["action"] == "find"]})
         return intr
+
+    def swaps_socket(self, path: str, *, hold: float = 15.0) -> SwappedSocket:
+        """Replace the socket at ``path`` with a listener of this actor's and wait for
+        whoever dials it (the actor must be able to write the socket's directory, e.g.
+        CAP_DAC_OVERRIDE); returns once the actor's socket listens there, or it failed."""
+        return SwappedSocket(self, path, hold=hold)
 
     def starts_flood(self, path: str, *, seconds: float, procs: int = 1,
                      waiters: int = 0) -> RunningFlood:
@@ -363,3 +374,57 @@ class RunningFlood:
                       detail=data)
         return self._flood
 
+
+
+class SwappedSocket:
+    """An actor's own listener in place of a server's socket (``wraplab.actors.squat
+    --swap``): whoever dials the path next talks to the actor."""
+
+    def __init__(self, actor: Actor, path: str, *, hold: float):
+        self.actor = actor
+        self.ctx = actor.ctx
+        self.path = path
+        self.barrier = barrier = Barrier(self.ctx, actor)
+        t0 = time.time()
+        self.handle = actor.spawns_tool("squat", "--swap", "--path", path, "--hold",
+                                        f"{hold:g}", "--ready", barrier.file("listening"),
+                                        "--stop", barrier.file("stop"))
+        out = barrier.wait("listening", 30, while_running=self.handle)
+        #: The actor's socket listens at ``path`` (checked by stat: the path is the actor's).
+        self.listening = bool(out.get("ok")) and self.ctx.run.stat(path).uid == actor.uid
+        self.ctx.step(actor, f"replaces {path} with a socket of its own",
+                      "listening there (the path is now its own)" if self.listening
+                      else f"failed: {out.get('why') or 'the path is not its own'}", t=t0,
+                      ms=(time.time() - t0) * 1000)
+        self._data: dict | None = None
+
+    def result(self, timeout: float = 60.0) -> dict:
+        """Tell the listener to report (once whoever was to dial it has ended: a connection
+        already made is still taken) and wait for it: what it saw (``peer``, ``token``,
+        ``errno``)."""
+        if self._data is not None:
+            return self._data
+        if self.handle.poll() is None:
+            self.barrier.release("stop")
+        res = self.handle.wait(timeout)
+        data = self._data = json_of(res) or {}
+        if not data:
+            raise HarnessError(f"squat printed no JSON (exit {res.exit_code}): "
+                               f"{(res.stderr or '').strip()[-400:]}")
+        peer = data.get("peer")
+        self.ctx.step(self.actor, f"waits at {self.path} for a client",
+                      (f"uid {peer['uid']} (pid {peer['pid']}) connected; token received: "
+                       f"{data.get('token')!r}") if peer else
+                      f"nobody connected ({data.get('errno') or 'hold ended'})",
+                      t=data.get("connected_t") or data.get("squat_t"), detail=data)
+        return data
+
+    def failure(self) -> str:
+        """Why the swap did not happen (the tool's own words)."""
+        if self.handle.poll() is None:
+            self.handle.kill()
+        try:
+            data = self.result(10)
+        except HarnessError as exc:
+            return str(exc)
+        return f"errno {data.get('errno')}, replaced {data.get('replaced')}"

@@ -28,6 +28,8 @@ SERVER_OPTIONS = {
     "peer": ("server", "a second container sharing the socket directory (Docker)"),
     "peer_shares_pids": ("server", "the peer container shares the server's PID namespace"),
     "server_userns": ("server", "roles mapped into the server's own user namespace"),
+    "umask": ("server", "the umask the server starts under (e.g. 0o077)"),
+    "nofile": ("server", "the server's open-file limit (RLIMIT_NOFILE, soft and hard)"),
     "client_budget": ("engine", "seconds the owner's client has for its handoffs once it "
                                 "dials (default 4)"),
 }
@@ -59,4 +61,14 @@ GUARDS = {
     "ignored": "the server ignored the claim",
     "rate-limit": "rejections were counted, their log lines rate-limited (H13)",
     "backlog": "the owner got through a flood that reached the server (H12)",
+    "client-check": "the owner's client found a listener that is not the server "
+                    "(SO_PEERCRED) and handed nothing over (H19)",
+    "trusted-paths": "the server refused to start on a directory another user owns or can "
+                     "write, with a message naming it (H18)",
+    "api-bounds": "the API served the owner while one uid held connections: per-uid and "
+                  "total workers bounded, whole-request deadline (H22)",
+    "explicit-modes": "every file the server made had its mode set whatever the umask, and "
+                      "an unusual umask was reported (H24)",
+    "nofollow": "the server would not open its log through a symlink (O_NOFOLLOW) and "
+                "refused to start (H26)",
 }

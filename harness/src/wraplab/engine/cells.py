@@ -101,9 +101,23 @@ class Step:
     errno: str | None = None
     ms: float | None = None
     detail: dict = field(default_factory=dict)
+    #: Epoch seconds the step ended (its result was known); None: an instant (ends at ``t``).
+    end: float | None = None
+
+    @property
+    def until(self) -> float:
+        """When the step ended: ``end``, else ``t`` plus its ``ms``, else ``t``."""
+        if self.end is not None:
+            return self.end
+        return self.t + (self.ms or 0) / 1000 if self.ms is not None else self.t
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> Step:
+        """A step back from :meth:`to_dict` (keys this version does not know are ignored)."""
+        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
 
 
 @dataclass
@@ -120,6 +134,11 @@ class Outcome:
     timings: dict = field(default_factory=dict)
     server: dict = field(default_factory=dict)
     error: str | None = None
+    #: Every process the lab ran for the cell (argv, uid, exit code, output tails, start and
+    #: end): :func:`wraplab.engine.runner.process_records`.
+    processes: list[dict] = field(default_factory=list)
+    #: Where it ran: lab, image tag and id, container (or local directory), kept or not.
+    lab_info: dict = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -139,7 +158,7 @@ class Outcome:
             "guard": self.guard, "metrics": self.metrics, "timings": self.timings,
             "steps": [s.to_dict() for s in self.steps], "files": self.files,
             "events": self.events, "log": self.log, "server": self.server,
-            "error": self.error,
+            "error": self.error, "processes": self.processes, "lab_info": self.lab_info,
         }
 
 

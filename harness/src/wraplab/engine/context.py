@@ -45,6 +45,8 @@ class Context:
         self.sessions: list[str] = []
         self.barrier_parents: set = set()
         self._events: dict[str, list[dict]] = {}
+        #: Every run of the owner's client in this cell (what ``broken`` checks for lateness).
+        self.wraps: list[Wrap] = []
         self.api = target.api(run, cell.transport)
         self.actors = {role: Actor(self, role, user_role)
                        for role, user_role in scenario.actors.items()}
@@ -80,14 +82,22 @@ class Context:
 
     # -- transcript ---------------------------------------------------------------------
     def step(self, actor: Actor | str, action: str, result: str = "", *, errno=None,
-             t: float | None = None, ms: float | None = None, detail: dict | None = None):
+             t: float | None = None, ms: float | None = None, detail: dict | None = None,
+             end: float | None = None):
+        """One transcript line: ``t`` when it started (default now), ``end`` when its result
+        was known (default ``t`` + ``ms``; a step recorded after the fact with a ``t`` but
+        no ``ms`` ended now); ``ms`` the figure the step measured (a latency, a wait)."""
         if isinstance(actor, Actor):
             who, user, uid = actor.label, actor.name, actor.uid
         else:
             who, user, uid = actor, "root" if actor == "harness" else actor, None
+        now = time.time()
+        if end is None and t and ms is None:
+            end = now
         with self._lock:
-            self.steps.append(Step(t or time.time(), who, user, uid, action, result, errno,
-                                   None if ms is None else round(ms, 2), detail or {}))
+            self.steps.append(Step(t or now, who, user, uid, action, result, errno,
+                                   None if ms is None else round(ms, 2), detail or {},
+                                   end=end))
 
     def note(self, text: str, **detail) -> None:
         self.step("harness", text, detail=detail)
@@ -189,6 +199,12 @@ class Context:
         return Judgement(VULNERABLE, reason, guard)
 
     def broken(self, reason: str) -> Judgement:
+        """The owner could not wrap, attack or not -- unless a client of the owner dialled
+        only after the window because the harness was slow: then nothing is known
+        (``error``)."""
+        late = next(filter(None, map(self.dialled_too_late, self.wraps)), None)
+        if late:
+            return Judgement(ERROR, f"no verdict: {late} (else: broken, {reason})")
         return Judgement(BROKEN, reason)
 
     def error(self, reason: str) -> Judgement:

@@ -4,6 +4,8 @@ read once at the end and merged into the transcript)."""
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import threading
 import time
 import traceback
@@ -14,6 +16,7 @@ from wraplab.engine.actors import HarnessError
 from wraplab.engine.axes import server_options
 from wraplab.engine.cells import Cell, Outcome, Step, plain
 from wraplab.engine.context import Context
+from wraplab.engine.records import kept_or_closed, process_records, run_info
 from wraplab.engine.scenarios import Scenario, get_scenario
 from wraplab.engine.verdicts import ERROR, NOT_RUN, Judgement
 from wraplab.targets import Target, TargetError
@@ -32,10 +35,12 @@ def make_lab(kind: str, base: str = "bookworm"):
 
 
 def run_cell(cell: Cell, *, scenario: Scenario | None = None, lab=None,
-             target: Target | None = None) -> Outcome:
+             target: Target | None = None, keep: bool = False) -> Outcome:
     """Start the target in a fresh lab, run the scenario's steps, judge, collect evidence.
     A cell the target cannot run (``cell.not_run``) is an outcome ``not-run`` at once; with
-    the events hidden (``WRAPLAB_NO_EVENTS``) the judge decides from the actors alone."""
+    the events hidden (``WRAPLAB_NO_EVENTS``) the judge decides from the actors alone.
+    ``keep``: leave the lab (and its server) running afterwards, labelled so that
+    ``wraplab clean`` removes it; ``outcome.lab_info`` says where it is."""
     if cell.not_run:
         return Outcome(cell=cell, verdict=NOT_RUN, reason=cell.not_run)
     scenario = scenario or get_scenario(cell.scenario)
@@ -52,13 +57,17 @@ def run_cell(cell: Cell, *, scenario: Scenario | None = None, lab=None,
     server: dict = {}
     log: list[dict] = []
     events: list[dict] = []
+    processes: list[dict] = []
+    lab_info: dict = {}
     try:
         target.prepare()
         lab = lab or make_lab(cell.lab, cell.base)
         spec = target.server_spec(
             placement=cell.placement, socket=cell.socket, transport=cell.transport,
             lab=cell.lab, **server_options(scenario.server))
-        with lab.start(spec) as run:
+        if keep:
+            spec = dataclasses.replace(spec, keep=True)
+        with kept_or_closed(lab.start(spec), keep) as run:
             timings["setup_s"] = round(time.time() - t0, 3)
             ctx = Context(scenario, cell, run, target)
             if hidden:
@@ -93,6 +102,8 @@ def run_cell(cell: Cell, *, scenario: Scenario | None = None, lab=None,
                 log = list(run.server_log())
             except Exception:
                 log = []
+            processes = process_records(run.transcript)
+            lab_info = run_info(run, keep)
     except TargetError as exc:
         judgement = Judgement(ERROR, f"target: {exc}")
     except Exception as exc:
@@ -122,6 +133,7 @@ def run_cell(cell: Cell, *, scenario: Scenario | None = None, lab=None,
         cell=cell, verdict=judgement.verdict, reason=judgement.reason, guard=judgement.guard,
         steps=steps, files=ctx.files if ctx else [], events=events, log=_log_excerpt(log),
         metrics=ctx.metrics if ctx else {}, timings=timings, server=server, error=error,
+        processes=processes, lab_info=lab_info,
     )
 
 
@@ -171,12 +183,28 @@ def _log_excerpt(log: list[dict], limit: int = 60) -> list[dict]:
     return keep[:limit]
 
 
+def auto_jobs() -> int:
+    """``-j auto``: one cell per core this process may run on. Exclusive cells (floods,
+    races, leak counts) still run afterwards, one at a time, so no flood shares the CPU
+    with another cell."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
 def run_cells(cells: list[Cell], *, jobs: int = 1,
-              on_done: Callable[[Outcome], None] | None = None) -> list[Outcome]:
-    """Run ``cells`` with ``jobs`` at a time (each cell its own lab); cells of an
+              on_done: Callable[[Outcome], None] | None = None,
+              on_start: Callable[[Cell], None] | None = None) -> list[Outcome]:
+    """Run ``cells`` with ``jobs`` at a time (each cell its own lab, in a container checked
+    clean and reused where one is idle: :mod:`wraplab.labs.warm`); cells of an
     ``EXCLUSIVE`` scenario (floods) run afterwards, one at a time. Each target is prepared
-    (``install.build``) first; a failure raises :class:`~wraplab.targets.TargetError`."""
+    (``install.build``) first; a failure raises :class:`~wraplab.targets.TargetError`.
+    ``on_start(cell)`` and ``on_done(outcome)`` are called as each cell starts and ends
+    (progress displays)."""
     from concurrent.futures import ThreadPoolExecutor
+
+    from wraplab.labs import warm
 
     scenarios = {s: get_scenario(s) for s in {c.scenario for c in cells}}
     outcomes: dict[int, Outcome] = {}
@@ -186,6 +214,9 @@ def run_cells(cells: list[Cell], *, jobs: int = 1,
         targets.get(name).prepare()  # install.build once, before any cell (TargetError)
 
     def one(i: int) -> None:
+        if on_start:
+            with lock:
+                on_start(cells[i])
         out = run_cell(cells[i], scenario=scenarios[cells[i].scenario])
         with lock:
             outcomes[i] = out
@@ -194,9 +225,10 @@ def run_cells(cells: list[Cell], *, jobs: int = 1,
 
     shared = [i for i, c in enumerate(cells) if not scenarios[c.scenario].exclusive]
     alone = [i for i, c in enumerate(cells) if scenarios[c.scenario].exclusive]
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        for fut in [pool.submit(one, i) for i in shared]:
-            fut.result()
-    for i in alone:
-        one(i)
+    with warm.reuse():  # containers checked clean serve the next cell of the same kind
+        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+            for fut in [pool.submit(one, i) for i in shared]:
+                fut.result()
+        for i in alone:
+            one(i)
     return [outcomes[i] for i in range(len(cells))]

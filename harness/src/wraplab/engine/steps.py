@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import json
 import secrets
+import shlex
 import time
 from collections.abc import Callable
 from typing import Any
 
 from wraplab.engine.actors import HarnessError
-from wraplab.engine.evidence import rejections_of
+from wraplab.engine.evidence import LOOP_ENDS, rejections_of
 from wraplab.engine.verdicts import DEFENDED, Judgement, combine
 
 __all__ = ["claim_foreign_pid", "deputy_passes", "handoffs_under_flood", "judge_stall",
            "server_state", "same_state",
-           "back_to_baseline", "wrap_seen_from_outside"]
+           "back_to_baseline", "starts_server", "file_text", "log_lines",
+           "wrap_seen_from_outside"]
 
 
 def claim_foreign_pid(ctx, kind: str):
@@ -143,6 +146,10 @@ def handoffs_under_flood(ctx, flooder, *, handoffs: int, seconds: float, procs: 
     return combine(judgements)
 
 
+#: How the server names a peer that sent nothing in time (its ``handoff_failed`` reason).
+STALLS = ("timeout", "eof")
+
+
 def judge_stall(ctx, wrap, *, who: str, held: float, server: str | None, ends: list[dict],
                 window: float, handshake: float) -> Judgement:
     """The verdict on a connection that was admitted and then sent nothing (slow-client,
@@ -166,6 +173,15 @@ def judge_stall(ctx, wrap, *, who: str, held: float, server: str | None, ends: l
             f"the server closed {who} after {held:.1f} s (reason {why}), but it was the "
             f"loop's one connection: the loop ended with it and {owner}",
             guard="handshake-deadline")
+    ended = next((e for e in ends if e.get("type") in LOOP_ENDS), None)
+    if ended and ended.get("type") == "handoff_failed" and ended.get("reason") in STALLS:
+        # the stalled connection was first in the queue: once it ended the loop, nobody
+        # accepted alice's; an unacknowledged handoff (signal) "succeeds" into that backlog
+        return ctx.vulnerable(
+            f"the server's {ended.get('kind')} loop ended with {who} ({ended.get('type')}, "
+            f"reason {ended.get('reason')}); nobody accepted alice's connection, yet her "
+            f"client {'believed its handoff worked (no status byte)' if wrap.ok else 'failed'}",
+            guard="handshake-deadline")
     verdict = ctx.judge(wrap)
     if verdict.verdict is not DEFENDED:
         return verdict
@@ -174,10 +190,11 @@ def judge_stall(ctx, wrap, *, who: str, held: float, server: str | None, ends: l
                         guard="handshake-deadline")
 
 
-def server_state(ctx) -> dict:
-    """The server's fds, threads and the entries of its temp base, as root (the in-lab
-    ``hostile state`` tool): what a resource attack must leave as it found it."""
-    return ctx.run.tool("hostile", ["state", "--pid", str(ctx.run.server.pid),
+def server_state(ctx, pid: int | None = None) -> dict:
+    """The server's fds, threads, RSS, CPU seconds, umask, open-file limit and the
+    ``wrap-*`` entries of its temp base, as root (the in-lab ``hostile state`` tool): what a
+    resource attack must leave as it found it. ``pid``: another server than the lab's."""
+    return ctx.run.tool("hostile", ["state", "--pid", str(pid or ctx.run.server.pid),
                                     "--base", ctx.run.temp_base])
 
 
@@ -209,3 +226,55 @@ def wrap_seen_from_outside(ctx, resp) -> dict:
             "fs_isolation": resp.get("fs_isolation"), "acl": f.get("acl"),
             "reachable": bool(f.get("exists")) and (f.get("uid") != 0 or bool(f.get("acl"))
                                                      or bool(mode & 0o011))}
+def starts_server(ctx, what: str, *, api_path: str, temp_base: str, log_file: str,
+                  window: float = 5.0, **options) -> dict:
+    """The administrator (root) starts another server of the cell's target and profile on
+    paths the scenario chose (a startup attack: what lies at those paths before the server
+    starts), with the SERVER options in ``options`` (``umask``...; engine.axes). Waits
+    (bounded) until it serves ``/healthz`` on ``api_path`` or exits. Returns ``serving``,
+    ``exit_code``, ``stderr`` (when it exited), ``pid``, ``argv`` and ``handle`` (tracked:
+    killed at the end of the cell). ``what``: why the administrator starts it (the step)."""
+    spec = ctx.target.server_spec(placement="root", socket=ctx.socket, transport="unix",
+                                  lab=ctx.cell.lab, accept_window=window, **options)
+    argv = [*spec.launcher, *spec.command({
+        "api": f"unix:{api_path}", "api_path": api_path, "temp_base": temp_base,
+        "log_file": log_file, "target_dir": ctx.run.target_dir, "tcp_port": ""})]
+    handle = ctx.track(ctx.run.spawn("root", argv))
+    api = f"unix:{api_path}"
+
+    def up():
+        if not handle.running:
+            return "exited"
+        status, _ = ctx.run.api_request("GET", "/healthz", api=api)
+        return "serving" if status == 200 else None
+
+    state = ctx.waits_until(f"the administrator's server on {api} serves or exits", up,
+                            time.time() + 20, pause=0.2)
+    out = {"serving": state == "serving", "argv": argv, "handle": handle,
+           "pid": handle.pid}
+    if state == "exited":
+        res = handle.wait(5)
+        out.update(exit_code=res.exit_code, stderr=(res.stderr or "").strip()[-600:])
+    ctx.step("root", f"{what}: {shlex.join(argv)}",
+             "serving" if out["serving"] else
+             f"exit {out.get('exit_code')}: {out.get('stderr') or '(nothing on stderr)'}"
+             if state == "exited" else "neither served nor exited in 20 s")
+    return out
+
+
+def file_text(ctx, path: str) -> str:
+    """A file's text read as root in the lab ("" when missing): evidence, not a move."""
+    res = ctx.run.exec("root", ["cat", "--", path], timeout=30)
+    return res.stdout if res.exit_code == 0 else ""
+
+
+def log_lines(text: str) -> list[dict]:
+    """JSON log lines of a text (others as ``{"raw": line}``)."""
+    out = []
+    for line in text.splitlines():
+        try:
+            obj = json.loads(line)
+        except ValueError:
+            obj = None
+        out.append(obj if isinstance(obj, dict) else {"raw": line})
+    return out

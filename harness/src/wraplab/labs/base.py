@@ -99,6 +99,9 @@ class ServerSpec:
       does it). Every other uid, and so every other user of the lab, is unmapped there: the
       server sees it as the overflow uid (65534) in SO_PEERCRED, ``stat`` and ``/proc``.
       Needs a root placement; DockerLab relaxes seccomp as for ``userns``.
+    * ``umask`` (e.g. ``0o077``) and ``nofile`` (RLIMIT_NOFILE, soft and hard): the server
+      starts under them (both labs: ``wraplab.actors.launch`` sets them and exec-s the
+      server in the same process); None leaves the lab's own.
     """
 
     argv: tuple[str, ...]
@@ -113,8 +116,17 @@ class ServerSpec:
     peer: bool = False
     peer_shares_pids: bool = False
     server_userns: tuple[str, ...] = ()
+    umask: int | None = None
+    nofile: int | None = None
+    #: The run will be kept after the cell (``wraplab run --keep``): labelled so that the
+    #: automatic sweep of a later start leaves it; ``wraplab clean`` removes it.
+    keep: bool = False
 
     def __post_init__(self) -> None:
+        if self.umask is not None and not 0 <= self.umask <= 0o777:
+            raise ValueError(f"umask {self.umask!r}: want 0 to 0o777")
+        if self.nofile is not None and self.nofile < 16:
+            raise ValueError(f"nofile {self.nofile!r}: the server needs at least 16 files")
         if self.server_userns and self.placement is Placement.SERVICE:
             raise ValueError("server_userns needs a root placement: only root can map "
                              "other users' ids into the server's user namespace")
@@ -122,6 +134,15 @@ class ServerSpec:
             raise ValueError("peer_shares_pids needs peer=True")
         if not self.argv:
             raise ValueError("ServerSpec needs a command (argv)")
+
+    @property
+    def launcher(self) -> list[str]:
+        """argv prefix that starts the server under ``umask``/``nofile`` ([] if neither)."""
+        if self.umask is None and self.nofile is None:
+            return []
+        return ["python3", "-m", f"{ACTOR_TOOLS}.launch",
+                *([f"--umask={self.umask:03o}"] if self.umask is not None else []),
+                *([f"--nofile={self.nofile}"] if self.nofile is not None else []), "--"]
 
     @property
     def relaxed_seccomp(self) -> bool:
@@ -445,7 +466,7 @@ class LabRun(abc.ABC):
         t0 = time.monotonic()
         self._install()
         user = self.server_user
-        argv = self.spec.command(self.placeholders())
+        argv = [*self.spec.launcher, *self.spec.command(self.placeholders())]
         if self.spec.server_userns:
             argv = [*self.userns_launcher(self.spec.server_userns), *argv]
         self.server = self._spawn(f"server[{self.spec.placement.value}]", user, argv,

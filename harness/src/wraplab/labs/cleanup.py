@@ -36,6 +36,7 @@ LABEL_RUN = "wraplab.run"
 LABEL_OWNER_PID = "wraplab.owner-pid"
 LABEL_OWNER_STARTED = "wraplab.owner-started"
 LABEL_HOST = "wraplab.host"
+LABEL_KEEP = "wraplab.keep"  # kept on purpose (wraplab run --keep): only `wraplab clean` removes
 LOCAL_PREFIX = "wraplab-"
 LOCAL_OWNER_FILE = ".wraplab-owner.json"
 RUN_ENV = "WRAPLAB_RUN"
@@ -131,13 +132,15 @@ def _our_containers(client: Any, **filters: str) -> list[Any]:
     return client.containers.list(all=True, filters={"label": labels}, ignore_removed=True)
 
 
-def sweep_stale_containers(client: Any, log: Callable[[str], None] | None = None) -> int:
-    """Remove this host's lab containers whose owner process is gone."""
+def sweep_stale_containers(client: Any, log: Callable[[str], None] | None = None, *,
+                           kept: bool = False) -> int:
+    """Remove this host's lab containers whose owner process is gone; those kept on
+    purpose (``wraplab.keep``) only with ``kept`` (``wraplab clean``)."""
     removed = 0
     host = socket.gethostname()
     for container in _our_containers(client):
         labels = container.labels or {}
-        if labels.get(LABEL_HOST) != host:
+        if labels.get(LABEL_HOST) != host or (labels.get(LABEL_KEEP) and not kept):
             continue
         if owner_alive(labels.get(LABEL_OWNER_PID), labels.get(LABEL_OWNER_STARTED)):
             continue
@@ -185,13 +188,15 @@ def volumes_of_run(client: Any, run_id: str) -> list[Any]:
 
 
 def sweep_stale_volumes(client: Any, log: Callable[[str], None] | None = None,
-                        *, everyone: bool = False) -> int:
+                        *, everyone: bool = False, kept: bool = False) -> int:
     """Remove this host's run volumes whose owner process is gone (``everyone``: every
     wraplab volume, any host or owner). Call after the containers using them are gone."""
     removed = 0
     host = socket.gethostname()
     for volume in _our_volumes(client):
         labels = volume.attrs.get("Labels") or {}
+        if not everyone and labels.get(LABEL_KEEP) and not kept:
+            continue
         if not everyone and (labels.get(LABEL_HOST) != host or owner_alive(
                 labels.get(LABEL_OWNER_PID), labels.get(LABEL_OWNER_STARTED))):
             continue
@@ -206,10 +211,11 @@ def sweep_stale_volumes(client: Any, log: Callable[[str], None] | None = None,
 # ------------------------------------------------------------------ LocalLab
 
 
-def write_local_owner(labdir: Path, run_id: str) -> None:
+def write_local_owner(labdir: Path, run_id: str, keep: bool = False) -> None:
     me = psutil.Process()
     (labdir / LOCAL_OWNER_FILE).write_text(json.dumps(
-        {"run": run_id, "pid": me.pid, "started": me.create_time(), "host": socket.gethostname()}))
+        {"run": run_id, "pid": me.pid, "started": me.create_time(), "host": socket.gethostname(),
+         "keep": keep}))
 
 
 def processes_of_local_run(run_id: str, labdir: Path | None = None) -> list[psutil.Process]:
@@ -258,14 +264,17 @@ def remove_local_lab(labdir: Path, run_id: str | None = None) -> None:
 
 
 def sweep_stale_local(base: Path, log: Callable[[str], None] | None = None,
-                      everything: bool = False) -> int:
-    """Remove LocalLab directories (and their processes) whose owner process is gone."""
+                      everything: bool = False, kept: bool = False) -> int:
+    """Remove LocalLab directories (and their processes) whose owner process is gone; those
+    kept on purpose (``wraplab run --keep``) only with ``kept`` (``wraplab clean``)."""
     removed = 0
     host = socket.gethostname()
     for labdir in local_lab_dirs(base):
         try:
             owner = json.loads((labdir / LOCAL_OWNER_FILE).read_text())
         except (OSError, ValueError):
+            continue
+        if not everything and owner.get("keep") and not kept:
             continue
         if not everything and (owner.get("host") != host
                                or owner_alive(owner.get("pid"), owner.get("started"))):

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import tarfile
 import threading
 import time
@@ -41,7 +42,7 @@ from testcontainers.core.config import testcontainers_config
 from testcontainers.core.container import DockerContainer
 
 from wraplab import images, users
-from wraplab.labs import cleanup
+from wraplab.labs import agent, cleanup, warm
 from wraplab.labs.base import (
     ACTOR_TOOLS,
     DEFAULT_TIMEOUT,
@@ -250,6 +251,8 @@ class DockerRun(LabRun):
         self.peer: DockerPeer | None = None
         self._peer_container: LabContainer | None = None
         self.volumes: list[str] = []
+        self._agent: agent.AgentLink | None = None
+        self._warm: warm.WarmBox | None = None  # set when this container may serve again
 
     def _container(self, name: str, hostname: str, role: str) -> LabContainer:
         container = (
@@ -260,6 +263,7 @@ class DockerRun(LabRun):
                 "wraplab.lab": self.lab_name,
                 "wraplab.placement": self.spec.placement.value,
                 "wraplab.container": role,
+                **({cleanup.LABEL_KEEP: "1"} if self.spec.keep else {}),
             })
             .with_option(network_mode="none", init=True, hostname=hostname)
         )
@@ -274,12 +278,44 @@ class DockerRun(LabRun):
         name = f"{self.container_name}-{what}"
         self._docker.volumes.create(name=name, driver="local", driver_opts={
             "type": "tmpfs", "device": "tmpfs", "o": options,
-        }, labels={**cleanup.owner_labels(self.id), "wraplab.lab": self.lab_name})
+        }, labels={**cleanup.owner_labels(self.id), "wraplab.lab": self.lab_name,
+                   **({cleanup.LABEL_KEEP: "1"} if self.spec.keep else {})})
         self.volumes.append(name)
         return name
 
+    def _warm_key(self) -> tuple | None:
+        """What a reusable container must share with this run (None: never reuse)."""
+        if (self.spec.peer or self.lab.wrapref_src is not None or not agent.enabled()
+                or not warm.active()):
+            return None
+        return (self.image.tag, self.spec.placement.value, self.spec.relaxed_seccomp)
+
+    def _adopt(self, box: warm.WarmBox) -> None:
+        """Run in a checked-clean container of an earlier cell (see :mod:`wraplab.labs.warm`)."""
+        for client in (self._docker, self._stream):
+            client.close()
+        self._docker, self._stream = box.docker, box.stream
+        self.container, self.container_id = box.container, box.container_id
+        self.container_name = box.container_name
+        self._agent = box.agent
+        box.cells += 1
+        self._warm = box
+        self._record(TranscriptEntry(
+            action="lab", actor="lab", user="root", uid=None, argv=(),
+            note=f"container {self.container_name} reused for cell {box.cells + 1} (checked "
+                 f"clean: no process, file, IPC object or socket left by the last cell; "
+                 f"{warm.SWITCH}=0 turns reuse off)",
+        ))
+
     def _launch(self) -> None:
         t0 = time.monotonic()
+        key = self._warm_key()
+        box = warm.POOL.take(key) if key else None
+        if box is not None:
+            self._adopt(box)
+            self._start_server()
+            self.startup_seconds = time.monotonic() - t0
+            return
         server = self.server_user
         owner = f"uid={server.uid},gid={server.gid}"
         container = self._container(self.container_name, "wraplab", "main")
@@ -297,6 +333,15 @@ class DockerRun(LabRun):
         self.container_id = container.get_container_id()
         container.assert_no_network()
         self._replace_wrapref(container)
+        if agent.enabled():
+            self._start_agent()
+        if key and self._agent is not None:
+            baseline = self._agent.call("snapshot", timeout=60)
+            self._warm = warm.WarmBox(
+                key=key, container=container, container_id=self.container_id,
+                container_name=self.container_name, docker=self._docker,
+                stream=self._stream, agent=self._agent, baseline=baseline,
+                keep=[int(p) for p in baseline["procs"]])
         options = "".join([", seccomp unconfined" if self.spec.relaxed_seccomp else "",
                            f", volumes {', '.join(v for v, _ in shared)}" if shared else ""])
         self._record(TranscriptEntry(
@@ -328,9 +373,56 @@ class DockerRun(LabRun):
         self._start_server()
         self.startup_seconds = time.monotonic() - t0
 
+    def _start_agent(self) -> None:
+        """The resident actor agent (:mod:`wraplab.actors.agent`): ``docker exec -i`` as
+        root, its stdin and stdout the hijacked exec socket; answers read by a thread."""
+        t0 = time.monotonic()
+        api = self._stream.api
+        exec_id = api.exec_create(self.container_id, agent.ARGV, user="root", stdin=True,
+                                  workdir="/")["Id"]
+        raw = api.exec_start(exec_id, socket=True)
+        sock = getattr(raw, "_sock", raw)
+
+        def close() -> None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(2)
+            sock.close()
+
+        link = agent.AgentLink(self.container_name, sock.sendall, close)
+        threading.Thread(target=link.read_from,
+                         args=(agent.lines_of(agent.docker_stdout(sock)),),
+                         daemon=True, name=f"wraplab-agent-{self.id[:8]}").start()
+        hello = link.call("hello", timeout=agent.START_TIMEOUT)
+        self._agent = link
+        self._record(TranscriptEntry(
+            action="lab", actor="lab", user="root", uid=0, argv=tuple(agent.ARGV),
+            duration=time.monotonic() - t0,
+            note=f"resident actor agent, pid {hello.get('pid')} "
+                 f"(python {hello.get('python')}); {agent.SWITCH}=0 turns it off",
+        ))
+
+    def _agent_user(self, user: User) -> str | None:
+        """The user name ``docker exec --user`` would be given, when the agent can stand in
+        for it (root and users of the image); None: exec this actor."""
+        if user.uid == 0:
+            return "root"
+        if user.name in self.users and self.users[user.name].uid == user.uid:
+            return user.name
+        return None
+
     def _spawn(self, actor: str, user: User, argv: Sequence[str], env: Mapping[str, str] | None,
                cwd: str | None, action: str) -> ActorHandle:
-        return DockerActor(self, actor, user, argv, env, cwd, action)
+        link = self._agent
+        name = self._agent_user(user)
+        if link is None or not link.alive or name is None:
+            return DockerActor(self, actor, user, argv, env, cwd, action)
+        # As docker exec: the container's environment, HOME of the user, then ours.
+        return agent.AgentActor(
+            self, link, actor, user, argv, action=action, uid=user.uid, gid=user.gid,
+            groups=None, user_name=name, env={cleanup.RUN_ENV: self.id, **(env or {})},
+            inherit_env=True, cwd=cwd, signal_exit=lambda sig: 128 + sig,
+            kill=lambda pid, sig: self._reap(pid, sig, tree=True),
+        )
 
     def _replace_wrapref(self, container: LabContainer) -> None:
         """``DockerLab(wrapref_src=...)``: put that copy of wrapref where the image has its
@@ -408,6 +500,14 @@ class DockerRun(LabRun):
         if not tree:
             argv.insert(-1, "--only")
         t0 = time.monotonic()
+        link = self._agent
+        if link is not None and link.alive and container_id in (None, self.container_id):
+            done = link.call("signal", pid=pid, sig=sig, tree=tree)
+            self._record(TranscriptEntry(
+                action="kill", actor="lab", user="root", uid=0, argv=tuple(argv), exit_code=0,
+                stdout=json.dumps({"signalled": done.get("signalled")}),
+                duration=time.monotonic() - t0, note="by the resident agent"))
+            return
         exec_id = self._docker.api.exec_create(container_id or self.container_id, argv,
                                                user="root")["Id"]
         out = self._docker.api.exec_start(exec_id, demux=True)
@@ -423,15 +523,49 @@ class DockerRun(LabRun):
 
     def _read_file(self, path: str) -> str:
         # Not get_archive: it cannot read tmpfs mounts (where the log lives).
+        link = self._agent
+        if link is not None and link.alive:
+            data = link.read_file(path)
+            return "" if data is None else data.decode(errors="replace")
         result = self._spawn("lab", ROOT, ["cat", "--", path], None, None, "read").wait(30)
         return result.stdout if result.exit_code == 0 else ""
+
+    def _recycle(self, box: warm.WarmBox) -> bool:
+        """The reuse check: kill what the cell left, empty the temp base, API and log
+        directories, compare the container with its first snapshot; pool it if equal."""
+        t0 = time.monotonic()
+        why: list[str] = []
+        try:
+            reset = box.agent.call("reset", keep=box.keep, empty=[TEMP_BASE, API_DIR, LOG_DIR],
+                                   timeout=30)
+            why += [f"still running: {reset['left']}"] if reset.get("left") else []
+            why += list(reset.get("errors") or [])
+            if not why:
+                why = warm.differences(box.baseline, box.agent.call("snapshot", timeout=60))
+        except LabError as exc:
+            why = [str(exc)]
+        kept = not why and warm.POOL.give(box)
+        self._record(TranscriptEntry(
+            action="lab", actor="lab", user="root", uid=None, argv=(),
+            duration=time.monotonic() - t0,
+            note=(f"container {box.container_name} checked clean, kept for the next cell"
+                  if kept else f"container {box.container_name} not reused: "
+                  + ("; ".join(why) if why else "the pool is full")),
+        ))
+        return kept
 
     def close(self) -> None:
         if self._closed:
             return
         with cleanup.signals_deferred():
             self._closed = True
+            box, self._warm = self._warm, None
+            if box is not None and self.server is not None and self._recycle(box):
+                cleanup.unregister(self)
+                return
             try:
+                if self._agent is not None:
+                    self._agent.close()
                 for box in (self.container, self._peer_container):
                     if box is not None and box._container is not None:
                         with contextlib.suppress(docker.errors.NotFound):

@@ -39,7 +39,7 @@ from pathlib import Path
 import psutil
 
 from wraplab import images, paths, users
-from wraplab.labs import cleanup
+from wraplab.labs import agent, cleanup
 from wraplab.labs.base import (
     ActorHandle,
     Lab,
@@ -130,6 +130,8 @@ class LocalRun(LabRun):
         self.lab = lab
         self.labdir = labdir
         self._procs: list[subprocess.Popen] = []
+        self._agent: agent.AgentLink | None = None
+        self._agent_actors: list[agent.AgentActor] = []
         self.setpriv_path = lab.setpriv
 
     # ------------------------------------------------------------ setup
@@ -137,7 +139,7 @@ class LocalRun(LabRun):
         t0 = time.monotonic()
         d = self.labdir
         os.chmod(d, 0o755)
-        cleanup.write_local_owner(d, self.id)
+        cleanup.write_local_owner(d, self.id, keep=self.spec.keep)
         for sub in ("bin", "lib", "home", "run", "log", "tmp"):
             (d / sub).mkdir()
         os.chmod(d / "tmp", 0o1777)
@@ -205,6 +207,8 @@ class LocalRun(LabRun):
     def _launch(self) -> None:
         t0 = time.monotonic()
         self._prepare()
+        if agent.enabled():
+            self._start_agent()
         self._start_server()
         self.startup_seconds = time.monotonic() - t0
 
@@ -226,12 +230,63 @@ class LocalRun(LabRun):
         }
 
     # ------------------------------------------------------------ processes
+    def _start_agent(self) -> None:
+        """The resident actor agent (:mod:`wraplab.actors.agent`): a root subprocess of the
+        harness in its own session, with the lab's root environment; stderr to log/agent.log."""
+        t0 = time.monotonic()
+        with open(self.labdir / "log" / "agent.log", "wb") as log:
+            proc = subprocess.Popen(
+                [self.lab.python, *agent.ARGV[1:]], stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE, stderr=log, env=self.environment(users.ROOT), cwd="/",
+                start_new_session=True, close_fds=True, bufsize=0,
+            )
+        self._procs.append(proc)
+        stdin, stdout = proc.stdin, proc.stdout
+        assert stdin is not None and stdout is not None
+
+        def close() -> None:
+            stdin.close()
+
+        link = agent.AgentLink(self.labdir.name, stdin.write, close)
+        threading.Thread(target=link.read_from, args=(agent.lines_of(stdout.read),),
+                         daemon=True, name=f"wraplab-agent-{self.id[:8]}").start()
+        hello = link.call("hello", timeout=agent.START_TIMEOUT)
+        self._agent = link
+        self._record(TranscriptEntry(
+            action="lab", actor="lab", user="root", uid=0, argv=tuple(agent.ARGV),
+            duration=time.monotonic() - t0,
+            note=f"resident actor agent, pid {hello.get('pid')} "
+                 f"(python {hello.get('python')}); {agent.SWITCH}=0 turns it off",
+        ))
+
     def _spawn(self, actor: str, user: User, argv: Sequence[str], env: Mapping[str, str] | None,
                cwd: str | None, action: str) -> ActorHandle:
         prefix: tuple[str, ...] = ()
         if action == "server" and self.spec.placement is Placement.ROOT_NO_CHOWN:
             prefix = (self.lab.setpriv, "--bounding-set", "-chown", "--inh-caps", "-chown", "--")
-        return LocalActor(self, actor, user, argv, env, cwd, action, prefix)
+        link = self._agent
+        if link is None or not link.alive:
+            return LocalActor(self, actor, user, argv, env, cwd, action, prefix)
+        # What LocalActor gives the process: the lab environment of the user, then ours;
+        # argv[0] found on the lab's PATH; a non-root user with its gid first among its
+        # groups; root keeps the harness's (so the agent's) ids.
+        environment = self.environment(user)
+        environment.update(env or {})
+        argv0 = shutil.which(argv[0], path=environment["PATH"]) if argv else None
+        if argv and argv0 is None:
+            raise FileNotFoundError(2, "No such file or directory", argv[0])
+        groups = ([user.gid, *(g for g in user.groups if g != user.gid)] if user.uid != 0
+                  else None)
+        command = [*prefix, argv0 or "", *argv[1:]] if argv else [*prefix]
+        handle = agent.AgentActor(
+            self, link, actor, user, command, action=action, uid=user.uid, gid=user.gid,
+            groups=groups, env=environment, inherit_env=False,
+            cwd=cwd, signal_exit=lambda sig: -sig, kill=self._signal_tree,
+            keep_ids=user.uid == 0,
+        )
+        handle.argv = tuple(argv)  # the transcript shows the argv asked for, as LocalActor
+        self._agent_actors.append(handle)
+        return handle
 
     def _signal_tree(self, pid: int, sig: str) -> None:
         signum = _signum(sig)
@@ -268,6 +323,18 @@ class LocalRun(LabRun):
             self._closed = True
             try:
                 procs = []
+                # The agent's children: killed by process group like the Popen ones, then
+                # reaped by the agent (still running), which reports each exit.
+                live = [h for h in self._agent_actors
+                        if h._pid is not None and not h._done.is_set()]
+                for handle in live:
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
+                        os.killpg(handle._pid, 9)
+                deadline = time.monotonic() + 5
+                for handle in live:
+                    handle._done.wait(max(0.0, deadline - time.monotonic()))
+                if self._agent is not None:
+                    self._agent.close()
                 for popen in self._procs:
                     if popen.poll() is None:
                         with contextlib.suppress(ProcessLookupError, PermissionError):

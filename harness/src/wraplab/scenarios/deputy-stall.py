@@ -28,6 +28,7 @@ Expected:
 """
 
 from wraplab.engine import BROKEN, DEFENDED, VULNERABLE, deputy_passes, judge_stall
+from wraplab.engine.evidence import GONE
 
 SLUG = "deputy-stall"
 ORDER = 320
@@ -65,6 +66,10 @@ def run(ctx):
                        loop_events=[{k: e.get(k) for k in ("type", "reason", "peer_uid")}
                                     for e in ends])
     if not passed.get("passed"):
+        if passed.get("errno") in GONE:
+            return ctx.error(f"the attack did not happen: the socket was gone when the deputy "
+                             f"connected ({passed['errno']}); alice's wrap "
+                             f"{'worked' if wrap.ok else wrap.failure()}")
         if passed.get("errno") and not wrap.ok:
             return ctx.broken(f"the deputy could not connect ({passed['errno']}) and alice's "
                               f"wrap {wrap.failure()}")

@@ -8,8 +8,8 @@ socket aside and put her own fake API there, whose wrap-init names a notify sock
 hers. Alice's client then wraps through that path. Recorded: whether the server started,
 what alice's client said, and whether alice's token reached mallory.
 
-Alice's client is the cell's: ``--server-uid any`` (agentsh's client checks nothing) on
-the agentsh-family profiles, the default ``auto`` check on hardened.
+Alice's client is the cell's target's: ``--server-uid any`` (agentsh's client checks
+nothing) on the agentsh-family profiles, the ``auto`` check on hardened.
 
 Verdict: vulnerable when alice's token reached mallory; defended when the server refused
 to start in the untrusted directory (H18) *and* alice's client refused the fake API
@@ -77,8 +77,7 @@ def run(ctx):
         ctx.waits_until("mallory's fake API is listening",
                         lambda: "notify-fake.sock" in ctx.run.listdir(api_dir),
                         time.time() + 10, pause=0.1)
-        extra = [] if ctx.profile == "hardened" else ["--server-uid", "any"]
-        client = ctx.target.client(f"unix:{api_dir}/api.sock", timeout=4) + extra
+        client = ctx.target.client(f"unix:{api_dir}/api.sock", timeout=4)
         r = ctx.run.exec(ctx.owner.user_role, client, timeout=30)
         wrap = r.json() if r.stdout.strip() else {}
         ctx.step(ctx.owner, f"wraps via unix:{api_dir}/api.sock ({' '.join(client[2:])})",

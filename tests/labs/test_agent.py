@@ -1,0 +1,98 @@
+"""The resident actor agent (``wraplab.actors.agent``) against the exec path it replaces.
+
+An actor forked by the agent must be the same process, as far as the kernel and the actor
+can tell, as one ``docker exec``-ed (or spawned by subprocess in the local lab): uid, gid,
+supplementary groups, every capability set, no_new_privs, seccomp, environment, umask,
+working directory, exit codes; an in-process tool is dumpable (its /proc entries belong to
+its user, as after an execve).
+"""
+
+from __future__ import annotations
+
+import pytest
+from conftest import lab_param, start_with_path, watch
+from wraplab.labs import LabError, LabRun
+from wraplab.labs import agent as agent_link
+from wraplab.targets import wrapref_spec
+
+ROLES = ("owner", "bystander", "attacker", "service", "root")
+STATUS_KEYS = ("Uid", "Gid", "Groups", "CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb",
+               "NoNewPrivs", "Seccomp")
+PROBE_KEYS = ("uid", "euid", "gid", "egid", "groups", "cap_eff", "caps")
+SHOW = ("cat /proc/self/status; echo; env | sort; echo umask=$(umask); echo cwd=$(pwd)")
+LABS = [lab_param("docker-bookworm"), lab_param("local")]
+
+
+def process_facts(run: LabRun) -> dict:
+    """What each role's actor sees of itself, lab-specific paths and run ids blanked."""
+    out = {}
+    for role in ROLES:
+        probe = run.tool("probe", ["--connect", run.api_path], as_user=role)
+        shown = run.exec(role, ["sh", "-c", SHOW], timeout=30)
+        assert shown.exit_code == 0, shown.describe()
+        labdir = str(getattr(run, "labdir", "/no-lab-dir"))
+        lines = sorted(
+            line.replace(labdir, "LABDIR") for line in shown.stdout.splitlines()
+            if line.partition(":")[0] in STATUS_KEYS
+            or ("=" in line and not line.startswith(("WRAPLAB_RUN=", "HOSTNAME="))))
+        bad_args = run.exec(role, ["python3", "-m", "wraplab.actors.probe", "--no-such-flag"],
+                            timeout=30)
+        missing = run.exec(role, ["python3", "-m", "wraplab.actors.no_such_tool"], timeout=30)
+        out[role] = {
+            "probe": {k: probe[k] for k in PROBE_KEYS},
+            "connect": probe["connect"]["result"],
+            "status_env": lines,
+            "bad_args": (bad_args.exit_code, "usage:" in bad_args.stderr),
+            "missing_tool": (missing.exit_code, "No module named" in missing.stderr),
+        }
+    return out
+
+
+@pytest.mark.parametrize("lab", LABS)
+def test_agent_and_exec_paths_give_actors_the_same_process(request, lab):
+    spec = wrapref_spec("agentsh")
+    facts = {}
+    for path in ("exec", "agent"):
+        run = watch(request, start_with_path(lab, spec, path), whole=True)
+        try:
+            facts[path] = process_facts(run)
+        finally:
+            run.close()
+    for role in ROLES:
+        assert facts["agent"][role] == facts["exec"][role], role
+    # Not vacuous: the roles differ from each other.
+    assert facts["agent"]["owner"]["probe"]["uid"] != facts["agent"]["attacker"]["probe"]["uid"]
+    assert facts["agent"]["owner"]["bad_args"] == (2, True)
+    assert facts["agent"]["owner"]["missing_tool"] == (1, True)
+
+
+@pytest.mark.parametrize("lab", LABS)
+def test_in_process_tool_is_dumpable_and_killed_like_an_exec(request, lab):
+    run = watch(request, start_with_path(lab, wrapref_spec("agentsh"), "agent"),
+                whole=True)
+    try:
+        owner = run.users["owner"]
+        held = run.spawn("owner", ["python3", "-m", "wraplab.actors.barrier", "wait",
+                                   "--path", f"{run.temp_base}/never-released",
+                                   "--timeout", "30"])
+        assert held.pid is not None
+        facts = run.stat(f"/proc/{held.pid}/status")
+        # A non-dumpable process (setuid without execve) has root-owned /proc entries.
+        assert (facts.uid, facts.gid) == (owner.uid, owner.gid), facts
+        info = run.tool("procinfo", [str(held.pid)])
+        assert info["uid"] == owner.uid and int(info["cap_eff"], 16) == 0, info
+        held.kill()
+        result = held.wait(10)
+        assert result.exit_code == (-9 if lab == "local" else 137), result.describe()
+        assert not run.tool("procinfo", [str(held.pid)])["exists"]
+    finally:
+        run.close()
+
+
+def test_agent_switch_values(monkeypatch):
+    for value, want in (("0", False), ("off", False), ("1", True), ("", True)):
+        monkeypatch.setenv(agent_link.SWITCH, value)
+        assert agent_link.enabled() is want
+    monkeypatch.setenv(agent_link.SWITCH, "maybe")
+    with pytest.raises(LabError, match="WRAPLAB_AGENT"):
+        agent_link.enabled()

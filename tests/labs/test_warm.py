@@ -1,0 +1,96 @@
+"""Warm labs (``wraplab.labs.warm``): a container serves the next cell only when the reuse
+check finds nothing of the last cell in it; a planted leftover makes the check refuse."""
+
+from __future__ import annotations
+
+import docker
+import docker.errors
+import pytest
+from conftest import DOCKER_PARAMS, watch
+from wraplab.labs import lab_by_name, warm
+from wraplab.targets import wrapref_spec
+
+SPEC = wrapref_spec("agentsh")
+
+
+def container_exists(container_id: str) -> bool:
+    client = docker.from_env()
+    try:
+        client.containers.get(container_id)
+        return True
+    except docker.errors.NotFound:
+        return False
+    finally:
+        client.close()
+
+
+def notes(run) -> str:
+    return "\n".join(e.note for e in run.transcript if e.action == "lab")
+
+
+@pytest.mark.parametrize("lab", DOCKER_PARAMS)
+def test_a_clean_container_serves_the_next_cell_with_nothing_of_the_last(request, lab,
+                                                                            monkeypatch):
+    monkeypatch.delenv(warm.SWITCH, raising=False)
+    with warm.reuse():
+        first = watch(request, lab_by_name(lab).start(SPEC), whole=True)
+        with first:
+            assert first.exec("owner", ["touch", f"{first.temp_base}/owner-was-here"]).ok
+            sleeper = first.spawn("attacker", ["sleep", "300"])
+            sleeper_pid, server_pid = sleeper.pid, first.server.pid
+        assert "checked clean, kept for the next cell" in notes(first), notes(first)
+        second = watch(request, lab_by_name(lab).start(SPEC), whole=True)
+        with second:
+            assert second.container_id == first.container_id
+            assert "reused for cell 2" in notes(second)
+            assert second.listdir(second.temp_base) == []
+            assert not second.tool("procinfo", [str(sleeper_pid)])["exists"]
+            assert second.server.pid != server_pid and second.health["ok"]
+            probe = second.tool("probe", ["--connect", second.api_path], as_user="owner")
+            assert probe["connect"]["peer"]["pid"] == second.server.pid
+        assert container_exists(first.container_id)  # idle in the pool
+    assert not container_exists(first.container_id)  # the block's end removes it
+
+
+LEFTOVERS = {
+    # what an actor leaves behind -> the path the refusal names
+    "file-in-var-tmp": ("attacker", ["touch", "/var/tmp/left-by-the-attacker"],
+                        "/var/tmp/left-by-the-attacker"),
+    "file-in-dev-shm": ("owner", ["touch", "/dev/shm/left-by-the-owner"],
+                        "/dev/shm/left-by-the-owner"),
+    "mode-changed": ("root", ["chmod", "0777", "/var/tmp"], "/var/tmp"),
+}
+
+
+@pytest.mark.parametrize("leftover", list(LEFTOVERS))
+@pytest.mark.parametrize("lab", DOCKER_PARAMS)
+def test_a_leftover_makes_the_reuse_check_refuse(request, lab, leftover, monkeypatch):
+    monkeypatch.delenv(warm.SWITCH, raising=False)
+    actor, argv, path = LEFTOVERS[leftover]
+    with warm.reuse():
+        first = watch(request, lab_by_name(lab).start(SPEC), whole=True)
+        with first:
+            assert first.exec(actor, argv).ok
+        assert "not reused" in notes(first) and path in notes(first), notes(first)
+        assert not container_exists(first.container_id)
+        assert warm.idle_containers() == []
+        second = watch(request, lab_by_name(lab).start(SPEC), whole=True)
+        with second:
+            assert second.container_id != first.container_id
+            assert not second.stat(path).exists or leftover == "mode-changed"
+            assert second.stat("/var/tmp").mode == 0o1777
+
+
+@pytest.mark.parametrize("lab", DOCKER_PARAMS[:1])
+def test_warm_off_and_outside_the_runner_a_container_is_never_reused(request, lab,
+                                                                      monkeypatch):
+    ids = []
+    monkeypatch.setenv(warm.SWITCH, "0")
+    with warm.reuse():
+        for _ in range(2):
+            with watch(request, lab_by_name(lab).start(SPEC), whole=True) as run:
+                ids.append(run.container_id)
+    monkeypatch.delenv(warm.SWITCH)
+    with watch(request, lab_by_name(lab).start(SPEC), whole=True) as run:  # no reuse block
+        ids.append(run.container_id)
+    assert len(set(ids)) == 3 and not any(container_exists(i) for i in ids)
