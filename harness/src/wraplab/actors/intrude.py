@@ -33,7 +33,7 @@ import struct
 import sys
 import time
 
-from wraplab.actors._common import errno_name, wrapper_child
+from wraplab.actors._common import errno_name, token_drained, wrapper_child
 from wraplab.actors.find_sockets import discover
 
 MAGIC = 0xA7
@@ -63,19 +63,6 @@ def _read_reply(s: socket.socket, n: int, wait: float) -> tuple[str, bytes]:
         return errno_name(exc), b""
     return ("eof" if not data else "data"), data
 
-
-def _drained(r: int, token: str) -> bool:
-    """Whether the token we passed was read out of the pipe (we kept the read end too, so
-    FIONREAD shows what is still in it): the server consumed the descriptor."""
-    import fcntl
-    import termios
-
-    buf = array.array("i", [0])
-    try:
-        fcntl.ioctl(r, termios.FIONREAD, buf, True)
-    except OSError:
-        return False
-    return buf[0] < len(token.encode())
 
 
 def _reap(child: int | None) -> None:
@@ -172,7 +159,7 @@ def step_handoff(path: str, kind: str, token: str, wait: float,
                 os.close(w)
                 w = -1
             what, data = _read_reply(s, 1, wait)
-            step["consumed"] = _drained(r, token) if kind != "ptrace" else None
+            step["consumed"] = token_drained(r, token) if kind != "ptrace" else None
             if what == "data":
                 step["status"] = data[0]
                 step["accepted"] = data[0] == 1

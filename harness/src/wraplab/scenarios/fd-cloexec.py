@@ -47,7 +47,7 @@ ACTORS = {"owner": "owner", "helper": "owner"}
 SOCKETS = ("notify", "signal")
 PLACEMENTS = ("root",)
 TRANSPORTS = ("unix",)
-SERVER = {"accept_window": 5}
+SERVER = {"accept_window": 10}
 EXPECT = {
     "hardened": DEFENDED.by("cloexec"),
     "agentsh": VULNERABLE,
@@ -58,11 +58,12 @@ EXPECT = {
 
 
 def run(ctx):
+    gate = ctx.barrier(ctx.helper)  # made first: the window runs from wrap-init on
     owner = ctx.owner.starts_wrap()
     path = owner.socket(ctx.socket)
     if not path:
         return ctx.judge(owner.release(), [])  # no socket: nothing to hand over
-    hand, seen = hands_off_held(ctx, path)
+    hand, seen = hands_off_held(ctx, path, gate)
     wrap = owner.release()
     events = ctx.events(wrap.session)
     # alice's helper, or her client if it dialled first: either is alice's own handoff
@@ -102,11 +103,10 @@ def run(ctx):
                         guard="cloexec")
 
 
-def hands_off_held(ctx, path: str) -> tuple[Intrusion, list[dict]]:
+def hands_off_held(ctx, path: str, gate) -> tuple[Intrusion, list[dict]]:
     """alice's helper hands off on ``path`` and keeps its pipe's write end open; the
     observer reads the flags of the fds the server holds on that pipe; then the helper
     closes it. Returns the helper's attempt and what the observer saw."""
-    gate = ctx.barrier(ctx.helper)
     helper = ctx.helper.spawns_tool("intrude", "--kind", ctx.socket, "--path", path,
                                     "--do", "handoff", "--held-file", gate.file("held"),
                                     "--release-file", gate.file("release"))
