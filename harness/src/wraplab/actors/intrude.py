@@ -155,7 +155,7 @@ def step_handoff(path: str, kind: str, token: str, wait: float,
             step.update(errno=errno_name(exc), result="send " + errno_name(exc), accepted=False)
         else:
             if w >= 0:
-                step["held"] = _held(*hold, r, wait + 6.0)
+                step["held"] = _held(*hold, r, wait + 7.0)
                 os.close(w)
                 w = -1
             what, data = _read_reply(s, 1, wait)

@@ -47,7 +47,7 @@ ACTORS = {"owner": "owner", "helper": "owner"}
 SOCKETS = ("notify", "signal")
 PLACEMENTS = ("root",)
 TRANSPORTS = ("unix",)
-SERVER = {"accept_window": 10}
+SERVER = {"accept_window": 20}  # the helper's start is slow on a loaded machine
 EXPECT = {
     "hardened": DEFENDED.by("cloexec"),
     "agentsh": VULNERABLE,
@@ -73,6 +73,8 @@ def run(ctx):
     flags = [f["cloexec"] for f in seen]
     ctx.metrics.update(cloexec=said, fdinfo=seen, helper=hand.refusals(),
                        consumed=hand.accepted)
+    if not (seen or hand.accepted or ok) and hand.did_not_happen():
+        return ctx.error(f"no handoff to observe: {hand.did_not_happen()}")
     if not (seen or hand.accepted or ok):
         return ctx.broken(f"alice's handoffs on {ctx.socket} were not served "
                           f"({hand.refusals()}; client: "
@@ -118,7 +120,7 @@ def hands_off_held(ctx, path: str, gate) -> tuple[Intrusion, list[dict]]:
         seen = ctx.waits_until(
             "the server holds the helper's pipe (its fds in /proc)",
             lambda: ctx.run.tool("procinfo", [pid, "--pipe", inode]).get("pipe_fds"),
-            time.time() + 3.0, pause=0.05) or []
+            time.time() + 7.0, pause=0.05) or []  # the server's read lasts 10 s at most
         ctx.step("harness", f"reads the flags of the server's fds on pipe {inode}",
                  ", ".join(f"fd {f['fd']}: flags {f['flags']}"
                            f"{' (O_CLOEXEC)' if f['cloexec'] else ''}" for f in seen)
