@@ -21,10 +21,12 @@ What the observer cannot see is a flag set right after ``recvmsg`` (agentsh's no
 B21: the window is microseconds). Where the target keeps events, its ``handoff_ok`` says
 whether the fd had FD_CLOEXEC when ``recvmsg`` returned (``cloexec``): that refines a
 "set" reading to vulnerable; an event saying set while the observer saw it unset is an
-``error``. Without events a fd seen close-on-exec is defended, and the reason says the
-atomicity was not observable. No handoff at all is broken. (Whichever of alice's two
-processes dials first is served -- the helper as a rule; the other then finds the loop
-done. Both are alice's.)
+``error``. Without events a fd seen without the flag is vulnerable, but one seen with it
+cannot be told from a flag set after the fact: ``error`` (no verdict), with that reason
+(a root observer that stopped the server at recvmsg's return, e.g. PTRACE_SYSCALL, could
+decide it; not built). No handoff at all is broken. (Whichever of alice's two processes
+dials first is served -- the helper as a rule; the other then finds the loop done. Both
+are alice's.)
 
 Actors: owner (alice), helper (alice, a second process). Placement: root. Transport:
 unix. Sockets: notify, signal (ptrace hands over no fd).
@@ -98,8 +100,13 @@ def run(ctx):
                               "FD_CLOEXEC (its handoff_ok event) and set the flag only "
                               "afterwards (the observer saw it set): a fork+exec in that "
                               "window inherits it")
-    how = "its handoff_ok agrees: recvmsg MSG_CMSG_CLOEXEC" if said else \
-        "whether atomically at recvmsg is visible only in a server's own events"
+    if not said:
+        return ctx.error(f"no verdict without the server's events: alice's {ctx.socket} fd "
+                         f"was close-on-exec while the server held it (/proc fdinfo flags "
+                         f"{', '.join(f['flags'] for f in seen)}), but a flag set right "
+                         "after recvmsg (agentsh's B21) looks the same from outside; only "
+                         "the server can say whether it arrived with it")
+    how = "its handoff_ok agrees: recvmsg MSG_CMSG_CLOEXEC"
     return ctx.defended(f"alice's {ctx.socket} fd was close-on-exec while the server held "
                         f"it (/proc fdinfo flags {', '.join(f['flags'] for f in seen)}; {how})",
                         guard="cloexec")
