@@ -34,6 +34,7 @@ Expected:
 import time
 
 from wraplab.engine import BROKEN, DEFENDED, VULNERABLE, Flood
+from wraplab.engine.evidence import GONE
 
 SLUG = "dac-override-rejections"
 ORDER = 350
@@ -82,6 +83,13 @@ def run(ctx):
                        connects=attacks[0].attempts if attacks else 0,
                        connect_outcomes=attacks[0].outcomes if attacks else {})
     ctx.step("harness", "counts the lines the server's log grew by", f"{lines} lines")
+    vanished = vanished_under(attacks[0], wrap, ctx.socket) if attacks else None
+    if verdict.verdict is BROKEN and vanished:
+        if ctx.target.has_events:
+            return ctx.error(f"{vanished}, yet the server's events show no loop ended by "
+                             f"her ({verdict.reason})")
+        return ctx.vulnerable(f"denial of service: {vanished}; alice's wrap then "
+                              f"{wrap.failure()}")
     if verdict.verdict is not DEFENDED:
         return verdict
     if ctx.target.has_events and abs(counted - rejections) > max(10, rejections // 10):
@@ -98,3 +106,17 @@ def run(ctx):
                         f"(rate limited); " + (verdict.reason if ctx.target.has_events
                                                else "alice's handoff worked"),
                         guard="rate-limit")
+
+
+def vanished_under(flood: Flood, wrap, kind: str) -> str | None:
+    """Black-box sign that mallory's connections ended alice's loop: her connects met the
+    socket at first, then found it gone (the loop took one of hers and ended), and alice
+    then failed on that socket for want of it. None otherwise."""
+    outs = flood.outcomes
+    gone = {k: v for k, v in outs.items() if k in GONE and v}
+    if wrap.ok or not outs.get("ok") or not gone or wrap.failed_kind != kind \
+            or wrap.errno not in GONE:
+        return None
+    return (f"the {kind} socket vanished while mallory connected to it ({outs.get('ok')} "
+            f"connects, then {', '.join(f'{k} {v}' for k, v in gone.items())}): her "
+            "connection ended alice's loop")
