@@ -95,6 +95,21 @@ class UnixHTTPConnection(http.client.HTTPConnection):
         self.sock = sock
 
 
+def token_drained(r, token):
+    """Whether ``token`` was read out of the pipe whose read end ``r`` we kept a copy of
+    (FIONREAD shows what is still in it): whoever we passed the fd to consumed it."""
+    import array
+    import fcntl
+    import termios
+
+    buf = array.array("i", [0])
+    try:
+        fcntl.ioctl(r, termios.FIONREAD, buf, True)
+    except OSError:
+        return False
+    return buf[0] < len(token.encode())
+
+
 def api_connection(api, timeout):
     """A connection to ``unix:PATH`` or ``tcp:HOST:PORT`` (not yet connected)."""
     scheme, _, rest = api.partition(":")

@@ -17,7 +17,9 @@ deputy can reach it), takes the socket and then:
 
 - ``handoff``: a full handoff of its own over it: notify = 0xA7 + the pid of a child of
   the attacker's (a stand-in wrapper) + the read end of a pipe holding the attacker's
-  token; signal = 0x00 + that fd; ptrace = the attacker's own pid; then the answer;
+  token; signal = 0x00 + that fd; ptrace = the attacker's own pid; then the answer, and
+  (notify, signal) whether the token was read out of the pipe (``consumed``: the attacker
+  kept the read end and sees with FIONREAD what is left in it);
 - ``stall``: sends nothing and watches for ``--hold`` seconds what the server does;
 - ``report``: sends ``uid=U pid=P`` and reads one reply line (the lab tests' ``catch``).
 
@@ -41,6 +43,7 @@ from wraplab.actors._common import (
     emit,
     errno_name,
     peercred,
+    token_drained,
     wrap_init_body,
     wrapper_child,
 )
@@ -132,6 +135,7 @@ def cmd_receive(args) -> None:
     emit(out)
 
 
+
 def _handoff(s: socket.socket, kind: str, out: dict) -> None:
     token = out["token"] = "intruder-" + secrets.token_hex(8) if kind != "ptrace" else None
     child = wrapper_child() if kind == "notify" else None
@@ -155,10 +159,13 @@ def _handoff(s: socket.socket, kind: str, out: dict) -> None:
                        accepted=False)
             return
         what, data = _read_reply(s, 3.0)
+        if kind != "ptrace":
+            out["consumed"] = token_drained(r, token)
         if what == "data":
             out.update(status=data[0], accepted=data[0] == 1, result=f"status byte {data[0]}")
         else:
-            # The signal socket answers nothing; the server's events say whether it kept it.
+            # The signal socket answers nothing: whether the token was drained says whether
+            # the server took the fd.
             out.update(status=None, accepted=None, server=what,
                        result={"eof": "server closed it", "open": "no answer"}.get(what, what))
     finally:

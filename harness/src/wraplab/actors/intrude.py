@@ -1,7 +1,7 @@
 """An intruder at someone else's wrap socket. Stdlib only; prints one JSON object.
 
     python3 -m wraplab.actors.intrude --kind notify (--path P | --base DIR [--wait S])
-        [--do handoff,connect] [--token T]
+        [--do handoff,connect] [--token T] [--held-file F --release-file G]
 
 Steps, in the order given by ``--do``:
 - ``connect``: connect, then watch the connection for a moment: the kernel's errno
@@ -10,6 +10,12 @@ Steps, in the order given by ``--do``:
 - ``handoff``: a full handoff with our own token, as the wire protocol says for the kind:
   notify = 0xA7 + our pid + the read end of a pipe holding the token, then the status byte;
   signal = 0x00 + that fd; ptrace = our pid as 4 little-endian bytes, then ACK/NACK.
+
+``--held-file``/``--release-file`` (notify, signal): keep the write end of the pipe open
+after the token, so a server reading the token until EOF keeps the received fd; create the
+held file (JSON: the pipe's inode) once the fd was sent, close the write end when the
+release file appears (bounded by the handoff's wait), then read the server's answer. A root
+observer meanwhile reads the fd's flags in the server (/proc/PID/fdinfo).
 
 With ``--base`` the socket is found first (``find_sockets``: /proc/net/unix and listing, no
 file-name pattern; the harness checks that what was found is the owner's socket).
@@ -27,7 +33,7 @@ import struct
 import sys
 import time
 
-from wraplab.actors._common import errno_name, wrapper_child
+from wraplab.actors._common import errno_name, token_drained, wrapper_child
 from wraplab.actors.find_sockets import discover
 
 MAGIC = 0xA7
@@ -57,19 +63,6 @@ def _read_reply(s: socket.socket, n: int, wait: float) -> tuple[str, bytes]:
         return errno_name(exc), b""
     return ("eof" if not data else "data"), data
 
-
-def _drained(r: int, token: str) -> bool:
-    """Whether the token we passed was read out of the pipe (we kept the read end too, so
-    FIONREAD shows what is still in it): the server consumed the descriptor."""
-    import fcntl
-    import termios
-
-    buf = array.array("i", [0])
-    try:
-        fcntl.ioctl(r, termios.FIONREAD, buf, True)
-    except OSError:
-        return False
-    return buf[0] < len(token.encode())
 
 
 def _reap(child: int | None) -> None:
@@ -111,7 +104,22 @@ def step_connect(path: str, watch: float, connected_file: str | None = None) -> 
     return step
 
 
-def step_handoff(path: str, kind: str, token: str, wait: float) -> dict:
+def _held(held_file: str, release_file: str, r: int, wait: float) -> dict:
+    """The write end is still open: say which pipe the server got, wait to be released."""
+    held = {"pipe_inode": os.fstat(r).st_ino, "t": time.time()}
+    with open(held_file + ".tmp", "w", encoding="utf-8") as f:
+        json.dump(held, f)
+    os.rename(held_file + ".tmp", held_file)
+    deadline = time.monotonic() + wait
+    while not os.path.exists(release_file) and time.monotonic() < deadline:
+        time.sleep(0.02)  # polling a file the harness creates: the release is the condition
+    held["released"] = os.path.exists(release_file)
+    held["held_ms"] = round((time.time() - held["t"]) * 1000, 2)
+    return held
+
+
+def step_handoff(path: str, kind: str, token: str, wait: float,
+                 hold: tuple[str, str] | None = None) -> dict:
     t = time.time()
     step: dict = {"action": "handoff", "kind": kind, "path": path, "t": t, "errno": None,
                   "token": token if kind != "ptrace" else None}
@@ -132,8 +140,9 @@ def step_handoff(path: str, kind: str, token: str, wait: float) -> dict:
     r, w = os.pipe()
     try:
         os.write(w, token.encode())
-        os.close(w)
-        w = -1
+        if not hold or kind == "ptrace":
+            os.close(w)
+            w = -1
         try:
             if kind == "ptrace":
                 s.sendall(struct.pack("<I", os.getpid()))
@@ -145,8 +154,12 @@ def step_handoff(path: str, kind: str, token: str, wait: float) -> dict:
         except OSError as exc:
             step.update(errno=errno_name(exc), result="send " + errno_name(exc), accepted=False)
         else:
+            if w >= 0:
+                step["held"] = _held(*hold, r, wait + 7.0)
+                os.close(w)
+                w = -1
             what, data = _read_reply(s, 1, wait)
-            step["consumed"] = _drained(r, token) if kind != "ptrace" else None
+            step["consumed"] = token_drained(r, token) if kind != "ptrace" else None
             if what == "data":
                 step["status"] = data[0]
                 step["accepted"] = data[0] == 1
@@ -181,7 +194,14 @@ def main(argv: list[str] | None = None) -> int:
                     help="how long to watch a connection for the server's move (s)")
     ap.add_argument("--connected-file", metavar="FILE",
                     help="create FILE (with the connect's outcome) once connect returned")
+    ap.add_argument("--held-file", metavar="FILE",
+                    help="keep the pipe's write end open; create FILE once the fd was sent")
+    ap.add_argument("--release-file", metavar="FILE",
+                    help="with --held-file: close the write end once FILE exists")
     args = ap.parse_args(argv)
+    if bool(args.held_file) != bool(args.release_file):
+        ap.error("--held-file and --release-file go together")
+    hold = (args.held_file, args.release_file) if args.held_file else None
     token = args.token or "intruder-" + secrets.token_hex(8)
     out: dict = {"uid": os.getuid(), "pid": os.getpid(), "kind": args.kind, "token": token,
                  "steps": []}
@@ -205,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
             if action == "connect":
                 out["steps"].append(step_connect(path, args.watch, args.connected_file))
             elif action == "handoff":
-                out["steps"].append(step_handoff(path, args.kind, token, 2.0))
+                out["steps"].append(step_handoff(path, args.kind, token, 2.0, hold))
             else:
                 ap.error(f"unknown step {action!r}")
     json.dump(out, sys.stdout)

@@ -1,16 +1,21 @@
 """Facts about a process from /proc, as JSON (the harness's ``run.server_info``).
 
-    python3 -m wraplab.actors.procinfo PID
+    python3 -m wraplab.actors.procinfo PID [--pipe INODE]
 
 Prints ``{"pid", "exists", "name", "ppid", "state", "uid", "uids", "gid", "gids",
 "groups", "cap_eff", "cap_eff_names", "cap_prm", "cap_bnd", "threads", "fd_count",
-"cmdline"}``; uids/gids are [real, effective, saved, fs].
+"cmdline"}``; uids/gids are [real, effective, saved, fs]. ``--pipe INODE`` adds ``pipe_fds``:
+the process's fds open on that pipe, each ``{"fd", "flags", "cloexec"}`` from
+/proc/PID/fdinfo (flags in octal as the kernel prints them; O_CLOEXEC = 02000000).
 """
 
 import argparse
 import os
 
 from wraplab.actors._common import cap_names, emit, proc_status
+
+#: O_CLOEXEC as /proc/PID/fdinfo shows it (octal 02000000 on Linux).
+O_CLOEXEC = 0o2000000
 
 
 def info(pid):
@@ -45,11 +50,37 @@ def info(pid):
     return out
 
 
+def pipe_fds(pid, inode):
+    """The fds of ``pid`` open on the pipe ``inode``, with their fdinfo flags."""
+    out = []
+    want = f"pipe:[{inode}]"
+    try:
+        names = os.listdir(f"/proc/{pid}/fd")
+    except FileNotFoundError:
+        return out
+    for name in names:
+        try:
+            if os.readlink(f"/proc/{pid}/fd/{name}") != want:
+                continue
+            with open(f"/proc/{pid}/fdinfo/{name}", encoding="ascii") as f:
+                fields = dict(line.split(":", 1) for line in f if ":" in line)
+        except OSError:
+            continue  # closed meanwhile
+        flags = int(fields.get("flags", "0").strip(), 8)
+        out.append({"fd": int(name), "flags": f"{flags:o}", "cloexec": bool(flags & O_CLOEXEC)})
+    return out
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="procinfo", description=__doc__.splitlines()[0])
     parser.add_argument("pid", type=int)
+    parser.add_argument("--pipe", type=int, metavar="INODE",
+                        help="also list the fds open on this pipe, with their flags")
     args = parser.parse_args(argv)
-    emit(info(args.pid))
+    out = info(args.pid)
+    if args.pipe is not None:
+        out["pipe_fds"] = pipe_fds(args.pid, args.pipe)
+    emit(out)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,13 @@ descendant, running as the peer's uid). On signal, nothing in SPEC §3 binds the
 connecting process: the hardened design has no rule for it (a gap this scenario shows).
 Afterwards alice wraps once more on her own (her own handoff must still work).
 
+Decided from what mallory saw: the status byte (notify) or ACK/NACK (ptrace), and on
+signal, which answers nothing, whether her token was read out of the pipe she passed (she
+keeps a copy of the read end). A refusal over a connection whose SO_PEERCRED is alice's can
+only come from the pid binding (everything else about it is alice's): guard ``pid-check``.
+Where the target keeps events they corroborate (her token or pid in a ``handoff_ok``, a
+``handoff_failed`` with the pid check's reason); a disagreement is ``error``.
+
 Actors: owner (alice), deputy (alice, a second process), intruder (mallory). Placement:
 root. Transport: unix. Sockets: notify, ptrace, signal.
 
@@ -32,11 +39,6 @@ Expected:
 from wraplab.engine import BROKEN, DEFENDED, VULNERABLE, deputy_passes
 
 SLUG = "deputy-handoff"
-NEEDS = ("events",)
-NEEDS_WHY = (
-    "which uid the server saw on the passed connection and how the loop ended are read from "
-    "handoff_ok / handoff_failed"
-)
 ORDER = 330
 ACTORS = {"owner": "owner", "deputy": "owner", "intruder": "attacker"}
 SOCKETS = ("notify", "signal", "ptrace")
@@ -61,6 +63,7 @@ def run(ctx):
     ok = [e for e in mine if e.get("type") == "handoff_ok"]
     failed = [e for e in mine if e.get("type") == "handoff_failed"]
     ctx.metrics.update(deputy=passed.get("result"), intruder=got.get("result"),
+                       consumed=got.get("consumed"),
                        server=[(e.get("type"), e.get("reason")) for e in ok + failed])
     if not passed.get("passed"):
         w = ctx.owner.wraps()
@@ -69,24 +72,47 @@ def run(ctx):
                               f"could alice's own wrap: {w.failure()}")
         return ctx.defended(f"the deputy could not connect ({passed.get('errno')})",
                             guard="kernel")
+    # What mallory saw: an answer byte, or (signal: none) her token drained or not.
+    silent = got.get("status") is None
+    taken = bool(got.get("accepted")) or (silent and bool(got.get("consumed")))
+    refused = got.get("accepted") is False or (silent and got.get("consumed") is False
+                                               and got.get("server") == "eof")
     stolen = [e for e in ok if (ctx.socket == "ptrace" and e.get("pid") == got.get("pid"))
               or (e.get("token") and e.get("token") == got.get("token"))]
-    if stolen or got.get("accepted"):
+    if stolen and refused:
+        return ctx.error(f"the server's events record mallory's handoff as taken "
+                         f"({stolen[0].get('type')}) but she saw a refusal "
+                         f"({got.get('result')}, token consumed: {got.get('consumed')})")
+    if taken and failed and not stolen:
+        return ctx.error(f"mallory saw her handoff taken ({got.get('result')}, token "
+                         f"consumed: {got.get('consumed')}) but the server's events record "
+                         f"it failed ({failed[0].get('reason')})")
+    if taken or stolen:
         e = (stolen or ok or [{}])[0]
-        what = f"pid {e.get('pid')} (mallory's)" if ctx.socket == "ptrace" \
-            else f"token {e.get('token')!r} (mallory's)"
-        return ctx.vulnerable(
-            f"the server accepted mallory's handoff on a connection alice's deputy made: "
-            f"{what}, recorded as peer uid {e.get('peer_uid')} pid {e.get('peer_pid')}")
-    if not failed:
-        return ctx.error(f"mallory's handoff ended neither in handoff_ok nor handoff_failed "
-                         f"({got.get('result')})")
+        what = "her pid was acknowledged" if ctx.socket == "ptrace" else \
+            f"her token {got.get('token')!r} was " + (
+                "acknowledged" if got.get("accepted") else "read out of her pipe")
+        seen = f"; the server's events: peer uid {e.get('peer_uid')} pid " \
+               f"{e.get('peer_pid')}" if e else ""
+        return ctx.vulnerable(f"the server accepted mallory's handoff on a connection alice's "
+                              f"deputy made: {what} ({got.get('result')}{seen})")
+    if not refused:
+        return ctx.error(f"mallory saw neither a refusal nor her handoff taken "
+                         f"({got.get('result')}, token consumed: {got.get('consumed')})")
+    if ctx.target.has_events and not failed:
+        return ctx.error(f"mallory saw a refusal ({got.get('result')}) but the server's "
+                         "events record no handoff_failed")
     w = ctx.owner.wraps()
     verdict = ctx.judge(w)
     if verdict.verdict is not DEFENDED:
         return verdict
-    f = failed[0]
-    guard = "pid-check" if f.get("reason") in ("bad_wrapper_pid", "pid_not_peer") else None
-    return ctx.defended(f"the server refused mallory's handoff over alice's connection "
-                        f"({f.get('reason')}: {f.get('detail')}); alice's own wrap then "
-                        f"worked", guard=guard)
+    f = failed[0] if failed else {}
+    # Over alice's connection only the pid in the handoff is mallory's: a refusal there is
+    # the pid binding (the events, where kept, name the reason).
+    pid_bound = ctx.socket != "signal" and got.get("status") is not None
+    guard = "pid-check" if (f.get("reason") in ("bad_wrapper_pid", "pid_not_peer") if f
+                            else pid_bound) else None
+    why = f" ({f.get('reason')}: {f.get('detail')})" if f else ""
+    return ctx.defended(f"the server refused mallory's handoff over alice's connection: "
+                        f"{got.get('result')}{why}; alice's own wrap then worked",
+                        guard=guard)

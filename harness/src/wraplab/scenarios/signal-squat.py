@@ -18,9 +18,12 @@ her) or 2 s have passed; then alice's client dials the signal path and hands off
 
 Verdict: vulnerable when mallory received alice's fd (her token), or when mallory's socket
 was listening at alice's signal path before alice dialled it while her signal loop still
-waited (a pending wrap's path was hers); defended (cleanup) when the directory stayed
-until the last loop ended (mallory's mkdir failed with EEXIST all the while) and alice's
-handoffs worked; broken when alice failed without mallory holding the path.
+waited (a pending wrap's path was hers: within the accept window and before alice's
+signal handoff; the server's events, where kept, date the loop's end); defended (cleanup)
+when the directory stayed until the last loop ended (mallory's mkdir failed with EEXIST
+all the while) and alice's handoffs worked (notify: status byte 1; signal: her token read
+out of the pipe she passed, and not by mallory; the events corroborate: a disagreement is
+``error``); broken when alice failed without mallory holding the path.
 
 Actors: owner (alice), intruder (mallory). Placement: root. Transport: unix. Socket:
 signal.
@@ -41,17 +44,13 @@ import time
 from wraplab.engine import BROKEN, DEFENDED, LOOP_ENDS, VULNERABLE
 
 SLUG = "signal-squat"
-NEEDS = ("events",)
-NEEDS_WHY = (
-    "which of alice's handoffs arrived, and when the server's loops ended, are read from "
-    "handoff_ok and the loop-end events"
-)
 ORDER = 380
 ACTORS = {"owner": "owner", "intruder": "attacker"}
 SOCKETS = ("signal",)
 PLACEMENTS = ("root",)
 TRANSPORTS = ("unix",)
-SERVER = {"accept_window": 5}
+WINDOW = 5.0
+SERVER = {"accept_window": WINDOW}
 EXPECT = {
     "hardened": DEFENDED.by("cleanup"),
     "agentsh": VULNERABLE,
@@ -72,6 +71,7 @@ def run(ctx):
                                     "caller_uid": owner.uid}, as_user=owner.user_role)
     if st != 200 or not isinstance(resp, dict) or not resp.get("signal_socket"):
         return ctx.error(f"wrap-init: HTTP {st} {resp!r}")
+    t_init = time.time()
     ctx.events(sid)  # collected with the outcome
     notify, signal = resp["notify_socket"], resp["signal_socket"]
     ctx.step(owner, "wrap-init (notify and signal sockets)", f"{notify}, {signal}")
@@ -102,17 +102,29 @@ def run(ctx):
     squat = got.get("squat_t")
     ctx.metrics.update(squat_t=squat, loop_ends=ends, mkdir_tries=got.get("tries"),
                        stolen=bool(got.get("token")))
+    late = [a["t"] for h in (first, second) for a in h.attempts if a["t"] > t_init + WINDOW]
+    if late:
+        return ctx.error(f"no verdict: alice dialled {min(late) - t_init:.1f} s after "
+                         f"wrap-init, past the {WINDOW:g} s accept window (the harness was "
+                         "too slow); whatever answered then says nothing of the server")
     if got.get("token") and got["token"] == second.token:
         return ctx.vulnerable(f"alice's client dialled mallory's socket at its signal path "
                               f"and handed her its fd (token {got['token']!r})")
     dialled = min((a["t"] for a in second.attempts), default=None)
-    if squat and dialled and squat < dialled and ("signal" not in ends
-                                                  or squat < ends["signal"]):
+    pending = ("signal" not in ends or squat < ends["signal"]) if ends else \
+        squat is not None and squat < t_init + WINDOW
+    if squat and dialled and squat < dialled and pending:
         return ctx.vulnerable(
             f"mallory's socket listened at alice's signal path {signal} before alice dialled "
             f"it, while her signal loop still waited: the server had removed the directory "
             f"under it (G8); alice's dial: {second.refusals()}")
-    if ok.get("notify") == first.token and ok.get("signal") == second.token:
+    arrived = first.accepted and second.accepted  # status 1; the signal token drained
+    if events and arrived != (ok.get("notify") == first.token
+                              and ok.get("signal") == second.token):
+        return ctx.error(f"alice saw her handoffs {'' if arrived else 'not '}taken "
+                         f"({first.refusals()}; {second.refusals()}) but the server's "
+                         f"handoff_ok events say otherwise ({ok})")
+    if arrived:
         return ctx.defended(f"the directory stayed until alice's last loop ended (mallory's "
                             f"mkdir: {got.get('tries')} tries, EEXIST while it mattered); "
                             "alice's notify and signal tokens arrived", guard="cleanup")

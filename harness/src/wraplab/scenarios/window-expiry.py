@@ -1,13 +1,13 @@
 """Nobody dials: when the accept window ends, is everything the wrap made gone?
 
 Alice sends wrap-init and then never connects (a client that crashed between wrap-init and
-its dial). The scenario reads the server's fd and thread counts before (baseline), while
-the wrap is pending (it must hold more: the listener, the loop thread), and after every
-accept loop of the wrap has ended with ``window_expired``; then it checks that the wrap
-directory and its sockets no longer exist and that the fd and thread counts are back to
-the baseline. Without the server's events (a target that keeps none, ``--no-events``) the
-loops' end is read from outside: the directory and sockets gone. A leak here is a
-resource exhaustion anyone who can call wrap-init can repeat (the API socket is 0666).
+its dial). The scenario reads the server's fd and thread counts (/proc, as root) before
+(baseline), while the wrap is pending (it must hold more: the listener, the loop thread),
+and once the wrap directory and its sockets no longer exist (waited for up to the window
+plus 5 s); then the fd and thread counts must be back to the baseline. Where the target
+keeps events they corroborate: one ``window_expired`` per loop and ``dir_removed``; events
+that disagree with what the observer saw are an ``error``. A leak here is a resource
+exhaustion anyone who can call wrap-init can repeat (the API socket is 0666).
 
 This is a property every profile must have (SPEC §1: every accept loop has one absolute
 deadline; design.md: every loop ends with exactly one end event); it does not single out a
@@ -17,8 +17,8 @@ weak profile. The stalled-peer case, where agentsh holds past its window, is
 Actors: owner (alice). Placement: root. Transport: unix. Sockets: notify, signal, ptrace.
 Window: 2 s.
 
-Expected (decided from runs): defended in every profile: one ``window_expired`` per
-loop, ``dir_removed``, no directory or socket left, fds and threads back to baseline.
+Expected (decided from runs): defended in every profile: no directory or socket left,
+fds and threads back to baseline (and one ``window_expired`` per loop, ``dir_removed``).
 """
 
 import os
@@ -70,42 +70,35 @@ def run(ctx):
                           "mode": f.mode, "label": "while pending"})
     ctx.metrics.update(baseline=base, pending=during, kinds=kinds)
 
-    blind = not ctx.target.has_events
+    def all_gone():
+        return not any(f.exists for f in ctx.run.stat_many(paths))
 
-    def all_ended():
-        if blind:  # without events: the directory and sockets the answer named are gone
-            return [{}] if not any(f.exists for f in ctx.run.stat_many(paths)) else None
-        ev = ctx.events(sid)
-        ended = {e.get("kind") for e in ev if e.get("type") in LOOP_ENDS}
-        return ev if set(kinds) <= ended and any(e.get("type") == "dir_removed"
-                                                  for e in ev) else None
-
-    ev = ctx.waits_until("every loop ended and the directory was removed", all_ended,
-                         t_init + WINDOW + 5)
-    if not ev:
-        return ctx.vulnerable(f"{WINDOW + 5:g} s after wrap-init the wrap had not ended "
-                              f"(events: {[e.get('type') for e in ctx.events(sid)]})")
-    ends = [(e.get("kind"), e.get("type")) for e in ev if e.get("type") in LOOP_ENDS]
+    gone = ctx.waits_until("the wrap directory and its sockets are gone", all_gone,
+                           t_init + WINDOW + 5)
     after = ctx.waits_until("the server's fds and threads are back to the baseline",
                             lambda: (lambda c: c if c == base else None)(counts(ctx)),
                             time.time() + 3) or counts(ctx)
     left = [f.path for f in ctx.run.stat_many(paths) if f.exists]
+    ev = ctx.events(sid)
+    ends = [(e.get("kind"), e.get("type")) for e in ev if e.get("type") in LOOP_ENDS]
     ctx.metrics.update(after=after, loop_ends=ends, left=left)
     problems = []
-    if left:
-        problems.append(f"still there: {left}")
+    if not gone or left:
+        problems.append(f"{WINDOW + 5:g} s after wrap-init still there: {left}")
     if after != base:
         problems.append(f"server fds/threads {after} vs baseline {base}")
-    if not blind and ([t for _k, t in ends if t != "window_expired"]
-                      or len(ends) != len(kinds)):
-        problems.append(f"loop ends {ends}, expected one window_expired per loop")
     if problems:
         return ctx.vulnerable("after the window: " + "; ".join(problems))
-    if blind:
-        return ctx.defended(
-            f"the directory and sockets ({', '.join(kinds)}) are gone after the window, "
-            f"fds/threads back to {base} (pending: {during})", guard="cleanup")
+    if ctx.target.has_events:
+        expired = sorted(k for k, t in ends if t == "window_expired")
+        if expired != kinds or len(ends) != len(kinds) or not any(
+                e.get("type") == "dir_removed" for e in ev):
+            return ctx.error(f"the directory, sockets, fds and threads are back, but the "
+                             f"server's events say otherwise: loop ends {ends}, "
+                             f"{'a' if any(e.get('type') == 'dir_removed' for e in ev) else 'no'}"
+                             f" dir_removed (expected one window_expired per loop of {kinds})")
+    seen = f"each loop ended with window_expired ({', '.join(kinds)}), " \
+        if ctx.target.has_events else ""
     return ctx.defended(
-        f"each loop ended with window_expired ({', '.join(kinds)}), the directory and "
-        f"sockets are gone, fds/threads back to {base} (pending: {during})",
-        guard="cleanup")
+        f"{seen}the directory and sockets are gone, fds/threads back to {base} "
+        f"(pending: {during})", guard="cleanup")
