@@ -333,7 +333,7 @@ class DockerRun(LabRun):
         self.container_id = container.get_container_id()
         container.assert_no_network()
         self._replace_wrapref(container)
-        if agent.enabled():
+        if agent.enabled() and not self.spec.keep:  # a kept lab outlives us: no agent
             self._start_agent()
         if key and self._agent is not None:
             baseline = self._agent.call("snapshot", timeout=60)

@@ -207,7 +207,7 @@ class LocalRun(LabRun):
     def _launch(self) -> None:
         t0 = time.monotonic()
         self._prepare()
-        if agent.enabled():
+        if agent.enabled() and not self.spec.keep:  # a kept lab outlives us: no agent
             self._start_agent()
         self._start_server()
         self.startup_seconds = time.monotonic() - t0
