@@ -82,11 +82,13 @@ class Progress:
             took = out.timings.get("total_s") or (time.time() - start if start else 0.0)
             self.durations.append(float(took))
             self.done += 1
-            self.failed += not out.ok
+            not_run = str(out.verdict) == "not-run"  # the target lacks what the cell needs
+            self.failed += not out.ok and not not_run
             if self.rich:
                 self._rich_done(out)
             else:
-                flag = "ok" if out.ok else f"MISMATCH (expected {out.cell.expectation})"
+                flag = "ok" if out.ok else f"(not run: {out.reason})" if not_run else \
+                    f"MISMATCH (expected {out.cell.expectation})"
                 print(f"[{self.done:>3}/{self.total}] {out.cell.name:<58} "
                       f"{str(out.verdict):<10} {flag} {float(took):.1f}s",
                       file=self.stream, flush=True)
@@ -131,6 +133,6 @@ class Progress:
         from rich.markup import escape
 
         self._refresh(out.cell.name)
-        if not out.ok and self._live is not None:
+        if not out.ok and str(out.verdict) != "not-run" and self._live is not None:
             self._live.console.print(f"[red]MISMATCH[/] {escape(out.cell.name)}: {out.verdict}"
                                      f" (expected {out.cell.expectation})", highlight=False)

@@ -309,7 +309,8 @@ def main(argv=None):
     p.add_argument("--count", type=int, required=True)
     p.add_argument("--api", default="unix:/run/wrapref/api.sock")
     p.add_argument("--base", default="/tmp", help="the server's temp base")
-    p.add_argument("--prefix", default="wrap-", help="wrap directory name prefix")
+    p.add_argument("--prefix", default="", help="only directories whose name starts so "
+                   "(default: any new directory in the temp base, the server's naming unknown)")
     p.add_argument("--kind", choices=("notify", "signal", "ptrace"), default="notify")
     p.add_argument("--seconds", type=float, default=60.0)
     p.add_argument("--spin", type=float, default=0.5)

@@ -32,6 +32,9 @@ import os
 from wraplab.engine import DEFENDED, VULNERABLE, file_text, starts_server
 
 SLUG = "log-symlink"
+#: It judges from the reference server's own startup log lines ("cannot start", its
+#: warnings): a foreign target's cells are reported not run.
+NEEDS = ("wrapref",)
 ORDER = 259
 ACTORS = {"owner": "owner", "attacker": "attacker"}
 SOCKETS = ("notify",)

@@ -39,6 +39,9 @@ import os
 from wraplab.engine import DEFENDED, VULNERABLE, file_text, log_lines, server_state, starts_server
 
 SLUG = "server-umask"
+#: It judges from the reference server's own startup log lines ("cannot start", its
+#: warnings): a foreign target's cells are reported not run.
+NEEDS = ("wrapref",)
 ORDER = 258
 ACTORS = {"owner": "owner", "attacker": "attacker"}
 SOCKETS = ("notify",)

@@ -44,6 +44,9 @@ import time
 from wraplab.engine import DEFENDED, VULNERABLE, HeldWrap, file_text, log_lines, starts_server
 
 SLUG = "untrusted-temp-base"
+#: It judges from the reference server's own startup log lines ("cannot start", its
+#: warnings): a foreign target's cells are reported not run.
+NEEDS = ("wrapref",)
 ORDER = 247
 ACTORS = {"owner": "owner", "attacker": "attacker"}
 SOCKETS = ("notify",)
