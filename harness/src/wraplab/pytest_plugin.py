@@ -277,8 +277,11 @@ _WARM: list = []
 
 
 def pytest_sessionstart(session):
-    """Containers checked clean serve later cells of the same kind, as in ``wraplab matrix``
-    (:mod:`wraplab.labs.warm`; ``WRAPLAB_WARM=0`` turns it off); removed at the session end."""
+    """When this session collects a matrix: containers checked clean serve later cells of the
+    same kind, as in ``wraplab matrix`` (:mod:`wraplab.labs.warm`; ``WRAPLAB_WARM=0`` turns
+    it off); removed at the session end."""
+    if not _settings(session.config)["targets"]:
+        return  # no matrix collected here (e.g. the lab tests): containers are never reused
     from wraplab.labs import warm
 
     block = warm.reuse()
