@@ -702,6 +702,23 @@ class LabRun(abc.ABC):
         ...
 
     # ------------------------------------------------------------ bookkeeping
+    def _link_agent(self, name: str, write, close, lines, t0: float) -> None:
+        """Speak to a started resident agent (:mod:`wraplab.actors.agent`): ``write`` sends
+        a line, ``lines`` yields its answers, ``close`` ends it; record its start."""
+        from wraplab.labs import agent
+
+        link = agent.AgentLink(name, write, close)
+        threading.Thread(target=link.read_from, args=(lines,), daemon=True,
+                         name=f"wraplab-agent-{self.id[:8]}").start()
+        hello = link.call("hello", timeout=agent.START_TIMEOUT)
+        self._agent = link
+        self._record(TranscriptEntry(
+            action="lab", actor="lab", user="root", uid=0, argv=tuple(agent.ARGV),
+            duration=time.monotonic() - t0,
+            note=f"resident actor agent, pid {hello.get('pid')} "
+                 f"(python {hello.get('python')}); {agent.SWITCH}=0 turns it off",
+        ))
+
     def _record(self, entry: TranscriptEntry) -> None:
         if entry.action in ("api-poll", "read"):
             return

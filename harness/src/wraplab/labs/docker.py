@@ -388,18 +388,8 @@ class DockerRun(LabRun):
                 sock.shutdown(2)
             sock.close()
 
-        link = agent.AgentLink(self.container_name, sock.sendall, close)
-        threading.Thread(target=link.read_from,
-                         args=(agent.lines_of(agent.docker_stdout(sock)),),
-                         daemon=True, name=f"wraplab-agent-{self.id[:8]}").start()
-        hello = link.call("hello", timeout=agent.START_TIMEOUT)
-        self._agent = link
-        self._record(TranscriptEntry(
-            action="lab", actor="lab", user="root", uid=0, argv=tuple(agent.ARGV),
-            duration=time.monotonic() - t0,
-            note=f"resident actor agent, pid {hello.get('pid')} "
-                 f"(python {hello.get('python')}); {agent.SWITCH}=0 turns it off",
-        ))
+        self._link_agent(self.container_name, sock.sendall, close,
+                         agent.lines_of(agent.docker_stdout(sock)), t0)
 
     def _agent_user(self, user: User) -> str | None:
         """The user name ``docker exec --user`` would be given, when the agent can stand in

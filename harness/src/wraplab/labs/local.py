@@ -247,17 +247,7 @@ class LocalRun(LabRun):
         def close() -> None:
             stdin.close()
 
-        link = agent.AgentLink(self.labdir.name, stdin.write, close)
-        threading.Thread(target=link.read_from, args=(agent.lines_of(stdout.read),),
-                         daemon=True, name=f"wraplab-agent-{self.id[:8]}").start()
-        hello = link.call("hello", timeout=agent.START_TIMEOUT)
-        self._agent = link
-        self._record(TranscriptEntry(
-            action="lab", actor="lab", user="root", uid=0, argv=tuple(agent.ARGV),
-            duration=time.monotonic() - t0,
-            note=f"resident actor agent, pid {hello.get('pid')} "
-                 f"(python {hello.get('python')}); {agent.SWITCH}=0 turns it off",
-        ))
+        self._link_agent(self.labdir.name, stdin.write, close, agent.lines_of(stdout.read), t0)
 
     def _spawn(self, actor: str, user: User, argv: Sequence[str], env: Mapping[str, str] | None,
                cwd: str | None, action: str) -> ActorHandle:
