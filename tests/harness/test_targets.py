@@ -296,3 +296,24 @@ def test_an_override_keyed_like_a_scenarios_expect(tmp_path):
                        r"sgnal: a key is"):
         load(write(tmp_path, MINIMAL + '[expect.scenarios."wrong-uid"]\n'
                    'verdict = { sgnal = "defended" }\nreason = "r"\n', "bad.toml"))
+
+
+def test_a_g8_cell_accepts_broken_or_the_attack_alone_and_nothing_else(tmp_path):
+    """G8 is the server's own race: broken, or (the owner's dial won) the attack's verdict."""
+    s = engine.get_scenario("dac-override-intruder")
+    [cell] = s.cells(profiles=["agentsh"], sockets=["signal"], placements=["root"],
+                     lab="local")
+    e = cell.expectation
+    assert e.met_by(engine.BROKEN, None)
+    assert e.met_by(engine.DEFENDED, "peer-check")
+    assert not e.met_by(engine.DEFENDED, "kernel")
+    assert not e.met_by(engine.VULNERABLE, None)
+    assert not e.met_by(engine.ERROR, None)
+    assert "outruns G8" in str(e)
+    [notify] = s.cells(profiles=["agentsh"], sockets=["notify"], placements=["root"],
+                       lab="local")
+    assert notify.expectation.race is None and not notify.expectation.met_by(engine.BROKEN, None)
+    # A saved report keeps it: show/report re-judge the same way.
+    out = engine.Outcome(cell=cell, verdict=engine.DEFENDED, reason="r", guard="peer-check")
+    [back] = report.outcomes_from_json(json.loads(json.dumps(report.to_json([out]))))
+    assert back.cell.expectation == e and back.ok

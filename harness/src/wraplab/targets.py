@@ -200,7 +200,7 @@ class Target:
                     e, why = self.expectation(scenario, sock, placement, transport)
                     out.append(Cell(
                         scenario.slug, self.profile, sock, placement, transport, lab, base,
-                        e.verdict, expected_guard=e.guard,
+                        e.verdict, expected_guard=e.guard, expected_race=e.race,
                         multi_placement=len(scenario.placements) > 1,
                         multi_transport=len(scenario.transports) > 1, target=self.name,
                         expect_reason=why,

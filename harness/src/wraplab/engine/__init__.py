@@ -54,12 +54,13 @@ from wraplab.engine.verdicts import (
                                       Expected,
                                       Judgement,
                                       Verdict,
+                                      broken_by_g8,
                                       combine,
 )
 
 __all__ = [
     "Verdict", "DEFENDED", "VULNERABLE", "BROKEN", "ERROR", "NOT_RUN", "Expected", "Judgement",
-    "combine",
+    "broken_by_g8", "combine",
     "Scenario", "ScenarioError", "load_scenario", "discover", "get_scenario", "SCENARIO_DIR",
     "Cell", "Outcome", "Step", "make_cells", "Context", "Actor", "HeldWrap", "RunningFlood",
     "SwappedSocket", "HarnessError", "Wrap", "Intrusion", "Flood", "LOOP_ENDS", "rejections_of",

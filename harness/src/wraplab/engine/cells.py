@@ -35,6 +35,8 @@ class Cell:
     expect_reason: str | None = None
     #: Why this cell is not run (the target lacks what the scenario needs), or None.
     not_run: str | None = None
+    #: What a run may show instead when the owner wins the server's own race (G8), or None.
+    expected_race: Expected | None = None
 
     def __post_init__(self) -> None:
         if not self.target:
@@ -42,7 +44,7 @@ class Cell:
 
     @property
     def expectation(self) -> Expected:
-        return Expected(self.expected, self.expected_guard)
+        return Expected(self.expected, self.expected_guard, self.expected_race)
 
     @property
     def variant(self) -> str:
@@ -68,7 +70,8 @@ class Cell:
                 "base": self.base, "expected": str(self.expected),
                 "expected_guard": self.expected_guard, "id": self.name,
                 "target": self.target, "expect_reason": self.expect_reason,
-                "not_run": self.not_run}
+                "not_run": self.not_run,
+                "expected_race": self.expected_race.to_dict() if self.expected_race else None}
 
 
 def make_cells(scenarios: Iterable, *, lab: str = "docker", base: str = "bookworm",

@@ -121,6 +121,7 @@ class Scenario:
                         e = self.expectation(profile, sock, placement, transport)
                         out.append(Cell(self.slug, profile, sock, placement, transport, lab,
                                         base, e.verdict, expected_guard=e.guard,
+                                        expected_race=e.race,
                                         multi_placement=len(self.placements) > 1,
                                         multi_transport=len(self.transports) > 1))
         return out

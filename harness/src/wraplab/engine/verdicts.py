@@ -6,7 +6,8 @@ denied the owner), ``broken`` (the owner failed without the attacker causing it)
 (the harness could not decide — the attack did not happen, or the evidence disagrees;
 always a failure); ``not-run`` (the target lacks what the scenario needs: neither a pass
 nor a failure, the report says why). A scenario's ``EXPECT`` may name the guard too:
-``DEFENDED.by("kernel")``.
+``DEFENDED.by("kernel")``; where a race inside the server itself decides between two
+outcomes, :func:`broken_by_g8` names both.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import enum
 from dataclasses import dataclass
 
 __all__ = ["Verdict", "DEFENDED", "VULNERABLE", "BROKEN", "ERROR", "NOT_RUN", "Expected",
-           "Judgement", "PRECEDENCE", "combine"]
+           "Judgement", "PRECEDENCE", "broken_by_g8", "combine"]
 
 
 class Verdict(str, enum.Enum):
@@ -40,21 +41,45 @@ NOT_RUN = Verdict.NOT_RUN
 
 @dataclass(frozen=True)
 class Expected:
-    """An expectation: a verdict and, where the scenario promises one, the guard."""
+    """An expectation: a verdict and, where the scenario promises one, the guard; ``race``
+    is what a run may show instead when the owner wins a race the server runs against
+    itself (see :func:`broken_by_g8`)."""
 
     verdict: Verdict
     guard: str | None = None
+    race: Expected | None = None
 
     def __str__(self) -> str:
-        return f"{self.verdict} ({self.guard})" if self.guard else str(self.verdict)
+        own = f"{self.verdict} ({self.guard})" if self.guard else str(self.verdict)
+        return f"{own}, or {self.race} if the owner outruns G8" if self.race else own
 
     @classmethod
     def of(cls, value) -> Expected:
         return value if isinstance(value, Expected) else cls(value)
 
     def met_by(self, verdict: Verdict, guard: str | None) -> bool:
+        if self.race is not None and self.race.met_by(verdict, guard):
+            return True
         return verdict not in (ERROR, NOT_RUN) and verdict == self.verdict and (
             self.guard is None or guard == self.guard)
+
+    def to_dict(self) -> dict:
+        return {"verdict": str(self.verdict), "guard": self.guard}
+
+
+def broken_by_g8(otherwise) -> Expected:
+    """``broken`` by AGENTSH.md G8, or ``otherwise`` when the owner's dial wins G8's race.
+
+    G8 is a race inside the server: its notify loop removes the whole wrap directory right
+    after its ACK, and the owner's client dials the signal socket right after receiving
+    that ACK. The removal nearly always comes first (the dial fails, or the server's events
+    show the directory gone while the signal loop still waited): ``broken``. Rarely, under
+    load, the notify loop is descheduled between its ACK and its cleanup, the owner's signal
+    handoff completes first, and the run shows what the attack alone does: ``otherwise``.
+    No barrier outside the server can order two steps of one server thread, so the cell
+    accepts both, each with its evidence; any other verdict is a mismatch.
+    """
+    return Expected(BROKEN, race=Expected.of(otherwise))
 
 
 @dataclass

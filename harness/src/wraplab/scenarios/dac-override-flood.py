@@ -25,7 +25,7 @@ Expected (decided from runs):
   root-only directory), a loop the signal flood did not touch.
 """
 
-from wraplab.engine import BROKEN, DEFENDED, VULNERABLE, handoffs_under_flood
+from wraplab.engine import BROKEN, DEFENDED, VULNERABLE, broken_by_g8, handoffs_under_flood
 
 SLUG = "dac-override-flood"
 ORDER = 370
@@ -41,7 +41,7 @@ WAITERS = 16
 HANDOFFS = 5
 EXPECT = {
     "hardened": DEFENDED.by("backlog"),
-    "agentsh": {"*": VULNERABLE, "signal": BROKEN},
+    "agentsh": {"*": VULNERABLE, "signal": broken_by_g8(VULNERABLE)},
     "pre-235": {"*": VULNERABLE, "signal": BROKEN},
     "permissive": VULNERABLE,
     "accept-once": VULNERABLE,

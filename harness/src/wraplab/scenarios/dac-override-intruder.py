@@ -28,7 +28,7 @@ Expected:
   CAP_DAC_OVERRIDE holder: her handoff is accepted (alice cannot reach her socket at all).
 """
 
-from wraplab.engine import BROKEN, DEFENDED, VULNERABLE
+from wraplab.engine import DEFENDED, VULNERABLE, broken_by_g8
 
 SLUG = "dac-override-intruder"
 ORDER = 300
@@ -39,7 +39,7 @@ TRANSPORTS = ("unix",)
 SERVER = {"accept_window": 8}
 EXPECT = {
     "hardened": DEFENDED.by("peer-check"),
-    "agentsh": {"*": DEFENDED, "signal": BROKEN},
+    "agentsh": {"*": DEFENDED, "signal": broken_by_g8(DEFENDED.by("peer-check"))},
     "pre-235": VULNERABLE,
     "permissive": VULNERABLE,
     "accept-once": VULNERABLE,

@@ -33,7 +33,7 @@ Expected:
 
 import time
 
-from wraplab.engine import BROKEN, DEFENDED, VULNERABLE, Flood
+from wraplab.engine import BROKEN, DEFENDED, VULNERABLE, Flood, broken_by_g8
 from wraplab.engine.evidence import GONE
 
 SLUG = "dac-override-rejections"
@@ -46,7 +46,7 @@ SERVER = {"accept_window": 10}
 CONNECTS = 2000
 EXPECT = {
     "hardened": DEFENDED.by("rate-limit"),
-    "agentsh": {"*": VULNERABLE, "signal": BROKEN},
+    "agentsh": {"*": VULNERABLE, "signal": broken_by_g8(VULNERABLE)},
     "pre-235": {"*": VULNERABLE, "signal": BROKEN},
     "permissive": VULNERABLE,
     "accept-once": VULNERABLE,

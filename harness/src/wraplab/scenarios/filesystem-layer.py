@@ -35,7 +35,7 @@ Expected:
 
 from concurrent.futures import ThreadPoolExecutor
 
-from wraplab.engine import BROKEN, DEFENDED, VULNERABLE
+from wraplab.engine import BROKEN, DEFENDED, VULNERABLE, broken_by_g8
 
 SLUG = "filesystem-layer"
 ORDER = 310
@@ -47,11 +47,13 @@ SERVER = {"accept_window": 8}
 EXPECT = {
     "hardened": DEFENDED.by("kernel"),
     "agentsh": {"root": DEFENDED, "root-no-chown": VULNERABLE, "service": VULNERABLE,
-                "root/signal": BROKEN, "root-no-chown/signal": BROKEN, "service/signal": BROKEN},
+                "root/signal": broken_by_g8(DEFENDED),
+                "root-no-chown/signal": broken_by_g8(VULNERABLE),
+                "service/signal": broken_by_g8(VULNERABLE)},
     "pre-235": BROKEN,
     "permissive": VULNERABLE,
     "accept-once": {"root": DEFENDED, "root-no-chown": VULNERABLE, "service": VULNERABLE,
-                    "root/signal": BROKEN},
+                    "root/signal": broken_by_g8(DEFENDED)},
 }
 
 

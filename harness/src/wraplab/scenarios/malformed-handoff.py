@@ -32,7 +32,7 @@ Expected (decided from runs):
 
 import time
 
-from wraplab.engine import BROKEN, DEFENDED, LOOP_ENDS
+from wraplab.engine import BROKEN, DEFENDED, LOOP_ENDS, broken_by_g8
 
 SLUG = "malformed-handoff"
 NEEDS = ("events",)
@@ -50,10 +50,10 @@ SERVER = {"accept_window": WINDOW, "handshake_timeout": 1.5}
 HANDSHAKE = DEFENDED.by("handshake")
 EXPECT = {
     "hardened": HANDSHAKE,
-    "agentsh": {"*": HANDSHAKE, "signal": BROKEN},
+    "agentsh": {"*": HANDSHAKE, "signal": broken_by_g8(HANDSHAKE)},
     "pre-235": BROKEN,
-    "permissive": {"*": HANDSHAKE, "signal": BROKEN},
-    "accept-once": {"*": HANDSHAKE, "signal": BROKEN},
+    "permissive": {"*": HANDSHAKE, "signal": broken_by_g8(HANDSHAKE)},
+    "accept-once": {"*": HANDSHAKE, "signal": broken_by_g8(HANDSHAKE)},
 }
 MUST_REFUSE = {
     "notify": {"fds0", "fds2", "fds9", "no_payload"},

@@ -34,7 +34,7 @@ the owner's last handoff; so the verdict follows the server's behaviour, not the
 hardened removes the directory when the last loop ends.
 """
 
-from wraplab.engine import BROKEN, DEFENDED, VULNERABLE
+from wraplab.engine import BROKEN, DEFENDED, VULNERABLE, broken_by_g8
 
 SLUG = "no-cap-chown"
 ORDER = 30
@@ -45,7 +45,8 @@ TRANSPORTS = ("unix",)
 SERVER = {"accept_window": 8}
 EXPECT = {
     "hardened": DEFENDED.by("kernel"),
-    "agentsh": {"*": DEFENDED.by("peer-check"), "signal": BROKEN},
+    "agentsh": {"*": DEFENDED.by("peer-check"),
+                "signal": broken_by_g8(DEFENDED.by("peer-check"))},
     "pre-235": BROKEN,
     "permissive": VULNERABLE,
     "accept-once": VULNERABLE,

@@ -49,7 +49,7 @@ hardened removes the directory when the last loop ends.
 
 import os
 
-from wraplab.engine import BROKEN, DEFENDED, VULNERABLE, handoffs_under_flood
+from wraplab.engine import BROKEN, DEFENDED, VULNERABLE, broken_by_g8, handoffs_under_flood
 
 SLUG = "reconnect-flood"
 ORDER = 50
@@ -66,11 +66,12 @@ HANDOFFS = 5  # the owner's wraps, each under its own flood (a flood wins each b
 KERNEL = DEFENDED.by("kernel")
 EXPECT = {
     "hardened": KERNEL,
-    "agentsh": {"root": KERNEL, "root-no-chown": VULNERABLE, "root/signal": BROKEN,
-                "root-no-chown/signal": BROKEN},
+    "agentsh": {"root": KERNEL, "root-no-chown": VULNERABLE, "root/signal": broken_by_g8(KERNEL),
+                "root-no-chown/signal": broken_by_g8(VULNERABLE)},
     "pre-235": BROKEN,
     "permissive": VULNERABLE,
-    "accept-once": {"root": KERNEL, "root/signal": BROKEN, "root-no-chown": VULNERABLE},
+    "accept-once": {"root": KERNEL, "root/signal": broken_by_g8(KERNEL),
+                    "root-no-chown": VULNERABLE},
 }
 
 

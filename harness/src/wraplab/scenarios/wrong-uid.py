@@ -29,13 +29,15 @@ Signal sockets and G8 (decided from real runs): agentsh, permissive and accept-o
 agentsh's cleanup, where the notify loop removes the shared wrap directory right after its
 handoff while the signal loop still waits (AGENTSH.md G8, SPEC H11). The owner's client
 dials the signal socket after the notify ACK, so it loses that race (ENOENT) nearly every
-time: those signal cells are ``broken``. When the owner happens to win the race the
-verdict is still ``broken``, because the server's events show the directory removed before
-the owner's last handoff; so the verdict follows the server's behaviour, not the race.
-hardened removes the directory when the last loop ends.
+time: those signal cells are ``broken``. When the owner's dial wins the race but the
+server's events show the directory removed before the signal loop ended, the verdict is
+still ``broken``. Only when the notify loop is descheduled between its ACK and its cleanup
+(seen once in a CI run under load) does the owner's whole signal handoff come first: then the
+run shows the attack alone, and ``broken_by_g8`` accepts that verdict too. hardened removes
+the directory when the last loop ends.
 """
 
-from wraplab.engine import BROKEN, DEFENDED, VULNERABLE
+from wraplab.engine import BROKEN, DEFENDED, VULNERABLE, broken_by_g8
 
 KERNEL = DEFENDED.by("kernel")
 
@@ -48,10 +50,10 @@ TRANSPORTS = ("unix",)
 SERVER = {"accept_window": 8}
 EXPECT = {
     "hardened": KERNEL,
-    "agentsh": {"*": KERNEL, "signal": BROKEN},
+    "agentsh": {"*": KERNEL, "signal": broken_by_g8(KERNEL)},
     "pre-235": BROKEN,
     "permissive": VULNERABLE,
-    "accept-once": {"*": KERNEL, "signal": BROKEN},
+    "accept-once": {"*": KERNEL, "signal": broken_by_g8(KERNEL)},
 }
 
 
