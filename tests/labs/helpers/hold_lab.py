@@ -6,6 +6,7 @@ Used by test_cleanup.py to interrupt a harness process that is mid-run.
 """
 
 import json
+import signal
 import sys
 import time
 
@@ -14,6 +15,9 @@ from wraplab.targets import wrapref_spec
 
 
 def main() -> int:
+    # Ctrl-C as at a terminal, even when started from a shell that ignores SIGINT for its
+    # background jobs (then Python inherits SIG_IGN and would never raise KeyboardInterrupt).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     name = sys.argv[1]
     placement = Placement(sys.argv[2] if len(sys.argv) > 2 else "root")
     with lab_by_name(name).start(wrapref_spec("agentsh", placement)) as run:
