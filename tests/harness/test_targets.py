@@ -120,6 +120,20 @@ def test_expectations_like_a_profile_and_overrides_with_reasons(tmp_path):
     assert any("built with --legacy" in line for line in report.notes_lines([out]))
 
 
+def test_an_override_by_socket_is_one_note_with_each_verdict_and_its_sockets(tmp_path):
+    t = load(write(tmp_path, MINIMAL + """\
+        [expect.scenarios."deputy-handoff"]
+        verdict = { "*" = "defended", signal = "vulnerable" }
+        reason = '''no pid in the signal
+        handoff'''
+        """.replace("        ", "")))
+    outs = [engine.Outcome(cell=c, verdict=c.expected, reason="r")
+            for c in t.cells(engine.get_scenario("deputy-handoff"), lab="docker")]
+    notes = [line for line in report.notes_lines(outs) if "expected:" in line]
+    assert notes == ["  expected: deputy-handoff against tiny: defended (notify/ptrace), "
+                     "vulnerable (signal) (no pid in the signal handoff)"]
+
+
 BROKEN = """\
 version = 1
 name = "Bad Name"

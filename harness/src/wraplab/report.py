@@ -251,11 +251,21 @@ def notes_lines(outcomes: Sequence[Outcome]) -> list[str]:
     """The targets' expectation overrides (with their reasons) and why cells were not run,
     each said once."""
     seen: dict[str, None] = {}
+    # One line per override: its verdicts (with the sockets of each where they differ), then
+    # the reason -- not one line per verdict, each with a reason meant for another one.
+    overrides: dict[tuple, dict[str, list[str]]] = {}
     for o in outcomes:
         c = o.cell
         if c.expect_reason:
-            seen[f"  expected: {c.scenario} against {c.target}: {c.expected} "
-                 f"({c.expect_reason})"] = None
+            why = " ".join(c.expect_reason.split())
+            per = overrides.setdefault((c.scenario, c.target, why), {})
+            kinds = per.setdefault(str(c.expectation), [])
+            if c.socket not in kinds:
+                kinds.append(c.socket)
+    for (scenario, target, reason), per in overrides.items():
+        said = (next(iter(per)) if len(per) == 1 else
+                ", ".join(f"{e} ({'/'.join(k)})" for e, k in per.items()))
+        seen[f"  expected: {scenario} against {target}: {said} ({reason})"] = None
     for o in outcomes:
         if o.verdict is NOT_RUN:
             seen[f"  not run: {o.cell.scenario} against {o.cell.target}: {o.reason}"] = None
