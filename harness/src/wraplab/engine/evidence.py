@@ -148,7 +148,11 @@ class Intrusion:
         ``peer_rejected``-but-no-loop-end events say, seen from outside)."""
         reached = False
         for s in sorted(self.attempts, key=lambda s: s.get("t", 0)):
-            if reached and s.get("errno") not in GONE:
+            # A connection reset before the server said anything is what a listener that
+            # closes does to the connections still pending on it (Linux resets its embryos):
+            # the loop had ended then, so that attempt shows no live socket.
+            reset = "ECONNRESET" in (s.get("errno"), s.get("server"))
+            if reached and s.get("errno") not in GONE and not reset:
                 return True
             reached = reached or s.get("errno") is None or bool(s.get("connected"))
         return False
