@@ -11,9 +11,9 @@ alone).
 
 Alice's client is slow to dial. Mallory (no shared group) and bob (alice's group mate,
 ``wrapusers``: a mode or ACL that grants the group lets him in) each find the socket
-(/proc/net/unix shows the path) and make a bare connect, at the same time, before alice
-dials. Then alice
-dials.
+(/proc/net/unix shows the path) and make two bare connects, at the same time, before
+alice dials (the second shows whether the first one's rejection ended the loop, for a
+target without events). Then alice dials.
 
 Verdict: vulnerable when the kernel let either of them connect (the server saw them),
 whatever the peer check then did; defended by the kernel when both got EACCES and alice's
@@ -60,9 +60,13 @@ EXPECT = {
 def run(ctx):
     owner = ctx.owner.starts_wrap()
     path = owner.socket(ctx.socket)
-    with ThreadPoolExecutor(max_workers=2) as pool:  # both at once, alice still held
-        tries = list(pool.map(lambda who: who.attacks_socket(ctx.socket, path, steps="connect"),
-                              (ctx.intruder, ctx.groupmate)))
+    # Both at once, alice still held; each connects twice, so that a target without events
+    # still shows whether a rejection ended the loop (the second connect then meets no live
+    # socket: accept-once) or not (it is accepted and closed again: agentsh).
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        tries = list(pool.map(
+            lambda who: who.attacks_socket(ctx.socket, path, steps="connect,connect"),
+            (ctx.intruder, ctx.groupmate)))
     wrap = owner.release()
     verdict = ctx.judge(wrap, tries)
     if verdict.verdict is not DEFENDED:
