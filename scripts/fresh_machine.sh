@@ -33,7 +33,8 @@ mounts=(-v "$DATA:/var/lib/docker" -v "$SRC:/src:ro")
     mounts+=(-v /etc/ssl/certs/ca-certificates.crt:/host-ca.crt:ro)
 # --privileged would ask for every capability, and this kind of machine runs without
 # CAP_SYS_RESOURCE (its bounding set): all the others, unconfined, with the cgroups writable.
-docker run -d --name "$NAME" --label wraplab.fresh=1 --network host --cgroupns host \
+# --init: a machine's pid 1 reaps orphans; `sleep` as pid 1 would leave them zombies.
+docker run -d --init --name "$NAME" --label wraplab.fresh=1 --network host --cgroupns host \
     --cap-add ALL --cap-drop SYS_RESOURCE --security-opt seccomp=unconfined \
     --security-opt apparmor=unconfined --security-opt systempaths=unconfined \
     -v /sys/fs/cgroup:/sys/fs/cgroup:rw --device-cgroup-rule 'a *:* rwm' \

@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Install what this host lacks for `make demo`, `make test` and `.ci/run` (Debian-family
 # hosts, as root): the Docker engine, debootstrap (the offline base images), acl, setpriv,
-# python3 with venv, chromium (the HTML report's browser test). Prints one line per outcome, never a traceback.
+# python3 with venv, chromium and libatomic1 (the HTML report's browser test), curl, gcc and
+# libc6-dev (the C test server and bench anchors). Prints one line per outcome, never a
+# traceback.
 #
 #   scripts/host-deps.sh          install what is missing; exit 1 if something stays missing
 #   scripts/host-deps.sh --check  only say what is missing (exit 1 if anything is)
 #
-# Each entry: the command that shows it is there, the Debian package, and what needs it.
+# Each entry: what shows it is there (a command; @venv; file:GLOB, a file under
+# $WRAPLAB_HOST_ROOT, default /), the Debian package, and what needs it.
 set -uo pipefail
 
 check_only=0
@@ -25,12 +28,18 @@ deps=(
     "@venv|python3-venv|make venv (python3 -m venv needs ensurepip)"
     "make|make|the make targets"
     "chromium|chromium|the HTML report's test in headless Chromium (tox -e harness)"
+    "file:/usr/lib/*/libatomic.so.1|libatomic1|playwright's node driver, which starts that Chromium"
+    "curl|curl|the unit test that drives the API with curl"
+    "gcc|gcc|building the C test server (tests/foreign/cwrap) and the bench's C anchors"
+    "file:/usr/lib/*/libc.a|libc6-dev|linking the C test server statically (gcc -static)"
 )
 
 present() {
     local probe=$1
     if [ "$probe" = "@venv" ]; then
         command -v python3 >/dev/null 2>&1 && python3 -c "import ensurepip, venv" >/dev/null 2>&1
+    elif [ "${probe#file:}" != "$probe" ]; then
+        compgen -G "${WRAPLAB_HOST_ROOT:-}${probe#file:}" >/dev/null
     else
         command -v "$probe" >/dev/null 2>&1
     fi
@@ -55,7 +64,7 @@ why_of() {
 
 read -r -a need <<<"$(missing_pkgs)"
 if [ ${#need[@]} -eq 0 ]; then
-    echo "host-deps: everything is here (docker.io, debootstrap, acl, setpriv, python3-venv, make, chromium)"
+    echo "host-deps: everything is here (docker.io, debootstrap, acl, setpriv, python3-venv, make, chromium, libatomic1, curl, gcc, libc6-dev)"
     exit 0
 fi
 if [ "$check_only" = 1 ]; then
