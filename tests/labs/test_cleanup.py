@@ -102,7 +102,6 @@ def test_nothing_left_after_a_signal_mid_run(lab, sig):
     assert leftovers(lab, info["run"], info.get("labdir")) == []
 
 
-@pytest.mark.parametrize("lab", LAB_PARAMS)
 def gone(pid: int) -> bool:
     """Dead: no such process, or a zombie its new parent has not reaped yet (a container
     whose pid 1 is not an init reaps nothing; the server was killed all the same)."""
@@ -112,6 +111,7 @@ def gone(pid: int) -> bool:
         return True
 
 
+@pytest.mark.parametrize("lab", LAB_PARAMS)
 def test_a_killed_harness_is_swept_at_the_next_start(lab):
     proc, info = hold(lab)
     proc.kill()  # SIGKILL: no chance to clean up
