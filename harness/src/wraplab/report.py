@@ -610,15 +610,9 @@ def list_lines(scenarios: Iterable) -> list[str]:
     return out
 
 
-def _expected(d: dict | None):
-    from wraplab.engine import Expected, Verdict
-
-    return Expected(Verdict(d["verdict"]), d.get("guard")) if d else None
-
-
 def outcomes_from_json(data: dict) -> list[Outcome]:
     """Outcomes back from :func:`to_json` output (to re-render or merge reports)."""
-    from wraplab.engine import Cell, Verdict, get_scenario
+    from wraplab.engine import Cell, Expected, Verdict, get_scenario
 
     out = []
     multi: dict[str, tuple[bool, bool]] = {}
@@ -636,7 +630,7 @@ def outcomes_from_json(data: dict) -> list[Outcome]:
                     expected_guard=c.get("expected_guard"), multi_placement=mp,
                     multi_transport=mt, target=c.get("target") or "",
                     expect_reason=c.get("expect_reason"), not_run=c.get("not_run"),
-                    expected_race=_expected(c.get("expected_race")))
+                    expected_race=Expected.from_dict(c.get("expected_race")))
         out.append(Outcome(
             cell=cell, verdict=Verdict(o["verdict"]), reason=o.get("reason", ""),
             guard=o.get("guard"), steps=[Step.from_dict(s) for s in o.get("steps", [])],

@@ -148,10 +148,12 @@ class Intrusion:
         ``peer_rejected``-but-no-loop-end events say, seen from outside)."""
         reached = False
         for s in sorted(self.attempts, key=lambda s: s.get("t", 0)):
-            # A connection reset before the server said anything is what a listener that
-            # closes does to the connections still pending on it (Linux resets its embryos):
-            # the loop had ended then, so that attempt shows no live socket.
-            reset = "ECONNRESET" in (s.get("errno"), s.get("server"))
+            # A bare connect reset before the server said anything was still pending on a
+            # listener that closed (Linux resets its embryos; a connection the server took
+            # and closed reads EOF): the loop had ended, so it shows no live socket. (A
+            # handoff may be reset by a live loop too: it closes on unread data.)
+            reset = s.get("action") == "connect" and "ECONNRESET" in (s.get("errno"),
+                                                                       s.get("server"))
             if reached and s.get("errno") not in GONE and not reset:
                 return True
             reached = reached or s.get("errno") is None or bool(s.get("connected"))

@@ -66,6 +66,10 @@ class Expected:
     def to_dict(self) -> dict:
         return {"verdict": str(self.verdict), "guard": self.guard}
 
+    @classmethod
+    def from_dict(cls, d: dict | None) -> Expected | None:
+        return cls(Verdict(d["verdict"]), d.get("guard")) if d else None
+
 
 def broken_by_g8(otherwise) -> Expected:
     """``broken`` by AGENTSH.md G8, or ``otherwise`` when the owner's dial wins G8's race.
