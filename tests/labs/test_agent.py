@@ -9,6 +9,8 @@ its user, as after an execve).
 
 from __future__ import annotations
 
+import gc
+
 import pytest
 from conftest import lab_param, start_with_path, watch
 from wraplab.labs import LabError, LabRun
@@ -96,3 +98,21 @@ def test_agent_switch_values(monkeypatch):
     monkeypatch.setenv(agent_link.SWITCH, "maybe")
     with pytest.raises(LabError, match="WRAPLAB_AGENT"):
         agent_link.enabled()
+
+
+@pytest.mark.parametrize("lab", LABS)
+def test_agent_link_survives_a_full_garbage_collection(request, lab):
+    """docker-py's hijacked exec socket is held by a reference cycle; a full collection
+    once closed it under the agent (EBADF on the next actor, seen in CI)."""
+    run = watch(request, start_with_path(lab, wrapref_spec("agentsh"), "agent"), whole=True)
+    try:
+        gc.collect()
+        if lab != "local":  # the hijacked response still holds its socket (not finalized)
+            sock = run._agent._write.__self__
+            assert sock.fileno() != -1 and sock._io_refs >= 1, (sock, sock._io_refs)
+        shown = run.exec("owner", ["id", "-u"], timeout=30)
+        assert shown.exit_code == 0, shown.describe()
+        assert int(shown.stdout) == run.users["owner"].uid
+        assert "resident actor agent" in run.format_transcript()
+    finally:
+        run.close()

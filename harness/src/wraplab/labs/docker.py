@@ -380,6 +380,10 @@ class DockerRun(LabRun):
         api = self._stream.api
         exec_id = api.exec_create(self.container_id, agent.ARGV, user="root", stdin=True,
                                   workdir="/")["Id"]
+        # docker-py returns a SocketIO that holds the HTTP response, which holds it back:
+        # a cycle. Dropped, the next full garbage collection closes the response and, with
+        # it, the socket under the agent (EBADF on a later write, or a reused fd). So the
+        # closure keeps ``raw`` for the agent's whole life and closes it itself.
         raw = api.exec_start(exec_id, socket=True)
         sock = getattr(raw, "_sock", raw)
 
@@ -387,6 +391,7 @@ class DockerRun(LabRun):
             with contextlib.suppress(OSError):
                 sock.shutdown(2)
             sock.close()
+            raw.close()
 
         self._link_agent(self.container_name, sock.sendall, close,
                          agent.lines_of(agent.docker_stdout(sock)), t0)
