@@ -58,7 +58,9 @@ ACTORS = {"owner": "owner", "flooder": "attacker"}
 SOCKETS = ("notify", "signal", "ptrace")
 PLACEMENTS = ("root", "root-no-chown")
 TRANSPORTS = ("unix",)
-SERVER = {"accept_window": 8}
+# Room for a flood that is slow to start on a saturated machine: the owner is released only
+# once the flood runs (8 s was passed once in 1,200 stressed runs: an `error`, not a verdict).
+SERVER = {"accept_window": 20}
 FLOOD_SECONDS = 30.0  # an upper bound: the flood is stopped once the owner is done
 FLOODERS = 2  # one per core: the server and the owner must win a core from them
 WAITERS = int(os.environ.get("WRAPLAB_FLOOD_WAITERS", 16))  # blocking connects per flooder
