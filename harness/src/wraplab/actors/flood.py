@@ -12,8 +12,9 @@ directory or socket mode stops us; ENOENT / ECONNREFUSED once the listener is go
 report has the totals, the outcome counts and the rate (attempts per second over the
 flood's own wall time). ``--ready FILE``: the file is
 created once the first process has made ``--ready-after`` attempts (the flood is running at
-full speed: the harness releases the owner then); SIGTERM ends the flood early (the report
-is still printed).
+full speed: the harness releases the owner then); SIGTERM to the first process ends the
+whole flood early (the report is still printed): it sets a stop flag in memory that every
+process of the flood shares; the others ignore SIGTERM (see :func:`_forked`).
 
 ``--waiters`` are processes too (each flooder forks its own), not threads: a blocking
 connect that a freed slot wakes would otherwise wait for the GIL of the busy non-blocking
@@ -27,6 +28,7 @@ import _socket
 import argparse
 import errno
 import json
+import mmap
 import os
 import signal
 import socket
@@ -34,11 +36,15 @@ import struct
 import sys
 import time
 
-_STOP = []
+_STOP = mmap.mmap(-1, 1)  # one shared byte: every process forked after import sees it
+
+
+def _stopped() -> bool:
+    return _STOP[0] != 0
 
 
 def _on_term(_sig, _frame) -> None:
-    _STOP.append(True)
+    _STOP[0] = 1
 
 
 def flood(path: str, deadline: float, waiters: int = 0, ready: str | None = None,
@@ -62,7 +68,7 @@ def flood(path: str, deadline: float, waiters: int = 0, ready: str | None = None
     ready_at = None
     s = new(af, st)
     try:
-        while now < deadline and not _STOP:
+        while now < deadline and not _stopped():
             for _ in range(64):
                 e = s.connect_ex(path)
                 tally[e] += 1
@@ -103,7 +109,7 @@ def waiter(path: str, deadline: float) -> dict:
     tv = struct.pack("ll", 0, 200000)
     by_errno: dict[int, int] = {}
     queued = {0, errno.EAGAIN}
-    while time.time() < deadline and not _STOP:
+    while time.time() < deadline and not _stopped():
         s = _socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, tv)
         e = s.connect_ex(path)
@@ -124,6 +130,13 @@ def _forked(fn, *args) -> tuple:
     if pid == 0:
         code = 0
         try:
+            # Only the first process takes SIGTERM (and sets the shared flag). A signal
+            # here could be lost (CPython clears pending signals after a fork), and one
+            # that interrupts a waiter's blocking connect makes Python retry it until the
+            # backlog has a slot, past SO_SNDTIMEO: a stop then waited for the listener
+            # to go. Ignored, each connect still ends within SO_SNDTIMEO and the loop
+            # sees the flag.
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
             os.close(r)
             os.write(w, json.dumps(fn(*args)).encode())
         except BaseException:
@@ -190,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
         first_ok=min(oks) if oks else None,
         first_gone=min(gone) if gone else None,
         ready_at=results[0]["ready_at"],
-        stopped=bool(_STOP),
+        stopped=_stopped(),
     )
     json.dump(out, sys.stdout)
     sys.stdout.write("\n")
