@@ -57,5 +57,6 @@ def test_sigterm_to_the_first_process_ends_every_process_of_the_flood(tmp_path, 
     report = json.loads(out)
     assert flood.returncode == 0, err
     assert report["stopped"] is True
-    assert report["attempts"] > 0
+    if when == "at-ready":  # a stop at once may come before the first connect
+        assert report["attempts"] >= 256, report
     assert took < 10, f"the flood took {took:.1f} s to stop (deadline {DEADLINE:g} s)"
