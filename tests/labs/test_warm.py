@@ -94,3 +94,23 @@ def test_warm_off_and_outside_the_runner_a_container_is_never_reused(request, la
     with watch(request, lab_by_name(lab).start(SPEC), whole=True) as run:  # no reuse block
         ids.append(run.container_id)
     assert len(set(ids)) == 3 and not any(container_exists(i) for i in ids)
+
+
+@pytest.mark.requires_docker
+def test_scenario_cells_in_a_row_share_one_checked_clean_container(monkeypatch):
+    """Real cells leave barrier directories (the owner held before its dial): the reuse
+    check removes them, so the next cell of the same kind runs in the same container. (The
+    barriers once made every check refuse, and each cell started a container of its own.)"""
+    from wraplab.engine.cells import make_cells
+    from wraplab.engine.runner import run_cells
+    from wraplab.engine.scenarios import get_scenario
+
+    monkeypatch.delenv(warm.SWITCH, raising=False)
+    cells = make_cells([get_scenario("wrong-uid")], lab="docker", profiles=["hardened"])
+    outcomes = run_cells(cells, jobs=1)
+    assert [o.ok for o in outcomes] == [True] * len(cells), [o.reason for o in outcomes]
+    lab_notes = [[p.get("note") or "" for p in o.processes if p.get("action") == "lab"]
+                 for o in outcomes]
+    reused = [any("reused for cell" in n for n in ns) for ns in lab_notes]
+    assert reused == [False] + [True] * (len(cells) - 1), lab_notes
+    assert warm.idle_containers() == []  # run_cells' reuse block removed the container

@@ -419,7 +419,8 @@ class Agent:
 
     def reset(self, rid, req):
         """Kill every process of the lab but ``keep`` (and the agent), wait until they are
-        gone, then empty the directories ``empty`` (a lab reused for another cell)."""
+        gone, then empty the directories ``empty`` and remove the paths ``remove`` (made by
+        the cell: a lab reused for another cell)."""
         import time
 
         keep = {int(p) for p in req.get("keep") or []} | {os.getpid()}
@@ -463,6 +464,15 @@ class Agent:
         for path in req.get("empty") or []:
             try:
                 empty_dir(path)
+            except OSError as exc:
+                errors.append(f"{path}: {exc}")
+        for path in req.get("remove") or []:
+            try:
+                if os.path.isdir(path) and not os.path.islink(path):
+                    empty_dir(path)
+                    os.rmdir(path)
+                elif os.path.lexists(path):
+                    os.unlink(path)
             except OSError as exc:
                 errors.append(f"{path}: {exc}")
         self.send({"id": rid, "ev": "done", "left": left, "errors": errors})

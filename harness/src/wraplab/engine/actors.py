@@ -221,8 +221,7 @@ class Barrier:
     def __init__(self, ctx: Context, actor: Actor, peer: bool = False):
         self.ctx = ctx
         self.run = actor.where(peer)
-        base = posixpath.join(posixpath.dirname(ctx.run.temp_base.rstrip("/")) or "/",
-                              "wraplab-barriers")
+        base = ctx.run.barrier_base
         if (id(self.run), base) not in ctx.barrier_parents:
             self.run.tool("barrier", ["parent", "--path", base])
             ctx.barrier_parents.add((id(self.run), base))

@@ -6,6 +6,7 @@ import abc
 import contextlib
 import enum
 import json
+import posixpath
 import shlex
 import threading
 import time
@@ -457,6 +458,14 @@ class LabRun(abc.ABC):
 
     #: Where ``ServerSpec.install`` puts the target's files.
     target_dir = "/opt/wraplab-target"
+
+    @property
+    def barrier_base(self) -> str:
+        """Where the actors' barrier directories go (:class:`wraplab.engine.actors.Barrier`):
+        beside the temp base, not in it, so the server's own ``wrap-*`` entries stay alone
+        there. A reused container has it removed by the reuse check."""
+        return posixpath.join(posixpath.dirname(self.temp_base.rstrip("/")) or "/",
+                              "wraplab-barriers")
 
     @abc.abstractmethod
     def _install(self) -> None:

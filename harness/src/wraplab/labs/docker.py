@@ -532,7 +532,7 @@ class DockerRun(LabRun):
         why: list[str] = []
         try:
             reset = box.agent.call("reset", keep=box.keep, empty=[TEMP_BASE, API_DIR, LOG_DIR],
-                                   timeout=30)
+                                   remove=[self.barrier_base], timeout=30)
             why += [f"still running: {reset['left']}"] if reset.get("left") else []
             why += list(reset.get("errors") or [])
             if not why:
