@@ -295,8 +295,8 @@ class Agent:
         self.sel.register(proto_in, selectors.EVENT_READ, ("proto", None))
 
     def send(self, obj):
-        data = (json.dumps(obj, separators=(",", ":")) + "\n").encode()
-        while data:
+        data = memoryview((json.dumps(obj, separators=(",", ":")) + "\n").encode())
+        while data:  # a memoryview: a large answer (a file read) is not copied per write
             n = os.write(self.proto_out, data)
             data = data[n:]
 

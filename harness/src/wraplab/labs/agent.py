@@ -130,14 +130,18 @@ class AgentLink:
 
 def lines_of(read: Callable[[int], bytes]) -> Iterator[bytes]:
     """Lines from a byte source (``read(n)`` returning b"" at its end)."""
-    buf = b""
+    parts: list[bytes] = []  # the line being read, in pieces (a long line stays linear)
     while True:
         chunk = read(65536)
         if not chunk:
             return
-        buf += chunk
-        *lines, buf = buf.split(b"\n")
-        yield from lines
+        *lines, rest = chunk.split(b"\n")
+        for line in lines:
+            parts.append(line)
+            yield b"".join(parts)
+            parts = []
+        if rest:
+            parts.append(rest)
 
 
 def docker_stdout(sock: Any) -> Callable[[int], bytes]:
