@@ -77,14 +77,14 @@ def do_case(kind: str, case: str, path: str, wait: float) -> dict:
     kid = wrapper_child() if kind == "notify" else None
     meta = bytes([MAGIC]) + struct.pack("<I", kid or os.getpid())
     t = time.time()
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         s.settimeout(3)
-        s.connect(path)
-    except OSError as exc:
-        out.update(errno=errno_name(exc), result=errno_name(exc))
-        return out
-    try:
+        try:
+            s.connect(path)
+        except OSError as exc:  # the wrapper child is ended below all the same
+            out.update(errno=errno_name(exc), result=errno_name(exc))
+            return out
         first = meta if kind == "notify" else b"\x00"
         if kind == "ptrace":
             if case == "short":
@@ -122,7 +122,7 @@ def do_case(kind: str, case: str, path: str, wait: float) -> dict:
                 os.waitpid(kid, 0)
             except OSError:
                 pass
-    out["ms"] = round((time.time() - t) * 1000, 1)
+        out["ms"] = round((time.time() - t) * 1000, 1)
     return out
 
 
