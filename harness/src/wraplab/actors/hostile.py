@@ -18,28 +18,29 @@ prints one JSON object.
     python3 -m wraplab.actors.hostile symlink --path LINK --target PATH
 
 ``state``: the server process's fd count, threads, RSS (KiB), CPU seconds, umask and soft
-RLIMIT_NOFILE, and the number of ``wrap-*`` directories under DIR (as root). ``sessions``: N
-new sessions as fast as possible, answers counted by HTTP status. ``browser``: what a web
+RLIMIT_NOFILE, and the number of ``wrap-*`` directories under DIR (as root). ``sessions``:
+N new sessions as fast as possible, answers counted by HTTP status. ``browser``: what a web
 page in a local browser can send to a loopback TCP API without a preflight (``Origin``, a
 foreign ``Host``, a ``text/plain`` body), answers by case. ``long-paths``: N requests for a
 missing path L bytes long (each a 404 and a log line). ``deep-tree``: a wrap-init of our
-own, then N nested directories inside the wrap directory we were handed (openat, one fd at a
-time). ``ptrace-hold``: a wrap-init of our own (the server in ptrace mode), a handoff with
-our own pid, then the ACKed keepalive held for S seconds. ``big-args``: N wrap-inits whose
-``agent_args`` hold B bytes, never dialled. ``mkdir``: DIR (0755, ours). ``fake-api``: in
-DIR (ours), move the real API socket aside if there is one, then serve a fake API whose
-wrap-init names our own notify socket, and report any token handed to it. ``slowloris``: N
-API connections held at once, each sending a request line and then one header line every S
-seconds, never the blank line that ends the headers (non-blocking connects: a full backlog
-is EAGAIN, retried until no more connections can be held for 3 s, at most 4 N attempts);
-answers (an HTTP status, or a close) counted; ``--ready`` is created once every connect was
-tried and the answers that came at once were read (until none came for 0.5 s); SIGTERM (or
-``--seconds``) ends it, every connection closed. ``requests``: N sessions created one after
-another, each bounded by the timeout: status and latency of each (what the owner sees).
-``swap-dir``: move WRAPDIR (in a directory we own) aside, put a symlink to a directory of
-ours with our own listener at every socket name it held, and take one handoff: the token
-that arrives. ``append``: append a line to an existing FILE (no create). ``symlink``: plant
-LINK -> PATH. Every mode is bounded by its count and ``--seconds``.
+own, then N nested directories inside the wrap directory we were handed (openat, one fd at
+a time). ``ptrace-hold``: a wrap-init of our own (the server in ptrace mode), a handoff
+with our own pid, then the ACKed keepalive held for S seconds or until a SIGTERM.
+``big-args``: N wrap-inits whose ``agent_args`` hold B bytes, never dialled. ``mkdir``: DIR
+(0755, ours). ``fake-api``: in DIR (ours), move the real API socket aside if there is one,
+then serve a fake API whose wrap-init names our own notify socket, and report any token
+handed to it. ``slowloris``: N API connections held at once, each sending a request line
+and then one header line every S seconds, never the blank line that ends the headers
+(non-blocking connects: a full backlog is EAGAIN, retried until no more connections can be
+held for 3 s, at most 4 N attempts); answers (an HTTP status, or a close) counted;
+``--ready`` is created once every connect was tried and the answers that came at once were
+read (until none came for 0.5 s); SIGTERM (or ``--seconds``) ends it, every connection
+closed. ``requests``: N sessions created one after another, each bounded by the timeout:
+status and latency of each (what the owner sees). ``swap-dir``: move WRAPDIR (in a
+directory we own) aside, put a symlink to a directory of ours with our own listener at
+every socket name it held, and take one handoff: the token that arrives. ``append``: append
+a line to an existing FILE (no create). ``symlink``: plant LINK -> PATH. Every mode is
+bounded by its count and ``--seconds``.
 """
 
 from __future__ import annotations
@@ -103,6 +104,7 @@ def deep_tree(api: str, depth: int) -> dict:
 
 
 def ptrace_hold(api: str, seconds: float) -> dict:
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})  # taken by the hold below
     w = own_wrap(api)
     out = {"wrap_init": w["status"], "session": w.get("session"), "ack": None}
     if w["status"] != 200:
@@ -117,8 +119,8 @@ def ptrace_hold(api: str, seconds: float) -> dict:
         ack = sock.recv(1)
         out["ack"] = ack[0] if ack else None
         out["acked_at"] = time.time()
-        if ack:
-            time.sleep(seconds)  # the attacker's hold: the point of the attack
+        if ack:  # the attacker's hold, the point of the attack; a SIGTERM ends it early
+            signal.sigtimedwait({signal.SIGTERM}, seconds)
         out["released_at"] = time.time()
     except OSError as exc:
         out["errno"] = errno_name(exc)

@@ -1,12 +1,13 @@
 """A ptrace caller holds its keepalive: does its wrap outlive the accept window?
 
-docs/hostile-users.md H17 (issue 14, finding 2). After the ptrace ACK the server keeps
-the connection as a keepalive until the client closes it (B29). Mallory does a wrap-init
-of her own in ptrace mode, hands over her own pid, gets the ACK and holds the keepalive
-for the window plus 6 s. The harness watches the server's wrap directories: with the
-wrap tied to the keepalive, mallory's directory, listener, thread and slot stay for as
-long as she holds it (each such hold is one slot of the global cap, so the cap attack of
-``wrap-cap-flood`` becomes unbounded in time).
+docs/hostile-users.md H17 (issue 14, finding 2). After the ptrace ACK the server keeps the
+connection as a keepalive until the client closes it (B29). Mallory does a wrap-init of her
+own in ptrace mode, hands over her own pid, gets the ACK and holds the keepalive until the
+harness has looked (a second past the window; at most the window plus 6 s): the harness
+ends her hold with a SIGTERM once it has counted. The harness watches the server's wrap
+directories: with the wrap tied to the keepalive, mallory's directory, listener, thread and
+slot stay for as long as she holds it (each such hold is one slot of the global cap, so the
+cap attack of ``wrap-cap-flood`` becomes unbounded in time).
 
 Verdict: vulnerable when mallory's wrap directory was still there a second after the
 window ended while she held the keepalive; defended when it was gone by then while she
@@ -66,11 +67,13 @@ def run(ctx):
         checked = time.time()
         ctx.step("harness", "counts the wrap directories a second past the window",
                  f"{now} (baseline {base})")
+        handle.signal("TERM")  # seen: mallory may let go now (her report says when)
         res = handle.wait(HOLD + 30)
     finally:
         handle.kill()
     hold = res.json() if res.stdout else {}
-    ctx.step(ctx.intruder, f"wrap-init of her own (ptrace), ACK, holds the keepalive {HOLD} s",
+    ctx.step(ctx.intruder, f"wrap-init of her own (ptrace), ACK, holds the keepalive until the "
+             f"harness has looked (at most {HOLD:g} s)",
              f"wrap-init HTTP {hold.get('wrap_init')}, ack {hold.get('ack')}"
              + (f" ({hold['errno']})" if hold.get("errno") else ""), t=t0, detail=hold)
     after = ctx.waits_until("every wrap directory is gone", lambda: dirs(ctx) == base,
