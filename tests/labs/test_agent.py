@@ -116,3 +116,31 @@ def test_agent_link_survives_a_full_garbage_collection(request, lab):
         assert "resident actor agent" in run.format_transcript()
     finally:
         run.close()
+
+
+@pytest.mark.parametrize("lab", LABS)
+def test_the_agent_watches_a_socket_until_it_accepts_or_its_process_ends(request, lab):
+    """The server's readiness is watched by the agent (await-socket), not polled by a new
+    process per try: it answers when the socket accepts, when the process named is gone,
+    or at its wait, whichever comes first."""
+    run = watch(request, start_with_path(lab, wrapref_spec("agentsh"), "agent"), whole=True)
+    try:
+        assert "the agent saw the socket accept after" in run.format_transcript()
+        link = run._agent
+        up = link.call("await-socket", path=run.api_path, pid=run.server.pid, wait=5)
+        assert (up["ok"], up["why"], up["tries"]) == (True, "connected", 1), up
+        nobody = f"{run.temp_base}/nobody-listens.sock"
+        late = link.call("await-socket", path=nobody, pid=None, wait=0.3)
+        assert (late["ok"], late["why"]) == (False, "timeout") and late["tries"] > 1, late
+        sleeper = run.spawn("owner", ["sleep", "60"])
+        watcher = []
+        link.request("await-socket", watcher.append, path=nobody, pid=sleeper.pid, wait=30)
+        sleeper.signal("KILL")
+        sleeper.wait(30)
+        gone = link.call("await-socket", path=nobody, pid=sleeper.pid, wait=30)
+        assert (gone["ok"], gone["why"]) == (False, "exited"), gone
+        # the watch that was waiting when the process died ended then, not at its 30 s
+        assert [(m["ok"], m["why"]) for m in watcher] == [(False, "exited")], watcher
+        assert watcher[0]["waited_ms"] < 30_000
+    finally:
+        run.close()

@@ -27,6 +27,12 @@ per line on stdin; it answers JSON lines on stdout (request ``id`` echoed):
     ``{"id", "ev": "done", "pid", "uid", "python"}``: the agent is up.
 ``{"id", "op": "read", "path"}``
     a file's bytes as root: ``{"id", "ev": "done", "data": base64 or null}``.
+``{"id", "op": "await-socket", "path", "pid", "wait"}``
+    answered once the Unix socket ``path`` accepts a connection (tried every
+    :data:`WATCH_STEP` seconds inside the agent's loop, no process started; the connection
+    is closed at once), or once process ``pid`` is gone, or after ``wait`` seconds:
+    ``{"id", "ev": "done", "ok", "why", "tries", "waited_ms"}`` (``why``: ``connected``,
+    ``exited``, ``timeout``). The server's readiness, watched where the server runs.
 
 Errors in a request are answered ``{"id", "ev": "error", "error"}``. The agent ends when
 its stdin closes, killing the process groups of the children still running.
@@ -40,12 +46,15 @@ import os
 import pwd
 import selectors
 import signal
+import socket
 import sys
+import time
 import traceback
 
 TOOLS = "wraplab.actors."
 PR_SET_DUMPABLE = 4
 READ_CHUNK = 65536
+WATCH_STEP = 0.002  # seconds between two connects of an await-socket
 
 try:  # prctl for in-process tools; without ctypes every actor is exec-ed instead.
     import ctypes
@@ -292,6 +301,7 @@ class Agent:
         self.proto_out = proto_out
         self.inbuf = b""
         self.children = {}  # pid -> dict(id, pidfd, out, err, open pipes)
+        self.watches = []  # await-socket requests: dict(id, path, pid, deadline, t0, tries)
         self.sel.register(proto_in, selectors.EVENT_READ, ("proto", None))
 
     def send(self, obj):
@@ -302,7 +312,7 @@ class Agent:
 
     def serve(self):
         while True:
-            for key, _ in self.sel.select():
+            for key, _ in self.sel.select(WATCH_STEP if self.watches else None):
                 kind, pid = key.data
                 if kind == "proto":
                     if not self.read_requests():
@@ -312,6 +322,8 @@ class Agent:
                     self.reap(pid)
                 else:
                     self.pump(pid, kind, key.fd)
+            if self.watches:
+                self.check_watches()
 
     def read_requests(self):
         chunk = os.read(self.proto_in, READ_CHUNK)
@@ -343,6 +355,11 @@ class Agent:
                 self.reset(rid, req)
             elif op == "read":
                 self.read(rid, req)
+            elif op == "await-socket":
+                self.watches.append({"id": rid, "path": req["path"], "pid": req.get("pid"),
+                                     "deadline": time.monotonic() + float(req["wait"]),
+                                     "t0": time.monotonic(), "tries": 0})
+                self.check_watches()
             else:
                 raise ValueError(f"unknown op {op!r}")
         except Exception as exc:  # noqa: BLE001 -- answered, the agent goes on
@@ -421,8 +438,6 @@ class Agent:
         """Kill every process of the lab but ``keep`` (and the agent), wait until they are
         gone, then empty the directories ``empty`` and remove the paths ``remove`` (made by
         the cell: a lab reused for another cell)."""
-        import time
-
         keep = {int(p) for p in req.get("keep") or []} | {os.getpid()}
         for pid in list(self.children):
             try:
@@ -476,6 +491,35 @@ class Agent:
             except OSError as exc:
                 errors.append(f"{path}: {exc}")
         self.send({"id": rid, "ev": "done", "left": left, "errors": errors})
+
+    def check_watches(self):
+        """One connect per pending await-socket; answer those that are settled."""
+        for w in list(self.watches):
+            w["tries"] += 1
+            why = None
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.setblocking(False)
+            try:
+                s.connect(w["path"])
+                why = "connected"
+            except OSError:
+                pass
+            finally:
+                s.close()
+            if why is None and w["pid"] is not None:
+                try:
+                    os.kill(int(w["pid"]), 0)
+                except ProcessLookupError:
+                    why = "exited"
+                except OSError:
+                    pass
+            if why is None and time.monotonic() >= w["deadline"]:
+                why = "timeout"
+            if why is not None:
+                self.watches.remove(w)
+                self.send({"id": w["id"], "ev": "done", "ok": why == "connected", "why": why,
+                           "tries": w["tries"],
+                           "waited_ms": round((time.monotonic() - w["t0"]) * 1000, 1)})
 
     def read(self, rid, req):
         try:

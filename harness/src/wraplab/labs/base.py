@@ -372,6 +372,7 @@ class ServerReady(WaitStrategy):
         self._poll_interval = 0.05
         self.polls = 0
         self.body: Any = None
+        self.watched: dict | None = None  # the agent's await-socket answer
 
     def _check(self, run: LabRun) -> tuple[bool, Any]:
         values = run.placeholders()
@@ -388,9 +389,29 @@ class ServerReady(WaitStrategy):
         last = (res.stderr.strip().splitlines() or [f"exit {res.exit_code}"])[-1]
         return res.ok, None if res.ok else f"{shlex.join(argv)}: {last}"[:300]
 
+    def _await_socket(self, run: LabRun, deadline: float) -> None:
+        """Where the lab has a resident agent, let it watch the socket the check will use
+        (the API's, or the readiness socket) until it accepts a connection, the server
+        exits, or the deadline: no process is started per try. The check below then
+        decides, as without an agent."""
+        link = getattr(run, "_agent", None)
+        if link is None or not link.alive or self.ready.kind not in ("http", "socket"):
+            return
+        path = (run.api_path if self.ready.kind == "http" else
+                ServerSpec.fill([str(self.ready.value)], run.placeholders())[0])
+        if self.ready.kind == "http" and not run.api.startswith("unix:"):
+            return
+        left = max(0.0, deadline - time.monotonic())
+        try:
+            self.watched = link.call("await-socket", timeout=left + 5, path=path, wait=left,
+                                     pid=run.server.pid if run.server else None)
+        except LabError:
+            self.watched = None  # the checks below still decide
+
     def wait_until_ready(self, container: Any) -> None:  # container: a LabRun
         run: LabRun = container
         deadline = time.monotonic() + self._startup_timeout
+        self._await_socket(run, deadline)
         last: Any = None
         while True:
             ended = run.server.poll() if run.server else None
@@ -487,7 +508,9 @@ class LabRun(abc.ABC):
             action="server-ready", actor=self.server.actor, user=user.name, uid=user.uid,
             argv=tuple(argv), started=self.server.started, duration=time.monotonic() - t0,
             stdout=json.dumps(wait.body, sort_keys=True) if wait.body is not None else "",
-            note=f"{wait.polls} {self.spec.ready.kind} readiness checks; "
+            note=(f"the agent saw the socket accept after {wait.watched['waited_ms']} ms "
+                  f"({wait.watched['tries']} connects); " if wait.watched else "")
+                 + f"{wait.polls} {self.spec.ready.kind} readiness checks; "
                  f"pid {self.server.pid}",
         ))
 
