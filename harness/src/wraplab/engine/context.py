@@ -125,7 +125,8 @@ class Context:
     def files_not_as_claimed(self, wrap: Wrap) -> list[str]:
         """Compare the recorded file facts with what the server announced (its
         ``fs_isolation``; the ``wrap_init`` event's modes corroborate); what differs."""
-        init = next((e for e in self.events(wrap.session) if e.get("type") == "wrap_init"),
+        init = next((e for e in self.events(wrap.session, fresh=False)  # wrap_init: read once
+                     if e.get("type") == "wrap_init"),
                     None) or {}
         if not self.files:
             return []
