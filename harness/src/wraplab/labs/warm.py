@@ -33,7 +33,8 @@ from wraplab.labs.agent import AgentLink
 from wraplab.labs.base import LabError
 
 SWITCH = "WRAPLAB_WARM"
-MAX_IDLE = 4  # idle containers kept in all (the oldest goes first); a -j N matrix needs N
+MAX_IDLE = 8  # idle containers kept in all (the oldest goes first): a -j N matrix over K
+# kinds of container (placement, seccomp) needs N x K; 8 covers -j 2 over the 3 placements
 
 
 _active = 0
