@@ -192,3 +192,14 @@ def test_summary_line_takes_flood_rates_per_handoff():
     many.metrics["flood_rate"] = [120000.0, 60000.0, None]
     text = report.render_matrix([one, many], 12.0)
     assert "flood rate 60,000-120,000 connects/s" in text
+
+
+def test_summary_line_counts_started_and_reused_containers():
+    """Cells in a container an earlier cell left checked clean are counted apart: when the
+    reuse check refuses every cell, the summary shows it (it once did, unnoticed)."""
+    fresh, reused, local = make_outcome(), make_outcome(), make_outcome()
+    fresh.lab_info = {"container": "c1", "container_reused": False}
+    reused.lab_info = {"container": "c1", "container_reused": True}
+    assert report.render_matrix([fresh, reused, local]).endswith(
+        "; Docker containers: 1 started, 1 reused")
+    assert "Docker containers" not in report.render_matrix([local])

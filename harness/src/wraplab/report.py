@@ -244,6 +244,11 @@ def _summary_line(outcomes: Sequence[Outcome], wall: float | None) -> str:
     rates = [r for o in outcomes for r in _numbers(o.metrics.get("flood_rate")) if r]
     if rates:
         text += f"; flood rate {min(rates):,.0f}-{max(rates):,.0f} connects/s"
+    reused = [o.lab_info["container_reused"] for o in outcomes
+              if isinstance(o.lab_info.get("container_reused"), bool)]
+    if reused:  # a fall in reuse is a fall in speed: say it where it shows
+        text += (f"; Docker containers: {reused.count(False)} started, "
+                 f"{reused.count(True)} reused")
     return text
 
 

@@ -58,6 +58,7 @@ def run_info(run, kept: bool = False) -> dict:
         info.update(image=image.tag, image_id=image.id)
     if getattr(run, "container_name", None):
         info["container"] = run.container_name
+        info["container_reused"] = bool(getattr(run, "container_reused", False))
         peer = getattr(run, "peer", None)
         if peer is not None:
             info["peer_container"] = peer.name

@@ -283,6 +283,11 @@ class DockerRun(LabRun):
         self.volumes.append(name)
         return name
 
+    @property
+    def container_reused(self) -> bool:
+        """This run's container served an earlier cell and was checked clean since."""
+        return self._warm is not None and self._warm.cells > 0
+
     def _warm_key(self) -> tuple | None:
         """What a reusable container must share with this run (None: never reuse)."""
         if (self.spec.peer or self.lab.wrapref_src is not None or not agent.enabled()
