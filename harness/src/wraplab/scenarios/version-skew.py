@@ -44,12 +44,13 @@ EXPECT = {
 }
 
 
-def row(ctx, client: str):
+def row(ctx, client: str, *, last: bool):
     owner = ctx.owner.starts_wrap(legacy=client == "old")
     attack = ctx.intruder.attacks_socket(ctx.socket, owner.socket(ctx.socket))
     wrap = owner.release()
     j = ctx.judge(wrap, [attack])
-    ctx.waits_for_wrap_end(wrap, WINDOW + 3)  # the next row must not find this row's socket
+    if not last:  # the next row must not find this row's socket
+        ctx.waits_for_wrap_end(wrap, WINDOW + 3)
     return j
 
 
@@ -57,7 +58,7 @@ def run(ctx):
     server = "old server" if ctx.profile == "pre-235" else "new server"
     rows, judgements = {}, []
     for client in ("new", "old"):
-        j = row(ctx, client)
+        j = row(ctx, client, last=client == "old")
         judgements.append(j)
         rows[f"{client} client x {server}"] = {"verdict": str(j.verdict), "reason": j.reason}
         ctx.note(f"row {client} client x {server} ({ctx.profile}): {j.verdict}: {j.reason}")
