@@ -331,3 +331,23 @@ def test_a_g8_cell_accepts_broken_or_the_attack_alone_and_nothing_else(tmp_path)
     out = engine.Outcome(cell=cell, verdict=engine.DEFENDED, reason="r", guard="peer-check")
     [back] = report.outcomes_from_json(json.loads(json.dumps(report.to_json([out]))))
     assert back.cell.expectation == e and back.ok
+
+
+def test_a_flood_cell_accepts_g8_coming_first_and_says_when():
+    """permissive's signal cells under a flood: vulnerable (the flood's first connection
+    ends the loop), or broken when G8's cleanup ran before the loop's first accept; the
+    report says which race that is, also when read back."""
+    s = engine.get_scenario("reconnect-flood")
+    [cell] = s.cells(profiles=["permissive"], sockets=["signal"], placements=["root"],
+                     lab="local")
+    e = cell.expectation
+    assert e.met_by(engine.VULNERABLE, None) and e.met_by(engine.BROKEN, None)
+    assert not e.met_by(engine.DEFENDED, None) and not e.met_by(engine.ERROR, None)
+    assert str(e) == ("vulnerable, or broken if G8's cleanup comes before the signal loop's "
+                      "first accept")
+    [notify] = s.cells(profiles=["permissive"], sockets=["notify"], placements=["root"],
+                       lab="local")
+    assert not notify.expectation.met_by(engine.BROKEN, None)
+    out = engine.Outcome(cell=cell, verdict=engine.BROKEN, reason="G8")
+    [back] = report.outcomes_from_json(json.loads(json.dumps(report.to_json([out]))))
+    assert back.cell.expectation == e and back.ok and str(back.cell.expectation) == str(e)

@@ -56,11 +56,12 @@ from wraplab.engine.verdicts import (
                                       Verdict,
                                       broken_by_g8,
                                       combine,
+                                      flood_before_g8,
 )
 
 __all__ = [
     "Verdict", "DEFENDED", "VULNERABLE", "BROKEN", "ERROR", "NOT_RUN", "Expected", "Judgement",
-    "broken_by_g8", "combine",
+    "broken_by_g8", "combine", "flood_before_g8",
     "Scenario", "ScenarioError", "load_scenario", "discover", "get_scenario", "SCENARIO_DIR",
     "Cell", "Outcome", "Step", "make_cells", "Context", "Actor", "HeldWrap", "RunningFlood",
     "SwappedSocket", "HarnessError", "Wrap", "Intrusion", "Flood", "LOOP_ENDS", "rejections_of",

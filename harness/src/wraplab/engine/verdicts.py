@@ -7,7 +7,7 @@ denied the owner), ``broken`` (the owner failed without the attacker causing it)
 always a failure); ``not-run`` (the target lacks what the scenario needs: neither a pass
 nor a failure, the report says why). A scenario's ``EXPECT`` may name the guard too:
 ``DEFENDED.by("kernel")``; where a race inside the server itself decides between two
-outcomes, :func:`broken_by_g8` names both.
+outcomes, :func:`broken_by_g8` and :func:`flood_before_g8` name both.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import enum
 from dataclasses import dataclass
 
 __all__ = ["Verdict", "DEFENDED", "VULNERABLE", "BROKEN", "ERROR", "NOT_RUN", "Expected",
-           "Judgement", "PRECEDENCE", "broken_by_g8", "combine"]
+           "Judgement", "PRECEDENCE", "broken_by_g8", "combine", "flood_before_g8"]
 
 
 class Verdict(str, enum.Enum):
@@ -43,15 +43,18 @@ NOT_RUN = Verdict.NOT_RUN
 class Expected:
     """An expectation: a verdict and, where the scenario promises one, the guard; ``race``
     is what a run may show instead when the owner wins a race the server runs against
-    itself (see :func:`broken_by_g8`)."""
+    itself (see :func:`broken_by_g8`); a race alternative's ``when`` says when, in words."""
 
     verdict: Verdict
     guard: str | None = None
     race: Expected | None = None
+    when: str | None = None  # of a race alternative: when a run shows it
 
     def __str__(self) -> str:
         own = f"{self.verdict} ({self.guard})" if self.guard else str(self.verdict)
-        return f"{own}, or {self.race} if the owner outruns G8" if self.race else own
+        if self.race is None:
+            return own
+        return f"{own}, or {self.race} if {self.race.when or 'the owner outruns G8'}"
 
     @classmethod
     def of(cls, value) -> Expected:
@@ -64,11 +67,12 @@ class Expected:
             self.guard is None or guard == self.guard)
 
     def to_dict(self) -> dict:
-        return {"verdict": str(self.verdict), "guard": self.guard}
+        out = {"verdict": str(self.verdict), "guard": self.guard}
+        return {**out, "when": self.when} if self.when else out
 
     @classmethod
     def from_dict(cls, d: dict | None) -> Expected | None:
-        return cls(Verdict(d["verdict"]), d.get("guard")) if d else None
+        return cls(Verdict(d["verdict"]), d.get("guard"), when=d.get("when")) if d else None
 
 
 def broken_by_g8(otherwise) -> Expected:
@@ -84,6 +88,21 @@ def broken_by_g8(otherwise) -> Expected:
     accepts both, each with its evidence; any other verdict is a mismatch.
     """
     return Expected(BROKEN, race=Expected.of(otherwise))
+
+
+def flood_before_g8(verdict: Verdict = VULNERABLE) -> Expected:
+    """``verdict`` (the flood's first connection ends the signal loop before the owner
+    dials), or ``broken`` by AGENTSH.md G8 when the notify loop's cleanup comes first.
+
+    The other side of G8's race, under a flood: the signal loop ends with the flood's first
+    connection, normally long before the owner's notify handoff and the cleanup that
+    follows it. On a saturated machine the signal loop may not get a turn between the
+    flood's start and that cleanup (seen once in 1,200 runs with two CPU burners): then the
+    owner's signal dial meets no socket, and the run shows G8. Two steps of server threads;
+    no barrier outside the server orders them.
+    """
+    return Expected(verdict, race=Expected(
+        BROKEN, when="G8's cleanup comes before the signal loop's first accept"))
 
 
 @dataclass

@@ -45,11 +45,25 @@ time: those signal cells are ``broken``. When the owner happens to win the race 
 verdict is still ``broken``, because the server's events show the directory removed before
 the owner's last handoff; so the verdict follows the server's behaviour, not the race.
 hardened removes the directory when the last loop ends.
+
+permissive's signal cells are the other side of that race: the flood's first connection
+ends the signal loop (``vulnerable``), normally long before alice's notify handoff and the
+cleanup after it. On a saturated machine the signal loop may get no turn until that
+cleanup has run (seen once in 1,200 runs with two CPU burners, 2026-12-01): alice's signal
+dial then meets no socket, a ``broken`` by G8, which ``flood_before_g8`` accepts with its
+evidence.
 """
 
 import os
 
-from wraplab.engine import BROKEN, DEFENDED, VULNERABLE, broken_by_g8, handoffs_under_flood
+from wraplab.engine import (
+    BROKEN,
+    DEFENDED,
+    VULNERABLE,
+    broken_by_g8,
+    flood_before_g8,
+    handoffs_under_flood,
+)
 
 SLUG = "reconnect-flood"
 ORDER = 50
@@ -71,7 +85,7 @@ EXPECT = {
     "agentsh": {"root": KERNEL, "root-no-chown": VULNERABLE, "root/signal": broken_by_g8(KERNEL),
                 "root-no-chown/signal": broken_by_g8(VULNERABLE)},
     "pre-235": BROKEN,
-    "permissive": VULNERABLE,
+    "permissive": {"*": VULNERABLE, "signal": flood_before_g8(VULNERABLE)},
     "accept-once": {"root": KERNEL, "root/signal": broken_by_g8(KERNEL),
                     "root-no-chown": VULNERABLE},
 }
