@@ -399,8 +399,6 @@ class ServerReady(WaitStrategy):
             return
         path = (run.api_path if self.ready.kind == "http" else
                 ServerSpec.fill([str(self.ready.value)], run.placeholders())[0])
-        if self.ready.kind == "http" and not run.api.startswith("unix:"):
-            return
         left = max(0.0, deadline - time.monotonic())
         try:
             self.watched = link.call("await-socket", timeout=left + 5, path=path, wait=left,
