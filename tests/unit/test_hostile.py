@@ -27,7 +27,7 @@ from wrapref.client import WrapClient, http_request
 from wrapref.observe import open_log
 from wrapref.profiles import PROFILES
 from wrapref.server import UntrustedPath, WrapServer
-from wrapref.wrapdir import empty_dir_fd
+from wrapref.wrapdir import empty_dir_fd, empty_dir_steps
 
 from .helpers import (
     INTRUDER_UID,
@@ -152,6 +152,59 @@ def test_h14_empty_dir_fd_is_bounded(base_dir):
         assert empty_dir_fd(fd, max_ops=10) is False  # gave up, did not run away
     finally:
         os.close(fd)
+
+
+def test_h14_cleanup_yields_between_chunks(base_dir):
+    """The bounded removal is a generator: a full tree is emptied in chunks, so the
+    server's one event loop serves everybody else between them."""
+    top = os.path.join(base_dir, "top")
+    os.mkdir(top)
+    for i in range(1000):
+        open(os.path.join(top, f"f{i}"), "w").close()
+    fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY)
+    steps, pauses = empty_dir_steps(fd, chunk=100), 0
+    try:
+        while True:
+            try:
+                next(steps)
+            except StopIteration as stop:
+                assert stop.value is True
+                break
+            pauses += 1
+    finally:
+        os.close(fd)
+    assert pauses >= 9, pauses
+    assert os.listdir(top) == []
+
+
+def test_h14_a_long_cleanup_lets_other_tasks_run(servers):
+    """WrapServer.run_steps: the first chunk runs at once, the rest in the event loop,
+    and a task that becomes ready in between is served before the next chunk."""
+    s = servers(prof("hardened"))
+    r, w = os.pipe()
+    seen = []
+
+    def other():
+        yield (r, time.monotonic() + 10)
+        seen.append("other")
+
+    def cleanup():
+        seen.append("chunk 1")
+        yield
+        os.write(w, b"x")  # the other task is ready now
+        seen.append("chunk 2")
+        yield
+        seen.append("chunk 3")
+
+    try:
+        s.srv.loop.spawn(other())
+        s.srv.run_steps(cleanup())
+        assert seen == ["chunk 1"]  # the first chunk ran in the caller's thread
+        wait_for(lambda: len(seen) == 4, 5, what="the cleanup's last chunk")
+        assert seen == ["chunk 1", "chunk 2", "other", "chunk 3"]
+    finally:
+        os.close(r)
+        os.close(w)
 
 
 # ------------------------------------------------------------- H15 per-uid quotas

@@ -1,8 +1,8 @@
 """The HTTP/JSON API of the reference wrap server (SPEC.md §1, docs/design.md §1).
 
-``http.server.BaseHTTPRequestHandler`` on a threading Unix-stream server
-(default ``/run/wrapref/api.sock``, mode 0666) and, optionally, on loopback
-TCP.  Routes::
+``http.server.BaseHTTPRequestHandler`` over requests that the server's event loop
+(:mod:`wrapref.loop`) reads, on a Unix-stream socket (default ``/run/wrapref/api.sock``,
+mode 0666) and, optionally, on loopback TCP; no thread per connection.  Routes::
 
     POST /api/v1/sessions                   -> 201 {"id": ...}
     POST /api/v1/sessions/{id}/wrap-init    -> 200 {...}
@@ -26,6 +26,7 @@ import ipaddress
 import json
 import os
 import re
+import selectors
 import socket
 import socketserver
 import stat
@@ -397,6 +398,190 @@ class APIHandler(BaseHTTPRequestHandler):
         self.send_json(200, resp)
 
 
+# ------------------------------------------------------------ the event loop's API
+
+_HEADERS_END = re.compile(rb"\r?\n\r?\n")
+_EOF = object()
+
+
+class _Replay(io.RawIOBase):
+    """A request read in full by the event loop, replayed to the handler; at its end
+    EOF, or ``socket.timeout`` when the loop stopped reading at a deadline."""
+
+    def __init__(self, data: bytes, timed_out: bool):
+        super().__init__()
+        self.data = memoryview(data)
+        self.pos = 0
+        self.timed_out = timed_out
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buf) -> int:
+        n = min(len(buf), len(self.data) - self.pos)
+        if n == 0 and self.timed_out:
+            raise socket.timeout("request deadline passed")
+        buf[:n] = self.data[self.pos:self.pos + n]
+        self.pos += n
+        return n
+
+
+class LoopAPIHandler(APIHandler):
+    """:class:`APIHandler` run inside the event loop over a request already read: the
+    same parsing, routes and errors; the answer is collected for the loop to send, and
+    the drain after an error is the loop's too (nothing here blocks)."""
+
+    def __init__(self, request, client_address, server, data: bytes, timed_out: bool):
+        self._data = data
+        self._timed_out = timed_out
+        self.answer = b""
+        self.drain_after = False
+        super().__init__(request, client_address, server)
+
+    def setup(self) -> None:
+        self.connection = self.request
+        self.rfile = io.BufferedReader(_Replay(self._data, self._timed_out))
+        self.wfile = io.BytesIO()
+
+    def finish(self) -> None:
+        self.answer = self.wfile.getvalue()
+        self.drain_after = getattr(self, "_error_sent", False)
+        self.wfile.close()
+        self.rfile.close()
+
+
+def _content_length(head: bytes):
+    """The body length to read before handing over: the one valid Content-Length up to
+    the body limit, else None (the handler answers without reading a body)."""
+    lengths = []
+    for line in head.split(b"\n")[1:]:
+        name, sep, value = line.partition(b":")
+        if not sep:
+            continue
+        name = name.strip().lower()
+        if name == b"transfer-encoding":
+            return None
+        if name == b"content-length":
+            lengths.append(value.strip())
+    if len(lengths) != 1 or not lengths[0].isdigit():
+        return None
+    length = int(lengths[0])
+    return length if length <= APIHandler.max_body else None
+
+
+def _recv(conn, buf: bytearray, limit: int):
+    try:
+        chunk = conn.recv(min(65536, limit))
+    except (BlockingIOError, InterruptedError):
+        return None
+    except OSError:
+        return _EOF
+    if not chunk:
+        return _EOF
+    buf += chunk
+    return len(chunk)
+
+
+#: Most bytes of request line and headers read before handing over (http.server's own
+#: limits, 64 KiB a line and 100 headers, answer 414/431 within this).
+MAX_HEAD = 1024 * 1024
+
+
+def serve_connection(api, conn, addr, key):
+    """One API connection, an event-loop task: read the request within its limits and
+    deadlines (H22), run the handler, send the answer, drain after an error, close."""
+    try:
+        conn.setblocking(False)
+        handler = APIHandler
+        now = time.monotonic()
+        whole = now + handler.request_timeout if api.wrap_server.profile.bounded_api else None
+        buf = bytearray()
+        timed_out = eof = False
+        # Request line and headers: each read within `timeout` (and the whole deadline).
+        end = None
+        while end is None:
+            m = _HEADERS_END.search(buf)
+            if m:
+                end = m.end()
+                break
+            first = buf.split(b"\n", 1)
+            if len(first) == 2 and len(first[0].split()) != 3:
+                end = len(buf)  # not "METHOD PATH VERSION": no headers will be read
+                break
+            if len(buf) >= MAX_HEAD:
+                timed_out = True  # hand over: past this the connection is closed
+                end = len(buf)
+                break
+            deadline = time.monotonic() + handler.timeout
+            if whole is not None:
+                deadline = min(deadline, whole)
+            if not (yield (conn, deadline)):
+                if not buf:
+                    return  # nothing came in time: close, as http.server does
+                timed_out = True
+                end = len(buf)
+                break
+            got = _recv(conn, buf, MAX_HEAD - len(buf) + 1)
+            if got is _EOF:
+                eof = True
+                end = len(buf)
+                break
+        length = None if (timed_out or eof) else _content_length(bytes(buf[:end]))
+        if length:
+            want = end + length
+            deadline = time.monotonic() + handler.body_timeout
+            if whole is not None:
+                deadline = min(deadline, whole)
+            while len(buf) < want:
+                if not (yield (conn, deadline)):
+                    timed_out = True
+                    break
+                if _recv(conn, buf, want - len(buf)) is _EOF:
+                    break
+        h = LoopAPIHandler(conn, addr, api, bytes(buf), timed_out)
+        conn.setblocking(False)  # the handler may have set a timeout on it
+        answer = memoryview(h.answer)
+        while answer:
+            try:
+                sent = conn.send(answer)
+            except (BlockingIOError, InterruptedError):
+                if not (yield (conn, time.monotonic() + handler.timeout, selectors.EVENT_WRITE)):
+                    break
+                continue
+            except OSError:
+                break
+            answer = answer[sent:]
+        if h.drain_after:
+            yield from _drain(conn, handler)
+    finally:
+        if key != ():
+            api.release_worker(key)
+        api.shutdown_request(conn)
+
+
+def _drain(conn, handler):
+    """After an error answer, read what the client still sends (bounded in bytes and
+    time) so that closing does not reset the connection before it read the answer."""
+    try:
+        conn.shutdown(socket.SHUT_WR)
+    except OSError:
+        return
+    deadline = time.monotonic() + handler.drain_timeout
+    left = handler.drain_limit
+    while left > 0:
+        if not (yield (conn, deadline)):
+            return
+        try:
+            chunk = conn.recv(min(left, 65536))
+        except (BlockingIOError, InterruptedError):
+            continue
+        except OSError:
+            return
+        if not chunk:
+            return
+        left -= len(chunk)
+
+
 # ---------------------------------------------------------------------- servers
 
 
@@ -414,7 +599,6 @@ class _APIServerMixin:
     def init_limits(self, wrap_server) -> None:
         self.wrap_server = wrap_server
         self._active = {}
-        self._keys = {}  # id(request) -> quota key, while a worker serves it
         self._active_lock = threading.Lock()
         self._error_counts = {}
         self._error_limiter = RejectionLimiter(True)
@@ -435,10 +619,15 @@ class _APIServerMixin:
                 return "unknown"
         return "tcp"
 
-    def process_request(self, request, client_address):
-        """H22: a bounded number of workers, and of them at most a few per uid."""
+    def admit(self, request):
+        """H22: a bounded number of connections served at once, at most a few per uid.
+
+        Returns the key the connection counts against (release it with
+        :meth:`release_worker`), ``()`` when nothing is counted, or None after answering
+        503 and closing it.
+        """
         if not self.wrap_server.profile.bounded_api:
-            return super().process_request(request, client_address)
+            return ()
         key = self.connection_key(request)
         with self._active_lock:
             total = sum(self._active.values())
@@ -449,24 +638,29 @@ class _APIServerMixin:
         if not admitted:
             self.refuse_busy(request, key)
             return None
-        with self._active_lock:
-            self._keys[id(request)] = key
-        try:
-            return super().process_request(request, client_address)
-        except BaseException:
-            with self._active_lock:
-                self._keys.pop(id(request), None)
-            self.release_worker(key)
-            raise
+        return key
 
-    def process_request_thread(self, request, client_address):
-        try:
-            super().process_request_thread(request, client_address)
-        finally:
-            with self._active_lock:
-                key = self._keys.pop(id(request), None)
-            if key is not None:
-                self.release_worker(key)
+    def serve(self, loop):
+        """The accept task (an event-loop generator): every connection becomes a
+        :func:`serve_connection` task; no thread per connection."""
+        listener = self.socket
+        listener.setblocking(False)
+        while True:
+            yield (listener, None)
+            for _ in range(64):  # a batch, then the others get their turn
+                try:
+                    conn, addr = listener.accept()
+                except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+                    break
+                except OSError as exc:
+                    self.wrap_server.log.error("api: accept failed",
+                                               error=wire.errno_name(exc.errno))
+                    yield (None, time.monotonic() + 0.05)  # EMFILE and the like: back off
+                    break
+                key = self.admit(conn)
+                if key is None:
+                    continue
+                loop.spawn(serve_connection(self, conn, addr, key))
 
     def release_worker(self, key) -> None:
         with self._active_lock:
@@ -490,8 +684,15 @@ class _APIServerMixin:
             self.wrap_server.log.warn("api busy: connection refused", peer=str(key))
         self.shutdown_request(request)
 
+    def shutdown_request(self, request):
+        try:
+            request.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+        request.close()
 
-class UnixAPIServer(_APIServerMixin, socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+
+class UnixAPIServer(_APIServerMixin, socketserver.UnixStreamServer):
     """The Unix-socket API: mode 0666, parent created if missing, stale socket replaced."""
 
     transport = "unix"
@@ -549,7 +750,7 @@ class UnixAPIServer(_APIServerMixin, socketserver.ThreadingMixIn, socketserver.U
             self._inode = None
 
 
-class TCPAPIServer(_APIServerMixin, socketserver.ThreadingMixIn, socketserver.TCPServer):
+class TCPAPIServer(_APIServerMixin, socketserver.TCPServer):
     """The loopback TCP API."""
 
     transport = "tcp"

@@ -6,14 +6,15 @@ directory, start the accept loops) and records events.  It can be driven
 directly from Python (tests do) or through the API listeners it starts.
 
 A wrap-init produces a :class:`Wrap`: a :class:`~wrapref.wrapdir.WrapDir`
-plus one :class:`AcceptLoop` thread per socket.  Each loop has one absolute
+plus one :class:`AcceptLoop` per socket, a task of the server's one event loop
+(:mod:`wrapref.loop`; no thread per wrap or request).  Each loop has one absolute
 deadline (``accept_window``) that rejections never extend, reads SO_PEERCRED
 on every accept, and serves at most one handoff: the first admitted peer's
 (B19).  A hardened loop drops an admitted peer that stalls (sends nothing
 before the handshake deadline, or hangs up without a byte) and keeps accepting
 until the window ends (H7), so a stray connection cannot cost the owner the wrap.
 
-Threat model (SPEC.md §3): the server is privileged; the API is reachable by
+Threat model (docs/protocol.md): the server is privileged; the API is reachable by
 every local user (0666 socket); any local user may connect to any wrap socket
 it can reach, send any bytes and fds, stall, or flood.  Which of those attacks
 succeed depends on the profile -- that is the point of the reference: the
@@ -34,6 +35,7 @@ import threading
 import time
 
 from . import wire
+from .loop import EventLoop, Stopped
 from .observe import EventLog, JSONLogger, RejectionLimiter
 from .profiles import (
     CLEANUP_NOTIFY_OWNS,
@@ -44,7 +46,7 @@ from .profiles import (
     Profile,
     get_profile,
 )
-from .wrapdir import WrapDir, WrapDirError
+from .wrapdir import WrapDir, WrapDirError, drive
 
 __all__ = [
     "WrapServer",
@@ -116,18 +118,23 @@ class Session:
 # ------------------------------------------------------------------ accept loop
 
 
-class _Stopped(Exception):
-    """The server is shutting down."""
+_Stopped = Stopped  # the server is shutting down (thrown into every waiting loop)
 
 
-class AcceptLoop(threading.Thread):
-    """Accept on one wrap socket until one handoff is attempted or the window ends."""
+class AcceptLoop:
+    """Accept on one wrap socket until one handoff is attempted or the window ends.
+
+    A task of the server's :class:`~wrapref.loop.EventLoop`: every wait is a ``yield``
+    (``ready = yield (sock, deadline)``), so no loop holds a thread while it waits.
+    """
 
     #: Handshake failures that mean the peer never attempted a handoff (H7).
     stall_reasons = frozenset({"timeout", "eof"})
+    #: Waits answered at once (without a turn of the event loop) in a row, at most.
+    burst = 16
 
     def __init__(self, wrap: Wrap, kind: str, listener: socket.socket, deadline: float):
-        super().__init__(name=f"wrap-{kind}-{wrap.name}", daemon=True)
+        self.name = f"wrap-{kind}-{wrap.name}"
         self.wrap = wrap
         self.server = wrap.server
         self.profile = wrap.server.profile
@@ -141,6 +148,9 @@ class AcceptLoop(threading.Thread):
         self.dropped = 0  # stalled peers dropped (H7, drop_stalled_peers)
         self._drop = False
         self._ended = False  # loop_ended already called (H17: at the ptrace ACK)
+        self._done = threading.Event()
+        self._burst = 0
+        self._started = False
 
     # -- plumbing ------------------------------------------------------------------
 
@@ -151,18 +161,36 @@ class AcceptLoop(threading.Thread):
     def event(self, type_: str, **fields) -> None:
         self.wrap.event(type_, kind=self.kind, **fields)
 
-    def wait(self, sock, deadline):
-        """Wait until *sock* is readable: True, False on deadline; raise on shutdown."""
-        stop_fd = self.server.stop_fd
-        left = None if deadline is None else max(0.0, deadline - time.monotonic())
-        ready = wire.wait_readable([sock.fileno(), stop_fd], left)
-        if stop_fd in ready:
-            raise _Stopped()
-        return bool(ready)
+    def start(self) -> None:
+        """Hand this loop to the server's event loop."""
+        self._started = True
+        self.server.loop.spawn(self.run(), on_exit=self._done.set)
 
-    def run(self) -> None:
+    def join(self, timeout=None) -> None:
+        if self._started:
+            self._done.wait(timeout)
+
+    def is_alive(self) -> bool:
+        return self._started and not self._done.is_set()
+
+    def wait(self, sock, deadline):
+        """Wait until *sock* is readable (``yield from``): True, False on deadline; the
+        event loop throws :class:`Stopped` here on shutdown.
+
+        What is readable already is answered at once (one poll), at most
+        :attr:`burst` times in a row: then the loop goes round, so a flooded loop
+        cannot keep the others from their turn.
+        """
+        if sock is not None and self._burst < self.burst:
+            self._burst += 1
+            if wire.wait_readable([sock if isinstance(sock, int) else sock.fileno()], 0):
+                return True
+        self._burst = 0
+        return (yield (sock, deadline))
+
+    def run(self):
         try:
-            self.serve()
+            yield from self.serve()
         except _Stopped:
             self.outcome = "shutdown"
             self.event("handoff_failed", peer_uid=None, peer_pid=None, reason="shutdown",
@@ -182,7 +210,7 @@ class AcceptLoop(threading.Thread):
             self._ended = True
             self.wrap.loop_ended(self)
 
-    def serve(self) -> None:
+    def serve(self):
         self.listener.setblocking(False)
         while True:
             if time.monotonic() >= self.deadline:
@@ -192,7 +220,7 @@ class AcceptLoop(threading.Thread):
                 self.server.log.info("wrap: accept window expired", session=self.wrap.session.id,
                                      kind=self.kind, rejections=self.total_rejections)
                 return
-            if not self.wait(self.listener, self.deadline):
+            if not (yield from self.wait(self.listener, self.deadline)):
                 continue
             try:
                 conn, _addr = self.listener.accept()
@@ -202,8 +230,7 @@ class AcceptLoop(threading.Thread):
                 if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
                     self.server.log.error("wrap: accept failed", kind=self.kind,
                                           error=wire.errno_name(exc.errno))
-                    if wire.wait_readable([self.server.stop_fd], 0.05):  # back off
-                        raise _Stopped() from None
+                    yield from self.wait(None, time.monotonic() + 0.05)  # back off
                     continue
                 raise
             with conn:
@@ -214,7 +241,7 @@ class AcceptLoop(threading.Thread):
                     cred = wire.PeerCred(0, 0, 0)  # B15: creds all zero when unavailable
                 verdict = self.admit(cred)
                 if verdict is None:
-                    self.handshake(conn, cred)
+                    yield from self.handshake(conn, cred)
                     if self._drop:  # a stalled peer, dropped: keep accepting (H7)
                         self._drop = False
                         continue
@@ -260,8 +287,8 @@ class AcceptLoop(threading.Thread):
 
     # -- handshakes ------------------------------------------------------------------
 
-    def handshake(self, conn: socket.socket, cred: wire.PeerCred) -> None:
-        getattr(self, "handshake_" + self.kind)(conn, cred)
+    def handshake(self, conn: socket.socket, cred: wire.PeerCred):
+        yield from getattr(self, "handshake_" + self.kind)(conn, cred)
 
     def fail(self, conn, cred, reason: str, status=None, **fields) -> None:
         """Record a failed handoff; send *status* (notify/ptrace) best-effort.
@@ -307,7 +334,7 @@ class AcceptLoop(threading.Thread):
 
     def receive_fd(self, conn, cred, exact: bool, status):
         """Receive one fd per the rules; return ``(data, fd, cloexec)`` or None."""
-        if not self.wait(conn, self.handshake_deadline()):
+        if not (yield from self.wait(conn, self.handshake_deadline())):
             self.fail(conn, cred, "timeout", status)
             return None
         cloexec = self.profile.cloexec == CLOEXEC_RECVMSG
@@ -338,15 +365,32 @@ class AcceptLoop(threading.Thread):
         return data, fd, wire.fd_cloexec(fd)
 
     def read_token(self, fd: int):
+        """Read the token from the received *fd* until EOF, at most ``wire.TOKEN_LIMIT``
+        bytes within the handshake timeout (as :func:`wrapref.wire.read_token`); None when
+        nothing readable came."""
         try:
-            raw = wire.read_token(fd, self.server.handshake_timeout, stop_fd=self.server.stop_fd,
-                                  nonblocking=self.profile.nonblocking_token_read)  # H16
+            if self.profile.nonblocking_token_read:  # H16
+                os.set_blocking(fd, False)
         except OSError:
             return None
+        deadline = time.monotonic() + self.server.handshake_timeout
+        raw = b""
+        while len(raw) < wire.TOKEN_LIMIT and time.monotonic() < deadline:
+            if not (yield from self.wait(fd, deadline)):
+                break
+            try:
+                chunk = os.read(fd, wire.TOKEN_LIMIT - len(raw))
+            except BlockingIOError:
+                continue
+            except OSError:
+                return None
+            if not chunk:
+                break
+            raw += chunk
         return raw.decode("utf-8", "replace") if raw else None
 
-    def handshake_notify(self, conn, cred) -> None:
-        got = self.receive_fd(conn, cred, exact=True, status=wire.STATUS_FAIL)
+    def handshake_notify(self, conn, cred):
+        got = yield from self.receive_fd(conn, cred, exact=True, status=wire.STATUS_FAIL)
         if got is None:
             return
         data, fd, cloexec = got
@@ -364,7 +408,7 @@ class AcceptLoop(threading.Thread):
                     self.fail(conn, cred, "bad_wrapper_pid", wire.STATUS_FAIL,
                               wrapper_pid=wrapper_pid, detail=why)
                     return
-            token = self.read_token(fd)
+            token = yield from self.read_token(fd)
             if token is None:
                 self.fail(conn, cred, "token_unreadable", wire.STATUS_FAIL)
                 return
@@ -374,14 +418,14 @@ class AcceptLoop(threading.Thread):
                      cloexec=cloexec)
         self.send_status(conn, wire.STATUS_OK)
 
-    def handshake_signal(self, conn, cred) -> None:
+    def handshake_signal(self, conn, cred):
         exact = self.profile.signal_receive != SIGNAL_RECV_FIRST_FD
-        got = self.receive_fd(conn, cred, exact=exact, status=None)
+        got = yield from self.receive_fd(conn, cred, exact=exact, status=None)
         if got is None:
             return
         _data, fd, cloexec = got
         try:
-            token = self.read_token(fd)
+            token = yield from self.read_token(fd)
         finally:
             wire.close_fds([fd])
         if token is None:
@@ -389,12 +433,12 @@ class AcceptLoop(threading.Thread):
             return
         self.succeed(cred, token=token, cloexec=cloexec)
 
-    def handshake_ptrace(self, conn, cred) -> None:
+    def handshake_ptrace(self, conn, cred):
         # B28: a 10 s deadline (the handshake timeout) in every profile.
         deadline = time.monotonic() + self.server.handshake_timeout
         raw = b""
         while len(raw) < 4:
-            if not self.wait(conn, deadline):
+            if not (yield from self.wait(conn, deadline)):
                 self.fail(conn, cred, "timeout", wire.NACK)
                 return
             try:
@@ -430,15 +474,15 @@ class AcceptLoop(threading.Thread):
                 return
             if keepalive_key is not None:
                 self.end_wrap()  # the wrap is done: slot, directory and listener go now
-            self.keepalive(conn)
+            yield from self.keepalive(conn)
         finally:
             if keepalive_key is not None:
                 self.server.release_keepalive(keepalive_key)
 
-    def keepalive(self, conn) -> None:
+    def keepalive(self, conn):
         """B29: hold the ptrace connection until the peer closes (or the server stops)."""
         while True:
-            self.wait(conn, None)
+            yield from self.wait(conn, None)
             try:
                 if not conn.recv(4096):
                     return
@@ -521,8 +565,27 @@ class Wrap:
         if not self.server.profile.robust_cleanup:
             self.end(loop, last)
             return
-        try:  # H14: the slot is released whatever cleanup finds
-            self.end(loop, last)
+        self.server.run_steps(self.end_steps(loop, last))
+
+    def removes_dir(self, loop: AcceptLoop, last: bool) -> bool:
+        """Whether this loop's end removes the directory (H11)."""
+        return last or (
+            self.server.profile.cleanup == CLEANUP_NOTIFY_OWNS and loop.kind != "signal"
+        )
+
+    def end(self, loop: AcceptLoop, last: bool) -> None:
+        """Remove the directory when this loop's end calls for it (H11); free the slot."""
+        if self.removes_dir(loop, last):
+            self.remove_dir()
+        if last:
+            self.server.wrap_finished(self)
+
+    def end_steps(self, loop: AcceptLoop, last: bool):
+        """H14's :meth:`end`: cleanup yields to the event loop while a big tree goes, and
+        the slot is released whatever cleanup finds."""
+        try:
+            if self.removes_dir(loop, last):
+                yield from self.remove_dir_steps()
         except Exception as exc:
             self.server.log.error("wrap: cleanup failed", session=self.session.id,
                                   dir=self.dir.path, error=repr(exc)[:200])
@@ -531,17 +594,11 @@ class Wrap:
             if last:
                 self.server.wrap_finished(self)
 
-    def end(self, loop: AcceptLoop, last: bool) -> None:
-        """Remove the directory when this loop's end calls for it (H11); free the slot."""
-        if last or (
-            self.server.profile.cleanup == CLEANUP_NOTIFY_OWNS and loop.kind != "signal"
-        ):
-            self.remove_dir()
-        if last and not self.server.profile.robust_cleanup:
-            self.server.wrap_finished(self)
-
     def remove_dir(self) -> None:
-        if self.dir.remove_files():
+        drive(self.remove_dir_steps())
+
+    def remove_dir_steps(self):
+        if (yield from self.dir.remove_files_steps()):
             self.event("dir_removed", dir=self.dir.path)
             self.server.log.info("wrap: directory removed", session=self.session.id,
                                  dir=self.dir.path)
@@ -616,20 +673,15 @@ class WrapServer:
         self._sessions_by_key = {}  # H15: quota key -> sessions held
         self._wraps_by_key = {}  # H15: quota key -> wraps pending
         self._keepalives = {}  # H17
-        self._keepalive_threads = set()
         self._lock = threading.Lock()
-        self._stop_r, self._stop_w = os.pipe()
-        os.set_blocking(self._stop_r, False)
+        #: Every accept loop and handshake runs here (one thread, started by the first wrap).
+        self.loop = EventLoop()
+        self._stopped = False
         self.stopping = False
-        self.listeners = []  # API servers
-        self._api_threads = []
+        self.listeners = []  # API servers (served as tasks of self.loop)
         self.bound_apis = []
 
     # -- lifecycle -----------------------------------------------------------------
-
-    @property
-    def stop_fd(self) -> int:
-        return self._stop_r
 
     def start(self) -> WrapServer:
         from .api import make_api_server  # late: api imports this module
@@ -646,10 +698,7 @@ class WrapServer:
                 self.listeners.append(srv)
                 self.bound_apis.append(srv.spec)
             for srv in self.listeners:
-                t = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05},
-                                     name="api-" + srv.spec, daemon=True)
-                t.start()
-                self._api_threads.append((srv, t))
+                self.loop.spawn(srv.serve(self.loop))
         except BaseException:
             self.stop()
             raise
@@ -727,18 +776,16 @@ class WrapServer:
 
     def stop(self, timeout: float = 5.0) -> None:
         """Close every listener, end every loop, remove every directory made."""
-        if self._stop_w is None:
+        if self._stopped:
             return
+        self._stopped = True
         self.stopping = True
-        for srv, _t in self._api_threads:
-            srv.shutdown()  # only servers whose serve_forever thread was started
-        for srv in self.listeners:
-            srv.server_close()  # joins request threads, unlinks the socket file
-        for _srv, t in self._api_threads:
-            t.join(timeout)
         with self._lock:
             wraps = list(self.wraps)  # before the wake-up: ended loops drop their wrap
-        os.write(self._stop_w, b"x")  # wakes every accept loop and handshake
+        # Every API connection, accept loop and handshake ends (Stopped is thrown in).
+        self.loop.stop(timeout)
+        for srv in self.listeners:
+            srv.server_close()  # closes the API listener, unlinks the socket file
         for wrap in wraps:
             wrap.join(timeout)
         for wrap in wraps:
@@ -749,14 +796,7 @@ class WrapServer:
                 self.log.error("wrap: cleanup failed", dir=wrap.dir.path, error=repr(exc)[:200])
         with self._lock:
             self.wraps.clear()
-            keepalives = [t for t in threading.enumerate() if t in self._keepalive_threads]
-        for t in keepalives:
-            t.join(timeout)
-        os.close(self._stop_w)
-        os.close(self._stop_r)
-        self._stop_w = None
         self.listeners = []
-        self._api_threads = []
         self.log.info("stopped", pid=os.getpid())
 
     def __enter__(self) -> WrapServer:
@@ -764,6 +804,29 @@ class WrapServer:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+    def run_steps(self, steps) -> None:
+        """Run a cooperative generator: its first chunk now, in this thread (a wrap's
+        directory is gone before the next event), the rest, if any, as a task of the
+        event loop that yields between chunks; to its end at once when the loop is
+        stopping (or stopped: then nothing else is served)."""
+        try:
+            next(steps)
+        except StopIteration:
+            return
+        try:
+            self.loop.spawn(self._step_task(steps))
+        except RuntimeError:  # the loop is stopping
+            drive(steps)
+
+    @staticmethod
+    def _step_task(steps):
+        for _ in steps:
+            try:
+                yield (None, time.monotonic())  # let every other task have its turn
+            except Stopped:
+                drive(steps)  # shutting down: finish here (still bounded, H14)
+                return
 
     def wrap_finished(self, wrap: Wrap) -> None:
         with self._lock:
@@ -795,13 +858,11 @@ class WrapServer:
                     or sum(self._keepalives.values()) >= self.max_keepalives):
                 return None
             self._keepalives[key] = self._keepalives.get(key, 0) + 1
-            self._keepalive_threads.add(threading.current_thread())
         return key
 
     def release_keepalive(self, key) -> None:
         with self._lock:
             self._release(self._keepalives, key)
-            self._keepalive_threads.discard(threading.current_thread())
 
     def live_wraps(self) -> int:
         with self._lock:

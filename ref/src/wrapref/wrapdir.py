@@ -213,6 +213,15 @@ def _octal(mode: int) -> str:
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
+def drive(steps):
+    """Run a cooperative generator (``*_steps``) to its end in this thread; its result."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as stop:
+            return stop.value
+
+
 def empty_dir_fd(top_fd: int, max_depth: int = 16, max_ops: int = 200_000,
                  timeout: float = 5.0) -> bool:
     """Remove everything inside the directory open as *top_fd*; True once it is empty.
@@ -223,14 +232,28 @@ def empty_dir_fd(top_fd: int, max_depth: int = 16, max_ops: int = 200_000,
     emptied from there.  *max_ops* entries and *timeout* seconds bound the work a
     racing writer can cause; False means something was left (the caller logs it).
     """
+    return drive(empty_dir_steps(top_fd, max_depth, max_ops, timeout))
+
+
+def empty_dir_steps(top_fd: int, max_depth: int = 16, max_ops: int = 200_000,
+                    timeout: float = 5.0, chunk: int = 256):
+    """:func:`empty_dir_fd` as a generator: it yields after every *chunk* entries.
+
+    The server's event loop runs it as a task, so a tree a caller filled to the bound
+    delays nobody else's handshake; it returns (``StopIteration.value``) the same bool.
+    """
     deadline = time.monotonic() + timeout
     ops = 0
+    pause = chunk
     # frames: [fd, name in parent, subdirectories still to visit, listed?]
     stack = [[os.dup(top_fd), None, [], False]]
     try:
         while stack:
             if ops >= max_ops or time.monotonic() >= deadline:
                 return False
+            if ops >= pause:
+                pause = ops + chunk
+                yield
             frame = stack[-1]
             fd = frame[0]
             if frame[2]:
@@ -260,6 +283,9 @@ def empty_dir_fd(top_fd: int, max_depth: int = 16, max_ops: int = 200_000,
                 frame[3] = True
                 for name in names:
                     ops += 1
+                    if ops >= pause:
+                        pause = ops + chunk
+                        yield
                     try:
                         st = os.stat(name, dir_fd=fd, follow_symlinks=False)
                     except OSError:
@@ -442,20 +468,24 @@ class WrapDir:
     def remove_files(self) -> bool:
         """Remove the directory and everything in it (listeners stay open).
 
-        Thread-safe: a second caller waits until the first one's removal is done.
+        True if this call removed it; a second call returns False at once.
         """
+        return drive(self.remove_files_steps())
+
+    def remove_files_steps(self):
+        """:meth:`remove_files` as a generator (yields while a big tree is emptied, H14)."""
         with self._remove_lock:
             if self.removed:
                 return False
             self.removed = True
-            try:
-                if self.path is not None:
-                    self.remove_tree()
-            finally:
-                if self.dirfd is not None:
-                    os.close(self.dirfd)
-                    self.dirfd = None
-            return self.path is not None
+        try:
+            if self.path is not None:
+                yield from self.remove_tree_steps()
+        finally:
+            if self.dirfd is not None:
+                os.close(self.dirfd)
+                self.dirfd = None
+        return self.path is not None
 
     # -- hooks (overridable; tests stub them) ----------------------------------------
 
@@ -495,8 +525,11 @@ class WrapDir:
         return sock
 
     def remove_tree(self) -> None:
+        drive(self.remove_tree_steps())
+
+    def remove_tree_steps(self):
         if self.profile.robust_cleanup:
-            self.remove_tree_bounded()
+            yield from self.remove_tree_bounded_steps()
             return
         if self.dirfd is not None:
             # The caller may own the directory by now: remove it only if the
@@ -515,6 +548,9 @@ class WrapDir:
         Raises :class:`CleanupIncomplete` when something could not be removed (the
         wrap still releases its slot; the server logs it).
         """
+        drive(self.remove_tree_bounded_steps())
+
+    def remove_tree_bounded_steps(self):
         fd = self.dirfd
         opened = fd is None
         if opened:
@@ -537,7 +573,7 @@ class WrapDir:
                     os.fchmod(fd, 0o700)
                 except OSError:
                     pass
-            done = empty_dir_fd(fd)
+            done = yield from empty_dir_steps(fd)
             try:
                 os.rmdir(self.path)
             except OSError as exc:
