@@ -92,6 +92,21 @@ def test_owner_wrap_is_seen_by_peercred(served: LabRun):
     assert init["caller_uid"] == owner.uid
 
 
+@pytest.mark.parametrize("served", ROOT_ONLY, indirect=True)
+def test_wrapref_and_the_tools_load_from_bytecode(served: LabRun):
+    """The labs compile wrapref and the actor tools ahead (the image at build, the local
+    lab once per harness process): a user's ``wrapref wrap`` or server start does not
+    compile them again (python -v names each code object's source)."""
+    done = served.exec("owner", ["python3", "-v", "-c",
+                                 "import wrapref.server, wrapref.api, wrapref.client, "
+                                 "wraplab.actors.probe"], timeout=60)
+    assert done.exit_code == 0, done.describe()
+    loaded = {line.split("'")[1].rsplit("/", 1)[-1].split(".")[0]
+              for line in done.stderr.splitlines()
+              if line.startswith("# code object from") and "/__pycache__/" in line}
+    assert {"server", "api", "client", "wire", "probe"} <= loaded, done.stderr[-2000:]
+
+
 @pytest.mark.parametrize("served", ALL, indirect=True)
 def test_intruder_is_refused_and_seen_by_peercred(served: LabRun):
     """The owner makes a wrap (wrap-init over the API); the attacker goes for its notify

@@ -139,7 +139,7 @@ _CODE = {}
 
 def prepare_tool(tool):
     """In the agent, before the fork: import the tool (so its imports are loaded once, in
-    the agent) and compile its source for ``__main__`` (the images write no .pyc files)."""
+    the agent) and compile its source for ``__main__`` once, not in every child."""
     if tool not in _CODE:
         importlib.import_module(tool)
         spec = importlib.util.find_spec(tool)
