@@ -3,7 +3,7 @@ object on stdout.
 
     python3 -m wraplab.actors.symlink_race prepare --dir D --count N      (as root)
     python3 -m wraplab.actors.symlink_race race --dir D --count N --base TMP
-        [--api unix:SOCK] [--kind notify|signal|ptrace] [--seconds S] [--spin S]
+        [--api unix:SOCK] [--kind notify|signal|ptrace] [--seconds S] [--spin S] [--enough W]
     python3 -m wraplab.actors.symlink_race check --dir D --count N        (as root)
 
 ``prepare`` makes ``D`` (0755 root) holding N canary files ``c-<i>`` (0600 root:root, a
@@ -18,7 +18,7 @@ user can stat the 0600 file in it) and counts a win when its owner or mode chang
 ``check`` re-reads every canary as root: the authoritative count.
 
 Bounded: at most ``--count`` tries and ``--seconds`` in all; each spin at most ``--spin``
-seconds; each wrap-init at most 10 s.
+seconds; each wrap-init at most 10 s. ``--enough W`` ends the race at its W-th win.
 """
 
 from __future__ import annotations
@@ -193,6 +193,8 @@ def race(args) -> dict:
         for i in range(args.count):
             if time.monotonic() >= deadline:
                 break
+            if args.enough and tally["wins"] >= args.enough:
+                break  # the point is made: more wins would only cost time
             status, body = api_request(args.api, "POST", "/api/v1/sessions", {})
             if status != 201 or not isinstance(body, dict):
                 tally["errors"][f"session:{status}"] = tally["errors"].get(
@@ -313,6 +315,8 @@ def main(argv=None):
                    "(default: any new directory in the temp base, the server's naming unknown)")
     p.add_argument("--kind", choices=("notify", "signal", "ptrace"), default="notify")
     p.add_argument("--seconds", type=float, default=60.0)
+    p.add_argument("--enough", type=int, default=0,
+                   help="stop the race after this many wins (0: make every try)")
     p.add_argument("--spin", type=float, default=0.5)
     args = p.parse_args(argv)
     if not 0 <= args.count <= 100000:

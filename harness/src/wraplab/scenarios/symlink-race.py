@@ -8,18 +8,20 @@ owns the directory, so she can replace the socket with a symlink to any file; ro
 chowns that file to her (and chmods it 0600), and the validation, looking through the
 symlink, passes. A local privilege escalation: any root-owned file can be had.
 
-The attack, repeated N times (``RACE`` below; environment ``WRAPLAB_RACE_TRIES`` and
-``WRAPLAB_RACE_SECONDS`` override). Root prepares N canary files in the container
-(``/var/lib/wraplab-canary-<run>/c-<i>``, 0600 root:root, directory 0755 so anyone may
-stat them; never on the host). Alice runs the ``symlink_race`` actor tool: per try it
-creates a session, lets a helper process send wrap-init (``caller_uid`` = her uid), takes
-the new directory's name from inotify on the temp base (busy-polled), spins ``lstat`` on
-``<dir>/<kind>-<session>.sock`` and, the moment the socket exists, renames a prepared
-symlink to canary ``c-<i>`` over it (one syscall; the symlink is moved into the directory
-beforehand, as soon as she can search it, so the swap is a same-directory rename). Root
-then re-reads every canary: a try is won when its canary's owner or mode changed. The
-metrics give the tries, wins, win rate, time taken, the HTTP answers (500 = a swap the
-server's validation caught), and the spinner's timings.
+The attack, repeated N times (``RACE`` below; environment ``WRAPLAB_RACE_TRIES``,
+``WRAPLAB_RACE_SECONDS`` and ``WRAPLAB_RACE_ENOUGH`` override), or until the ``enough``-th
+win: ten canaries handed over prove the hole as well as fifty, and a vulnerable cell then
+takes a second or two instead of half a minute; a defended cell makes every try. Root
+prepares N canary files in the container (``/var/lib/wraplab-canary-<run>/c-<i>``, 0600
+root:root, directory 0755 so anyone may stat them; never on the host). Alice runs the
+``symlink_race`` actor tool: per try it creates a session, lets a helper process send
+wrap-init (``caller_uid`` = her uid), takes the new directory's name from inotify on the
+temp base (busy-polled), spins ``lstat`` on ``<dir>/<kind>-<session>.sock`` and, the moment
+the socket exists, renames a prepared symlink to canary ``c-<i>`` over it (one syscall; the
+symlink is moved into the directory beforehand, as soon as she can search it, so the swap is
+a same-directory rename). Root then re-reads every canary: a try is won when its canary's
+owner or mode changed. The metrics give the tries, wins, win rate, time taken, the HTTP
+answers (500 = a swap the server's validation caught), and the spinner's timings.
 
 Actors: owner (alice, who is also the attacker: the directory is handed to her).
 Placement: root (the chown path; without CAP_CHOWN agentsh keeps the directory root-owned
@@ -64,7 +66,7 @@ TRANSPORTS = ("unix",)
 # A short accept window: every agentsh try leaves a listener nobody will dial (its path is
 # now a symlink), and pending wraps are bounded (1024) by the server.
 SERVER = {"accept_window": 1}
-RACE = {"tries": 3000, "seconds": 40.0}
+RACE = {"tries": 3000, "seconds": 40.0, "enough": 10}
 LABS = ("docker",)
 LAB_NOTES = {"local": "the canary files root hands over must live in a container, never "
                       "on the host"}
@@ -85,6 +87,7 @@ def run(ctx):
         return ctx.error(f"not run on the {ctx.cell.lab} lab: {LAB_NOTES.get(ctx.cell.lab)}")
     tries = int(os.environ.get("WRAPLAB_RACE_TRIES", RACE["tries"]))
     seconds = float(os.environ.get("WRAPLAB_RACE_SECONDS", RACE["seconds"]))
+    enough = int(os.environ.get("WRAPLAB_RACE_ENOUGH", RACE["enough"]))
     cdir = f"/var/lib/wraplab-canary-{os.urandom(4).hex()}"
     t0 = time.time()
     prep = ctx.run.tool("symlink_race", ["prepare", "--dir", cdir, "--count", str(tries)],
@@ -94,7 +97,8 @@ def run(ctx):
     if prep.get("error"):
         return ctx.error(f"canary setup failed: {prep['error']}")
     argv = [*TOOL, "race", "--dir", cdir, "--count", str(tries), "--base", ctx.run.temp_base,
-            "--api", ctx.api, "--kind", ctx.socket, "--seconds", f"{seconds:g}"]
+            "--api", ctx.api, "--kind", ctx.socket, "--seconds", f"{seconds:g}",
+            "--enough", str(enough)]
     t1 = time.time()
     res = ctx.run.exec("owner", argv, timeout=seconds + 60)
     try:
@@ -126,6 +130,8 @@ def run(ctx):
     if wins != race["wins"]:
         ctx.note(f"the racer counted {race['wins']} wins, root counts {wins}")
     rate = f"{wins}/{race['tries']} tries in {race['seconds']:.1f} s"
+    if enough and race["wins"] >= enough:
+        rate += f", stopped at the {enough}th win"
     if wins:
         ex = (chk.get("examples") or [{}])[0]
         return ctx.vulnerable(

@@ -1,0 +1,30 @@
+"""The symlink race tool (wraplab.actors.symlink_race) against agentsh's layout, in Docker
+(its canary files must never be on the host): ``--enough`` ends the race at that win, so a
+vulnerable cell stops as soon as the hole is shown, and root's count agrees."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import DOCKER_PARAMS
+from wraplab.targets import wrapref_spec
+
+TRIES = 3000
+
+
+@pytest.mark.parametrize("lab", DOCKER_PARAMS[:1])
+def test_the_race_stops_at_the_enough_th_win(start_lab, lab):
+    run = start_lab(lab, wrapref_spec("agentsh", "root", accept_window=1))
+    cdir = "/var/lib/wraplab-canary-test"
+    prep = run.tool("symlink_race", ["prepare", "--dir", cdir, "--count", str(TRIES)],
+                    as_user="root", timeout=60)
+    assert not prep.get("error"), prep
+    res = run.exec("owner", ["python3", "-m", "wraplab.actors.symlink_race", "race",
+                             "--dir", cdir, "--count", str(TRIES), "--base", run.temp_base,
+                             "--api", run.api, "--seconds", "60", "--enough", "2"],
+                   timeout=120)
+    race = res.json()
+    assert race["wins"] == 2, race  # agentsh loses some tries in every few hundred
+    assert race["tries"] < TRIES, race  # ... and the race ended there, not at the count
+    chk = run.tool("symlink_race", ["check", "--dir", cdir, "--count", str(TRIES)],
+                   as_user="root", timeout=60)
+    assert chk["changed"] == 2, chk
