@@ -29,7 +29,10 @@ ACTORS = {"owner": "owner", "intruder": "attacker"}
 SOCKETS = ("notify", "signal", "ptrace")
 PLACEMENTS = ("root",)
 TRANSPORTS = ("unix", "tcp")
-SERVER = {"accept_window": 8}
+# The hardened client retries a missing socket until its budget ends; where mallory's
+# handoff took the wrap the directory is gone, so the budget is all that alice waits for.
+# Her handoff, when it can happen, takes milliseconds once she is released.
+SERVER = {"accept_window": 8, "client_budget": 1.5}
 EXPECT = {
     "hardened": {"unix": DEFENDED.by("kernel"), "tcp": VULNERABLE},
     "agentsh": VULNERABLE,
