@@ -16,8 +16,9 @@ must be back to their baseline once the window is over ("nothing left behind"; R
 reported, not judged: Python keeps freed memory in its arenas).
 
 Actors: owner (alice), flooder (mallory). Placement: root. Transport: unix. Socket: notify.
-Window 10 s: the flood took 1.4-3 s on this project's 2-core machine and alice's five tries
-well under a second. None of mallory's wraps can expire before the flood's start plus the
+Window 7 s: the flood took 1.4-3 s on this project's 2-core machine (thread-per-wrap
+server), 1.5-1.8 s with both cores kept busy by a burner (event-loop server, 2026-12-01),
+and alice's five tries well under a second; mallory's flood is cut at the window minus 3 s. None of mallory's wraps can expire before the flood's start plus the
 window, so alice's tries must end by then: later (a slower machine), the verdict is
 ``error`` unless alice got a 503 (that is proof whatever the timing).
 
@@ -41,7 +42,7 @@ ACTORS = {"owner": "owner", "flooder": "attacker"}
 SOCKETS = ("notify",)
 PLACEMENTS = ("root",)
 TRANSPORTS = ("unix",)
-WINDOW = 10.0
+WINDOW = 7.0
 SERVER = {"accept_window": WINDOW}
 FLOOD = 1100
 OWNER_TRIES = 5
@@ -72,7 +73,7 @@ def run(ctx):
               and (w.data.get("http_status") == 503)]
     latency = sorted(w.latency_ms for w in wraps if w.latency_ms is not None)
     flood_done = time.time()  # alice's tries are over
-    after = back_to_baseline(ctx, base, WINDOW + 20, pause=1.0)
+    after = back_to_baseline(ctx, base, WINDOW + 20, pause=0.25)
     rate = len(ok) / len(wraps)
     ctx.metrics.update(flood=outs, owner_success=rate, owner_latency_ms=latency,
                        baseline=base, peak=peak, after=after,
