@@ -26,11 +26,12 @@ Expected:
 - hardened: defended (api-bounds): 8 of mallory's connections are served at once
   (``max_workers_per_uid``), the rest answered 503 "too many connections"; each held one
   ends at the 10 s whole-request deadline; alice is served.
-- agentsh, pre-235, permissive, accept-once: vulnerable: one thread and one fd per
-  connection and only a per-read timeout, so mallory's trickle holds every fd the server
-  may open; accept fails (EMFILE, the server spins), alice's requests wait in the backlog
-  and time out (agentsh is Go's net/http, a goroutine per connection; its server timeouts
-  were not read: assumed none per uid, docs/hostile-users.md H22).
+- agentsh, pre-235, permissive, accept-once: vulnerable: one fd per connection (and, in the
+  reference server before 2026-12-01, one thread) and only a per-read timeout, so mallory's
+  trickle holds every fd the server may open; accept fails (EMFILE, the server spins),
+  alice's requests wait in the backlog and time out (agentsh is Go's net/http, a goroutine
+  per connection; its server timeouts were not read: assumed none per uid,
+  docs/hostile-users.md H22).
 """
 
 import time

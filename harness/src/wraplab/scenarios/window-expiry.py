@@ -2,7 +2,8 @@
 
 Alice sends wrap-init and then never connects (a client that crashed between wrap-init and
 its dial). The scenario reads the server's fd and thread counts (/proc, as root) before
-(baseline), while the wrap is pending (it must hold more: the listener, the loop thread),
+(baseline), while the wrap is pending (it must hold more: the listener; a server with a
+thread per loop, its thread too),
 and once the wrap directory and its sockets no longer exist (waited for up to the window
 plus 5 s); then the fd and thread counts must be back to the baseline. Where the target
 keeps events they corroborate: one ``window_expired`` per loop and ``dir_removed``; events

@@ -17,10 +17,11 @@ reported, not judged: Python keeps freed memory in its arenas).
 
 Actors: owner (alice), flooder (mallory). Placement: root. Transport: unix. Socket: notify.
 Window 7 s: the flood took 1.4-3 s on this project's 2-core machine (thread-per-wrap
-server), 1.5-1.8 s with both cores kept busy by a burner (event-loop server, 2026-12-01),
-and alice's five tries well under a second; mallory's flood is cut at the window minus 3 s. None of mallory's wraps can expire before the flood's start plus the
-window, so alice's tries must end by then: later (a slower machine), the verdict is
-``error`` unless alice got a 503 (that is proof whatever the timing).
+server), 1.5-3.7 s with both cores kept busy by burners (event-loop server, 2026-12-01),
+and alice's five tries well under a second; mallory's flood is cut at the window minus 3 s.
+None of mallory's wraps can expire before the flood's start plus the window, so alice's
+tries must end by then: later (a slower machine), the verdict is ``error`` unless alice got
+a 503 (that is proof whatever the timing).
 
 Expected:
 - hardened: defended: mallory gets 128 wraps (``max_wraps_per_uid``) and then 503 "too
