@@ -627,7 +627,7 @@ class WrapServer:
     #: Most sessions kept at once; at the limit the oldest session with no pending
     #: wrap is forgotten, and if there is none the answer is 503.
     max_sessions = 4096
-    #: Most wraps pending at once (each holds a directory, fds and threads): then 503.
+    #: Most wraps pending at once (each holds a directory, fds and event-loop tasks): then 503.
     max_wraps = 1024
     #: Largest accepted request body.
     max_body = 64 * 1024
