@@ -14,7 +14,7 @@ from typing import Any
 from wraplab.engine.actors import Actor, HarnessError
 from wraplab.engine.axes import engine_options
 from wraplab.engine.cells import Cell, Step, plain
-from wraplab.engine.evidence import LOOP_ENDS, Flood, Intrusion, Wrap
+from wraplab.engine.evidence import LOOP_ENDS, Flood, Intrusion, Wrap, settled
 from wraplab.engine.verdicts import BROKEN, DEFENDED, ERROR, VULNERABLE, Judgement
 
 __all__ = ["Context"]
@@ -164,6 +164,13 @@ class Context:
             raise HarnessError(f"events of {session}: HTTP {status} {body!r}")
         self._events[session] = list(body.get("events") or [])
         return self._events[session]
+
+    def final_events(self, session: str) -> list[dict]:
+        """The session's events for the report: the last read where it already shows the
+        session settled (:func:`~wraplab.engine.evidence.settled`), else a fresh read;
+        so a cell whose judge saw the end reads the events once."""
+        cached = self._events.get(session)
+        return self.events(session, fresh=cached is None or not settled(cached))
 
     def waits_until(self, what: str, check: Callable[[], Any], deadline: float,
                     pause: float = 0.2) -> Any:

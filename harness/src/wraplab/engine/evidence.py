@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 __all__ = ["Wrap", "Intrusion", "Flood", "LOOP_ENDS", "GONE", "KERNEL_REFUSALS",
-           "rejections_of", "removed_under", "json_of"]
+           "rejections_of", "removed_under", "settled", "json_of"]
 
 #: The events that end an accept loop: exactly one per loop (docs/design.md §1).
 LOOP_ENDS = ("handoff_ok", "handoff_failed", "window_expired")
@@ -290,3 +290,23 @@ def removed_under(events: list[dict], kinds: list[str]) -> str | None:
             return (f"the server removed the wrap directory while its {kind} loop still "
                     "waited (G8: the notify loop cleans up for the whole wrap)")
     return None
+
+
+def settled(events: list[dict]) -> bool:
+    """True when ``events`` (one session's) show every wrap of the session over: each
+    socket's loop ended (``LOOP_ENDS``) and the directory removed (or its cleanup given
+    up). Nothing more can happen to such a session, so its events need no second read;
+    a session without a wrap_init event is never settled (a read may still find one)."""
+    inits = [e for e in events if e.get("type") == "wrap_init"]
+    if not inits:
+        return False
+    for init in inits:
+        wrap = init.get("wrap")
+        kinds = set((init.get("sockets") or {}).keys())
+        mine = [e for e in events if e.get("wrap") == wrap]
+        ended = {e.get("kind") for e in mine if e.get("type") in LOOP_ENDS}
+        if not kinds or not kinds <= ended:
+            return False
+        if not any(e.get("type") in ("dir_removed", "cleanup_incomplete") for e in mine):
+            return False
+    return True

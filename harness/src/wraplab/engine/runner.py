@@ -91,7 +91,7 @@ def run_cell(cell: Cell, *, scenario: Scenario | None = None, lab=None,
             timings["scenario_s"] = round(time.time() - t1, 3)
             for session in ctx.sessions:
                 try:
-                    events.extend(ctx.events(session, fresh=True))
+                    events.extend(ctx.final_events(session))
                 except Exception:
                     pass
             try:
