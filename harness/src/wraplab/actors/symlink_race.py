@@ -139,8 +139,13 @@ class Inotify:
             except BlockingIOError:
                 return
 
-    def wait_dir(self, prefix: str, deadline: float) -> str | None:
-        """The name of the next directory created whose name starts with ``prefix``."""
+    def wait_dir(self, prefix: str, deadline: float, answered=None) -> str | None:
+        """The name of the next directory created whose name starts with ``prefix``; None
+        at the deadline, or once ``answered()`` says the server has answered wrap-init
+        without one (a 503: nothing will be created; the directory is made before the
+        answer, so its event is queued by then)."""
+        polls = 0
+        last = False
         while True:
             left = deadline - time.monotonic()
             if left <= 0:
@@ -150,6 +155,11 @@ class Inotify:
             try:
                 buf = os.read(self.fd, 65536)
             except BlockingIOError:
+                if last:
+                    return None
+                polls += 1
+                if answered is not None and polls & 255 == 0 and answered():
+                    last = True  # one more read: an event queued before the answer
                 continue
             off = 0
             while off + _EVENT.size <= len(buf):
@@ -213,7 +223,7 @@ def race(args) -> dict:
             tally["tries"] += 1
             to_helper.write(sid + "\n")
             to_helper.flush()
-            name = ino.wait_dir(args.prefix, time.monotonic() + 10)
+            name = ino.wait_dir(args.prefix, time.monotonic() + 10, answered)
             spins = 0
             if name is None:
                 tally["no_dir"] += 1
