@@ -18,7 +18,9 @@ user can stat the 0600 file in it) and counts a win when its owner or mode chang
 ``check`` re-reads every canary as root: the authoritative count.
 
 Bounded: at most ``--count`` tries and ``--seconds`` in all; each spin at most ``--spin``
-seconds; each wrap-init at most 10 s. ``--enough W`` ends the race at its W-th win.
+seconds; each wrap-init at most 10 s. ``--enough W`` ends the race at its W-th win. A
+wrap-init refused with 503 (the server's cap on pending wraps: each try leaves one pending
+for the accept window) makes no directory and so is no try: it is counted as ``refused``.
 """
 
 from __future__ import annotations
@@ -194,13 +196,15 @@ def race(args) -> dict:
         """The server has answered wrap-init (nothing more will appear this try)."""
         return bool(poll.poll(0))
     tally = {"tries": 0, "wins": 0, "swapped": 0, "no_dir": 0, "no_socket": 0,
-             "swap_errors": {}, "http": {}, "errors": {}}
+             "refused": 0, "swap_errors": {}, "http": {}, "errors": {}}
     wins = []
     spin_counts = []
     swap_after_us = []
     link_tmp = os.path.join(base, f".wraplab-race-{os.getpid()}")
     try:
-        for i in range(args.count):
+        i = -1
+        while i + 1 < args.count:
+            i += 1
             if time.monotonic() >= deadline:
                 break
             if args.enough and tally["wins"] >= args.enough:
@@ -276,6 +280,14 @@ def race(args) -> dict:
                 res = {"status": None, "error": "helper: " + line.strip()[:100]}
             key = str(res.get("status"))
             tally["http"][key] = tally["http"].get(key, 0) + 1
+            if name is None and res.get("status") == 503:
+                # The server's pending-wrap cap (every try leaves a wrap pending for the
+                # window): no directory, no attack. Not a try; canary i waits for one.
+                tally["tries"] -= 1
+                tally["no_dir"] -= 1
+                tally["refused"] += 1
+                i -= 1
+                continue
             if res.get("status") != 200 and len(tally["errors"]) < 8:
                 why = re.sub(r"/\S+", "<path>", str(res.get("error")))[:120]
                 tally["errors"][why] = tally["errors"].get(why, 0) + 1

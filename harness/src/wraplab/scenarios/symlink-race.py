@@ -123,13 +123,16 @@ def run(ctx):
         tries=race["tries"], wins=wins, win_rate=round(wins / race["tries"], 4)
         if race["tries"] else None, race_seconds=race["seconds"], swapped=race["swapped"],
         http=race["http"], swap_errors=race["swap_errors"], no_socket=race["no_socket"],
-        no_dir=race["no_dir"], spins_median=race["spins_median"],
+        no_dir=race["no_dir"], refused=race.get("refused", 0),
+        spins_median=race["spins_median"],
         swap_us_median=race["swap_us_median"], racer_counted=race["wins"])
     if race["tries"] == 0:
         return ctx.error(f"no try was made: {race.get('errors')}")
     if wins != race["wins"]:
         ctx.note(f"the racer counted {race['wins']} wins, root counts {wins}")
     rate = f"{wins}/{race['tries']} tries in {race['seconds']:.1f} s"
+    if race.get("refused"):
+        rate += f" ({race['refused']} more wrap-inits refused 503 at the pending-wrap cap)"
     if enough and race["wins"] >= enough:
         rate += f", stopped at the {enough}th win"
     if wins:
