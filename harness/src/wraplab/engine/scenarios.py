@@ -11,6 +11,9 @@ A scenario file has a module docstring telling the attack, and declares::
     EXPECT = {"hardened": DEFENDED.by("kernel"), "agentsh": {"*": DEFENDED, "tcp": VULNERABLE}}
     SERVER = {"accept_window": 6}            # optional: see wraplab.engine.axes.SERVER_OPTIONS
     NEEDS = ("events",)                      # optional: "wrapref" (starts it itself), "events"
+    EXCLUSIVE = True                         # optional: a flood, race or leak count: its cells
+                                             # run one at a time, beside no flood
+    FLOODS = True                            # optional: floods, so never beside an EXCLUSIVE cell
     def run(ctx): ...                        # steps; returns ctx.judge(...) or ctx.<verdict>(...)
 
 ``EXPECT`` names every profile. A value is a verdict (or ``verdict.by(guard)``), or a mapping
