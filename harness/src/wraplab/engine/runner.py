@@ -202,7 +202,8 @@ def schedule(cells: list[Cell], scenarios: dict) -> tuple[list[int], list[int], 
     floods = [i for i, c in enumerate(cells)
               if not scenarios[c.scenario].exclusive and scenarios[c.scenario].floods]
     alone = [i for i, c in enumerate(cells) if scenarios[c.scenario].exclusive]
-    shared = [i for i in range(len(cells)) if i not in set(floods) | set(alone)]
+    taken = set(floods) | set(alone)
+    shared = [i for i in range(len(cells)) if i not in taken]
     return floods, alone, shared
 
 
