@@ -569,9 +569,8 @@ def _configure_matrix(p: argparse.ArgumentParser) -> None:
     _add_common(p, many=True)
     p.add_argument("--scenario", action="append", help="only these scenario(s)")
     p.add_argument("-j", "--jobs", type=_jobs, default=2,
-                   help="cells at a time, or auto: one per core (default 2); one lane "
-                        "runs the exclusive cells (floods, races, leak counts) one at a "
-                        "time, never beside another exclusive cell or a flood")
+                   help="cells at a time, or auto: one per core (default 2); exclusive "
+                        "cells (floods, races, leak counts) always run alone")
     p.add_argument("--json", metavar="FILE", help="write the outcomes as JSON")
     p.add_argument("--junit", metavar="FILE", help="write JUnit XML")
     p.add_argument("--markdown", metavar="FILE", help="write a Markdown verdict table")

@@ -4,7 +4,6 @@ read once at the end and merged into the transcript)."""
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 import os
 import threading
@@ -185,36 +184,21 @@ def _log_excerpt(log: list[dict], limit: int = 60) -> list[dict]:
 
 
 def auto_jobs() -> int:
-    """``-j auto``: one cell per core this process may run on. An exclusive cell (floods,
-    races, leak counts) takes one of those lanes and never runs beside another exclusive
-    cell or a flooding one (:func:`run_cells`)."""
+    """``-j auto``: one cell per core this process may run on. Exclusive cells (floods,
+    races, leak counts) still run afterwards, one at a time, so no flood shares the CPU
+    with another cell."""
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except (AttributeError, OSError):
         return max(1, os.cpu_count() or 1)
 
 
-def schedule(cells: list[Cell], scenarios: dict) -> tuple[list[int], list[int], list[int]]:
-    """The cells' indexes in three groups: ``floods`` (shared cells of a ``FLOODS``
-    scenario), ``alone`` (of an ``EXCLUSIVE`` one), and the rest, ``shared``. Floods run
-    first on every lane; then one lane runs the exclusive cells one by one while the others
-    run the rest, so no exclusive cell shares the CPU with a flood of another cell."""
-    floods = [i for i, c in enumerate(cells)
-              if not scenarios[c.scenario].exclusive and scenarios[c.scenario].floods]
-    alone = [i for i, c in enumerate(cells) if scenarios[c.scenario].exclusive]
-    taken = set(floods) | set(alone)
-    shared = [i for i in range(len(cells)) if i not in taken]
-    return floods, alone, shared
-
-
 def run_cells(cells: list[Cell], *, jobs: int = 1,
               on_done: Callable[[Outcome], None] | None = None,
               on_start: Callable[[Cell], None] | None = None) -> list[Outcome]:
     """Run ``cells`` with ``jobs`` at a time (each cell its own lab, in a container checked
-    clean and reused where one is idle: :mod:`wraplab.labs.warm`), in the order of
-    :func:`schedule`: first the flooding cells on every lane, then one lane runs the
-    cells of ``EXCLUSIVE`` scenarios one at a time while the other ``jobs - 1`` lanes run
-    the rest (the exclusive lane joins them when it is done). Each target is prepared
+    clean and reused where one is idle: :mod:`wraplab.labs.warm`); cells of an
+    ``EXCLUSIVE`` scenario (floods) run afterwards, one at a time. Each target is prepared
     (``install.build``) first; a failure raises :class:`~wraplab.targets.TargetError`.
     ``on_start(cell)`` and ``on_done(outcome)`` are called as each cell starts and ends
     (progress displays)."""
@@ -239,24 +223,12 @@ def run_cells(cells: list[Cell], *, jobs: int = 1,
             if on_done:
                 on_done(out)
 
-    floods, alone, shared = schedule(cells, scenarios)
-    queue = collections.deque(shared)
-
-    def lane(first: list[int]) -> None:
-        for i in first:
+    shared = [i for i, c in enumerate(cells) if not scenarios[c.scenario].exclusive]
+    alone = [i for i, c in enumerate(cells) if scenarios[c.scenario].exclusive]
+    with warm.reuse():  # containers checked clean serve the next cell of the same kind
+        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+            for fut in [pool.submit(one, i) for i in shared]:
+                fut.result()
+        for i in alone:
             one(i)
-        while True:
-            with lock:
-                if not queue:
-                    return
-                i = queue.popleft()
-            one(i)
-
-    lanes = max(1, jobs)
-    # warm: containers checked clean serve the next cell of the same kind
-    with warm.reuse(), ThreadPoolExecutor(max_workers=lanes) as pool:
-        for fut in [pool.submit(one, i) for i in floods]:
-            fut.result()
-        for fut in [pool.submit(lane, alone if n == 0 else []) for n in range(lanes)]:
-            fut.result()
     return [outcomes[i] for i in range(len(cells))]

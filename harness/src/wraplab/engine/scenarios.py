@@ -11,9 +11,6 @@ A scenario file has a module docstring telling the attack, and declares::
     EXPECT = {"hardened": DEFENDED.by("kernel"), "agentsh": {"*": DEFENDED, "tcp": VULNERABLE}}
     SERVER = {"accept_window": 6}            # optional: see wraplab.engine.axes.SERVER_OPTIONS
     NEEDS = ("events",)                      # optional: "wrapref" (starts it itself), "events"
-    EXCLUSIVE = True                         # optional: a flood, race or leak count: its cells
-                                             # run one at a time, beside no flood
-    FLOODS = True                            # optional: floods, so never beside an EXCLUSIVE cell
     def run(ctx): ...                        # steps; returns ctx.judge(...) or ctx.<verdict>(...)
 
 ``EXPECT`` names every profile. A value is a verdict (or ``verdict.by(guard)``), or a mapping
@@ -67,8 +64,7 @@ class Scenario:
     run: Callable
     server: Mapping[str, Any] = field(default_factory=dict)
     order: int = 100
-    exclusive: bool = False  # never beside another exclusive cell or a flood (EXCLUSIVE)
-    floods: bool = False  # a flood of its own: never beside an exclusive cell (FLOODS)
+    exclusive: bool = False  # runs alone (a flood needs the machine's cores to itself)
     labs: tuple[str, ...] = LABS  # where it can run; LAB_NOTES say why not elsewhere
     lab_notes: Mapping[str, str] = field(default_factory=dict)
     #: What the scenario needs of the target beyond the protocol (``"wrapref"``: it starts
@@ -227,8 +223,7 @@ def load_scenario(path: str | Path) -> Scenario:
         expect=_check_expect(getattr(module, "EXPECT", None), path), run=run,
         server=_server_options(getattr(module, "SERVER", {}), path),
         order=int(getattr(module, "ORDER", 100)),
-        exclusive=bool(getattr(module, "EXCLUSIVE", False)),
-        floods=bool(getattr(module, "FLOODS", False)), labs=labs,
+        exclusive=bool(getattr(module, "EXCLUSIVE", False)), labs=labs,
         lab_notes={k: v for k, v in lab_notes.items() if k not in labs},
         needs=_tuple_of("NEEDS", module.NEEDS, NEEDS, path) if hasattr(module, "NEEDS")
         else (), needs_why=str(getattr(module, "NEEDS_WHY", "")),

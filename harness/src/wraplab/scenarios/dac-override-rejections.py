@@ -38,7 +38,6 @@ from wraplab.engine.evidence import GONE
 
 SLUG = "dac-override-rejections"
 ORDER = 350
-FLOODS = True  # up to 2,000 connects: never beside an exclusive cell
 ACTORS = {"owner": "owner", "intruder": "attacker"}
 SOCKETS = ("notify", "signal", "ptrace")
 PLACEMENTS = ("root",)

@@ -25,7 +25,6 @@ from wraplab.engine import DEFENDED, VULNERABLE
 
 SLUG = "log-flood"
 ORDER = 255
-FLOODS = True  # 300 requests of 60 KB: never beside an exclusive cell
 ACTORS = {"owner": "owner", "intruder": "attacker"}
 SOCKETS = ("notify",)
 PLACEMENTS = ("root",)
