@@ -118,9 +118,6 @@ class Session:
 # ------------------------------------------------------------------ accept loop
 
 
-_Stopped = Stopped  # the server is shutting down (thrown into every waiting loop)
-
-
 class AcceptLoop:
     """Accept on one wrap socket until one handoff is attempted or the window ends.
 
@@ -170,9 +167,6 @@ class AcceptLoop:
         if self._started:
             self._done.wait(timeout)
 
-    def is_alive(self) -> bool:
-        return self._started and not self._done.is_set()
-
     def wait(self, sock, deadline):
         """Wait until *sock* is readable (``yield from``): True, False on deadline; the
         event loop throws :class:`Stopped` here on shutdown.
@@ -191,7 +185,7 @@ class AcceptLoop:
     def run(self):
         try:
             yield from self.serve()
-        except _Stopped:
+        except Stopped:  # the server is shutting down (thrown into every waiting loop)
             self.outcome = "shutdown"
             self.event("handoff_failed", peer_uid=None, peer_pid=None, reason="shutdown",
                        rejections=self.total_rejections)

@@ -524,9 +524,6 @@ class WrapDir:
             raise
         return sock
 
-    def remove_tree(self) -> None:
-        drive(self.remove_tree_steps())
-
     def remove_tree_steps(self):
         if self.profile.robust_cleanup:
             yield from self.remove_tree_bounded_steps()
@@ -542,15 +539,12 @@ class WrapDir:
                 return
         shutil.rmtree(self.path, ignore_errors=True)
 
-    def remove_tree_bounded(self) -> None:
+    def remove_tree_bounded_steps(self):
         """H14: take the directory back, empty it through its fd, then rmdir it.
 
         Raises :class:`CleanupIncomplete` when something could not be removed (the
         wrap still releases its slot; the server logs it).
         """
-        drive(self.remove_tree_bounded_steps())
-
-    def remove_tree_bounded_steps(self):
         fd = self.dirfd
         opened = fd is None
         if opened:
