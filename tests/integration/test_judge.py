@@ -390,5 +390,18 @@ def test_a_stall_that_ended_the_loop_is_vulnerable_even_when_the_client_saw_ok(o
     w = wrap(ctx, ok=owner_ok, step="done" if owner_ok else "connect-signal",
              errno=None if owner_ok else "ENOENT")
     j = engine.judge_stall(ctx, w, who="the stalled connection", held=1.6, server="eof",
-                           ends=ends, window=5.0, handshake=1.5)
+                           ends=ends, window=5.0, handshake=1.5, open_until=1.6,
+                           window_end=5.0)
     assert j.verdict is engine.VULNERABLE and j.guard == "handshake-deadline"
+
+
+@pytest.mark.parametrize(("open_until", "verdict"), [(6.0, "vulnerable"), (4.5, "error")])
+def test_a_stall_is_held_past_the_window_only_if_seen_open_after_its_end(open_until, verdict):
+    """The staller's watch may end early (the harness lets it go): "open" is evidence of
+    a stall past the window only if it was seen open after the window's end."""
+    ctx = ctx_for([INIT])
+    w = wrap(ctx, ok=False, step="handoff-notify", errno="EAGAIN")
+    j = engine.judge_stall(ctx, w, who="the stalled connection", held=open_until - 0.1,
+                           server="open", ends=[], window=5.0, handshake=1.5,
+                           open_until=open_until, window_end=5.0)
+    assert j.verdict.value == verdict, j

@@ -4,6 +4,8 @@ import errno
 import http.client
 import json
 import os
+import select
+import signal
 import socket
 import struct
 import sys
@@ -35,6 +37,46 @@ def errno_name(exc):
     if num is None:
         return type(exc).__name__
     return errno.errorcode.get(num, str(num))
+
+
+_TERM_FD = None
+
+
+def release_on_term():
+    """From now on a SIGTERM does not kill this tool: it ends the current :func:`watch`
+    (the harness has seen what it needed, the tool reports and exits). Call it early in
+    ``main``, before the harness can signal."""
+    global _TERM_FD
+    if _TERM_FD is None:
+        r, w = os.pipe()
+        os.set_blocking(r, False)
+        os.set_blocking(w, False)
+        signal.signal(signal.SIGTERM, lambda *_: None)
+        signal.set_wakeup_fd(w)
+        _TERM_FD = r
+    return _TERM_FD
+
+
+def watch(s, n, wait):
+    """What the server does on connected socket ``s`` within ``wait`` s: ``(what, data,
+    released)``; what is ``data`` (up to ``n`` bytes came), ``eof``, an errno name, or
+    ``open`` (nothing by then, or the harness's SIGTERM ended the watch first:
+    ``released``; see :func:`release_on_term`)."""
+    term = _TERM_FD
+    ready, _, _ = select.select([s] + ([term] if term is not None else []), [], [], wait)
+    if s not in ready:
+        released = term is not None and term in ready
+        if released:
+            try:
+                os.read(term, 64)
+            except BlockingIOError:
+                pass
+        return "open", b"", released
+    try:
+        data = s.recv(n, socket.MSG_DONTWAIT)
+    except OSError as exc:
+        return errno_name(exc), b"", False
+    return ("eof" if not data else "data"), data, False
 
 
 def cap_names(mask_hex):

@@ -20,7 +20,9 @@ deputy can reach it), takes the socket and then:
   token; signal = 0x00 + that fd; ptrace = the attacker's own pid; then the answer, and
   (notify, signal) whether the token was read out of the pipe (``consumed``: the attacker
   kept the read end and sees with FIONREAD what is left in it);
-- ``stall``: sends nothing and watches for ``--hold`` seconds what the server does;
+- ``stall``: sends nothing and watches for ``--hold`` seconds what the server does (a
+  SIGTERM ends the watch early: the harness has seen enough, the connection was still
+  open then, ``released``);
 - ``report``: sends ``uid=U pid=P`` and reads one reply line (the lab tests' ``catch``).
 
 ``catch`` (a test listener, any uid) accepts one connection and reports the SO_PEERCRED
@@ -43,7 +45,9 @@ from wraplab.actors._common import (
     emit,
     errno_name,
     peercred,
+    release_on_term,
     token_drained,
+    watch,
     wrap_init_body,
     wrapper_child,
 )
@@ -77,18 +81,8 @@ def _accept(listener: socket.socket, wait: float) -> socket.socket:
     return conn
 
 
-def _read_reply(s: socket.socket, wait: float) -> tuple[str, bytes]:
-    s.settimeout(wait)
-    try:
-        data = s.recv(1)
-    except socket.timeout:
-        return "open", b""
-    except OSError as exc:
-        return errno_name(exc), b""
-    return ("eof" if not data else "data"), data
-
-
 def cmd_receive(args) -> None:
+    release_on_term()  # a SIGTERM ends a stall's watch early (the harness has seen enough)
     out: dict = {"role": "receiver", "uid": os.getuid(), "pid": os.getpid(),
                  "rendezvous": args.rendezvous, "do": args.do, "kind": args.kind}
     t0 = time.time()
@@ -125,8 +119,10 @@ def cmd_receive(args) -> None:
             out["reply"] = s.recv(200).decode(errors="replace").strip()
             out["result"] = "reported"
         elif args.do == "stall":
-            what, _ = _read_reply(s, args.hold)
+            what, _, released = watch(s, 1, args.hold)
             out["server"] = what
+            if released:
+                out["released"] = True  # the harness had seen enough: still open then
             out["result"] = "server " + {"eof": "closed it", "open": "kept it open"}.get(
                 what, what)
         else:
@@ -158,7 +154,7 @@ def _handoff(s: socket.socket, kind: str, out: dict) -> None:
             out.update(errno=errno_name(exc), result="send " + errno_name(exc),
                        accepted=False)
             return
-        what, data = _read_reply(s, 3.0)
+        what, data, _ = watch(s, 1, 3.0)
         if kind != "ptrace":
             out["consumed"] = token_drained(r, token)
         if what == "data":

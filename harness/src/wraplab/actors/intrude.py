@@ -33,7 +33,7 @@ import struct
 import sys
 import time
 
-from wraplab.actors._common import errno_name, token_drained, wrapper_child
+from wraplab.actors._common import errno_name, release_on_term, token_drained, watch, wrapper_child
 from wraplab.actors.find_sockets import discover
 
 MAGIC = 0xA7
@@ -53,18 +53,6 @@ def _connect(path: str, timeout: float) -> socket.socket:
     return s
 
 
-def _read_reply(s: socket.socket, n: int, wait: float) -> tuple[str, bytes]:
-    s.settimeout(wait)
-    try:
-        data = s.recv(n)
-    except socket.timeout:
-        return "open", b""
-    except OSError as exc:
-        return errno_name(exc), b""
-    return ("eof" if not data else "data"), data
-
-
-
 def _reap(child: int | None) -> None:
     if child:
         try:
@@ -82,7 +70,7 @@ def _mark(path: str | None, step: dict) -> None:
         os.rename(path + ".tmp", path)
 
 
-def step_connect(path: str, watch: float, connected_file: str | None = None) -> dict:
+def step_connect(path: str, wait: float, connected_file: str | None = None) -> dict:
     t = time.time()
     step: dict = {"action": "connect", "path": path, "t": t, "errno": None}
     try:
@@ -94,12 +82,14 @@ def step_connect(path: str, watch: float, connected_file: str | None = None) -> 
         step["connected"] = True
         _mark(connected_file, step)
         with s:
-            what, _ = _read_reply(s, 1, watch)
+            what, _, released = watch(s, 1, wait)
             step["result"] = "connected, server " + {
                 "eof": "closed it",
                 "open": "kept it open",
             }.get(what, what)
             step["server"] = what
+            if released:
+                step["released"] = True  # the harness had seen enough: still open then
     step["ms"] = round((time.time() - t) * 1000, 2)
     return step
 
@@ -158,7 +148,7 @@ def step_handoff(path: str, kind: str, token: str, wait: float,
                 step["held"] = _held(*hold, r, wait + 7.0)
                 os.close(w)
                 w = -1
-            what, data = _read_reply(s, 1, wait)
+            what, data, _ = watch(s, 1, wait)
             step["consumed"] = token_drained(r, token) if kind != "ptrace" else None
             if what == "data":
                 step["status"] = data[0]
@@ -191,7 +181,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--do", default="handoff,connect", help="steps, comma separated")
     ap.add_argument("--token", default=None)
     ap.add_argument("--watch", type=float, default=0.3,
-                    help="how long to watch a connection for the server's move (s)")
+                    help="how long to watch a connection for the server's move (s); a "
+                    "SIGTERM ends the watch early (the connection was still open then)")
     ap.add_argument("--connected-file", metavar="FILE",
                     help="create FILE (with the connect's outcome) once connect returned")
     ap.add_argument("--held-file", metavar="FILE",
@@ -199,6 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--release-file", metavar="FILE",
                     help="with --held-file: close the write end once FILE exists")
     args = ap.parse_args(argv)
+    release_on_term()  # a SIGTERM ends a watch early (the harness has seen enough)
     if bool(args.held_file) != bool(args.release_file):
         ap.error("--held-file and --release-file go together")
     hold = (args.held_file, args.release_file) if args.held_file else None

@@ -64,7 +64,8 @@ def claim_foreign_pid(ctx, kind: str):
 
 def deputy_passes(ctx, deputy, receiver, *, do: str, kind: str, path: str | None = None,
                   hold: float = 5.0, wait: float = 15.0,
-                  meanwhile: Callable[[], Any] | None = None) -> tuple[dict, dict]:
+                  meanwhile: Callable[[], Any] | None = None,
+                  seen_at: float | None = None) -> tuple[dict, dict]:
     """The ``deputy`` (a process of the owner) connects to the ``kind`` wrap socket --
     ``path``, or one of a wrap-init of its own (its own session, ``caller_uid`` = its uid)
     -- and passes the connected socket to the ``receiver`` (the attacker), who then does
@@ -73,7 +74,9 @@ def deputy_passes(ctx, deputy, receiver, *, do: str, kind: str, path: str | None
     Order by barriers: the receiver listens on a rendezvous in the temp base; the deputy
     dials it until it listens (bounded); the receiver waits for the socket (bounded).
     ``meanwhile`` runs once the connection was passed, before the receiver is waited for
-    (a stall: release the owner's held client while the receiver holds the connection)."""
+    (a stall: release the owner's held client while the receiver holds the connection).
+    ``seen_at``: the epoch time by which the harness has seen enough of a stall; a
+    receiver still watching then is told to let go (SIGTERM) instead of holding on."""
     rendezvous = f"{ctx.run.temp_base}/rv-{secrets.token_hex(6)}.sock"
     recv = receiver.spawns_tool("deputy", "receive", "--rendezvous", rendezvous, "--do", do,
                                 "--kind", kind, "--hold", f"{hold:g}", "--wait", f"{wait:g}")
@@ -94,7 +97,8 @@ def deputy_passes(ctx, deputy, receiver, *, do: str, kind: str, path: str | None
         return passed, {}
     if meanwhile is not None:
         meanwhile()
-    res = recv.wait(wait + hold + 30)
+    res = (recv.wait(wait + hold + 30) if seen_at is None
+           else recv.wait_or_end(seen_at, wait + hold + 30))
     try:
         got = res.json()
     except ValueError:
@@ -102,7 +106,8 @@ def deputy_passes(ctx, deputy, receiver, *, do: str, kind: str, path: str | None
                            f"{(res.stderr or '').strip()[-400:]}") from None
     what = {"handoff": "hands off " + ("its own pid" if kind == "ptrace"
                                        else f"its own token {got.get('token')}"),
-            "stall": f"holds it and sends nothing (up to {hold:g} s)",
+            "stall": f"holds it and sends nothing (up to {hold:g} s, or until the harness "
+                     "has seen enough)",
             "report": "reports its uid over it"}[do]
     ctx.step(receiver, f"receives the deputy's {kind} connection and {what}",
              got.get("result", ""), errno=got.get("errno"), t=got.get("t", t0),
@@ -151,18 +156,25 @@ STALLS = ("timeout", "eof")
 
 
 def judge_stall(ctx, wrap, *, who: str, held: float, server: str | None, ends: list[dict],
-                window: float, handshake: float) -> Judgement:
+                window: float, handshake: float, open_until: float,
+                window_end: float) -> Judgement:
     """The verdict on a connection that was admitted and then sent nothing (slow-client,
     deputy-stall): held past the window (no deadline), or closed in time but as the loop's
     one connection (the owner lost), or dropped in time with the owner served.
     ``who``: the stalled connection as the reasons name it; ``held``: seconds the staller
     saw it open; ``server``: what the staller saw the server do (``open``, ``eof``...);
-    ``ends``: the server's loop events of the kind."""
+    ``ends``: the server's loop events of the kind; ``open_until``: the epoch time the
+    staller last saw it open (it let go then, or the harness ended its watch);
+    ``window_end``: the epoch time by which the accept window had ended."""
     owner = "alice's wrap then " + (wrap.failure() if not wrap.ok else "worked")
     if server == "open":
+        if open_until < window_end:
+            return ctx.error(f"the staller let go of {who} after {held:.1f} s, before the "
+                             f"{window:g} s accept window had ended: no evidence")
         return ctx.vulnerable(
-            f"the server held {who} for all {held:.1f} s the staller waited, past its "
-            f"{window:g} s accept window (no handshake deadline); {owner}")
+            f"the server held {who} for all {held:.1f} s the staller watched, "
+            f"{open_until - window_end:.1f} s past the end of its {window:g} s accept "
+            f"window (no handshake deadline); {owner}")
     if held > handshake + 1.5:
         return ctx.error(f"the server closed {who} after {held:.1f} s: neither at its "
                          "handshake timeout nor held past the window")

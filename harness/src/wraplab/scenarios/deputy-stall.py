@@ -9,8 +9,10 @@ let it through. Mallory sends nothing. Only the handshake deadline (SPEC H7) can
 stall: a hardened loop drops the silent peer at its handshake timeout and goes on
 accepting, so alice's own dial still gets served.
 
-Window 5 s, handshake timeout 1.5 s (``SERVER``); mallory holds for 8.5 s; alice's client
-dials 3.5 s after wrap-init, once the deputy's connection is in mallory's hands (checked).
+Window 3 s, handshake timeout 1.5 s (``SERVER``); alice's client dials once the deputy's
+connection is in mallory's hands (a barrier). Mallory holds until the harness has seen
+enough -- alice's wrap has ended and the window ended a second ago (then a SIGTERM) -- or
+6.5 s at most.
 
 Actors: owner (alice's client), deputy (alice, a second process), intruder (mallory).
 Placement: root. Transport: unix. Sockets: notify, signal, ptrace (the deadline applies
@@ -20,8 +22,8 @@ Expected:
 - hardened: defended (handshake-deadline): the server drops mallory's stalled connection
   after 1.5 s (``peer_dropped`` ``timeout``) and serves alice's dial.
 - agentsh, accept-once, permissive: vulnerable: notify and signal have no read deadline
-  (AGENTSH.md B20/G3): the server still holds mallory's connection after 8.5 s, past the
-  window, and alice's wrap fails; ptrace has a deadline (B28) but the stalled connection
+  (AGENTSH.md B20/G3): the server still holds mallory's connection a second past the end
+  of the window, and alice's wrap fails; ptrace has a deadline (B28) but the stalled connection
   is the loop's one connection (B19): the loop ends with it and alice's dial finds no
   socket.
 - pre-235: broken: the directory is root's 0700, neither the deputy nor alice can connect.
@@ -36,9 +38,10 @@ ACTORS = {"owner": "owner", "deputy": "owner", "intruder": "attacker"}
 SOCKETS = ("notify", "signal", "ptrace")
 PLACEMENTS = ("root",)
 TRANSPORTS = ("unix",)
-WINDOW = 5.0
+WINDOW = 3.0
 HANDSHAKE = 1.5
-HOLD = WINDOW + HANDSHAKE + 2.0
+SEEN = 1.0  # a stall still open this long after the window's end has outlived the window
+HOLD = WINDOW + HANDSHAKE + 2.0  # mallory's own bound, should nobody tell her to let go
 SERVER = {"accept_window": WINDOW, "handshake_timeout": HANDSHAKE}
 EXPECT = {
     "hardened": DEFENDED.by("handshake-deadline"),
@@ -56,7 +59,8 @@ def run(ctx):
         return ctx.judge(owner.release(), [])  # no socket: the attack cannot happen
     # alice is released once mallory holds the passed connection, not before
     passed, got = deputy_passes(ctx, ctx.deputy, ctx.intruder, do="stall", kind=ctx.socket,
-                                path=path, hold=HOLD, meanwhile=owner.release)
+                                path=path, hold=HOLD, meanwhile=owner.release,
+                                seen_at=owner.announced["t"] + WINDOW + SEEN)
     wrap = owner.release()
     events = ctx.events(wrap.session)
     ends = [e for e in events if e.get("kind") == ctx.socket and e.get("type") in
@@ -85,4 +89,5 @@ def run(ctx):
                          "dialled")
     return judge_stall(ctx, wrap, who="mallory's stalled connection (alice's credentials)",
                        held=held, server=got.get("server"), ends=ends, window=WINDOW,
-                       handshake=HANDSHAKE)
+                       handshake=HANDSHAKE, open_until=got.get("t", 0) + held,
+                       window_end=owner.announced["t"] + WINDOW)

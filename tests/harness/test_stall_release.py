@@ -1,0 +1,72 @@
+"""A staller's watch ends when the harness has seen enough (slow-client, deputy-stall).
+
+The staller (``wraplab.actors.intrude --do connect``, ``deputy receive --do stall``) holds
+a connection the server keeps open; once the harness has seen what it needed (the
+owner's wrap ended, the window over) it sends SIGTERM, and the tool reports at once that
+the connection was still open then (``released``) instead of holding for its whole bound.
+Before, the vulnerable cells held for the bound (8.5-9.5 s a cell)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+WATCH = 30.0  # the tool's own bound: the test must end long before it
+
+
+def wait_for(path: str, proc: subprocess.Popen, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(path):
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.01)  # polling the file the tool creates: its existence is the condition
+
+
+def test_sigterm_ends_the_watch_and_says_the_connection_was_still_open(tmp_path):
+    path = str(tmp_path / "silent.sock")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as server:
+        server.bind(path)
+        server.listen(1)  # accepts (the backlog) and never says a word
+        connected = str(tmp_path / "connected")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "wraplab.actors.intrude", "--kind", "notify", "--path",
+             path, "--do", "connect", "--watch", f"{WATCH:g}", "--connected-file", connected],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            wait_for(connected, proc)
+            t0 = time.monotonic()
+            proc.send_signal(signal.SIGTERM)
+            out, err = proc.communicate(timeout=WATCH / 2)
+        finally:
+            proc.kill()
+        took = time.monotonic() - t0
+    assert proc.returncode == 0, err
+    step = json.loads(out)["steps"][0]
+    assert step["server"] == "open" and step.get("released") is True, step
+    assert took < WATCH / 2, took
+
+
+def test_without_a_sigterm_a_close_by_the_server_is_seen_as_eof(tmp_path):
+    path = str(tmp_path / "closing.sock")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as server:
+        server.bind(path)
+        server.listen(1)
+        connected = str(tmp_path / "connected")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "wraplab.actors.intrude", "--kind", "notify", "--path",
+             path, "--do", "connect", "--watch", f"{WATCH:g}", "--connected-file", connected],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            wait_for(connected, proc)
+            conn, _ = server.accept()
+            conn.close()  # the server drops the silent peer (a handshake deadline)
+            out, err = proc.communicate(timeout=WATCH / 2)
+        finally:
+            proc.kill()
+    step = json.loads(out)["steps"][0]
+    assert step["server"] == "eof" and "released" not in step, (step, err)
