@@ -24,7 +24,7 @@ from collections import Counter
 from wraplab import engine
 
 RACE_PRONE = ("legacy-no-caller-uid", "wrong-uid", "socket-discovery", "slow-client",
-              "reconnect-flood")
+              "deputy-stall", "reconnect-flood")
 
 
 def burn(stop) -> None:  # a busy loop until told to stop (no sleep: it must take a core)
