@@ -42,16 +42,17 @@ def errno_name(exc):
 _TERM_FD = None
 
 
-def release_on_term():
-    """From now on a SIGTERM does not kill this tool: it ends the current :func:`watch`
-    (the harness has seen what it needed, the tool reports and exits). Call it early in
-    ``main``, before the harness can signal."""
+def release_on_term(handler=None):
+    """From now on a SIGTERM does not kill this tool: it runs ``handler`` (if any) and
+    ends the current :func:`watch` (the harness has seen what it needed: the tool reports
+    and exits). Returns an fd that becomes readable on the signal, for a tool's own
+    ``select``. Call it early in ``main``, before the harness can signal."""
     global _TERM_FD
     if _TERM_FD is None:
         r, w = os.pipe()
         os.set_blocking(r, False)
         os.set_blocking(w, False)
-        signal.signal(signal.SIGTERM, lambda *_: None)
+        signal.signal(signal.SIGTERM, handler or (lambda *_: None))
         signal.set_wakeup_fd(w)
         _TERM_FD = r
     return _TERM_FD

@@ -63,6 +63,7 @@ from wraplab.actors._common import (
     emit,
     errno_name,
     proc_status,
+    release_on_term,
     wrap_init_body,
 )
 
@@ -344,6 +345,7 @@ def fake_api(directory: str, seconds: float) -> dict:
 
 
 _STOP = []
+_WAKE: list[int] = []  # an fd readable once a SIGTERM came (release_on_term)
 
 
 def _on_term(_sig, _frame) -> None:
@@ -377,7 +379,8 @@ def slowloris(api: str, conns: int, interval: float, seconds: float, ready: str 
         """Read what the server sent on held connections; drop the answered ones."""
         if not held:
             return 0
-        readable, _, _ = select.select(held, [], [], timeout)
+        readable, _, _ = select.select(held + _WAKE, [], [], timeout)
+        readable = [s for s in readable if s not in _WAKE]  # a SIGTERM: _STOP is set
         for s in readable:
             try:
                 data = s.recv(4096)
@@ -515,7 +518,8 @@ def swap_dir(wrapdir: str, seconds: float, ready: str | None) -> dict:
     try:
         while out["swapped"] and not _STOP and out["token"] is None \
                 and time.monotonic() < deadline:
-            readable, _, _ = select.select(listeners, [], [], 0.1)
+            readable, _, _ = select.select(listeners + _WAKE, [], [], 0.1)
+            readable = [s for s in readable if s not in _WAKE]
             for lst in readable:
                 conn, _ = lst.accept()
                 with conn:
@@ -623,7 +627,8 @@ def main(argv=None):
     p.add_argument("--target", required=True)
     args = parser.parse_args(argv)
     if args.mode in ("slowloris", "swap-dir"):
-        signal.signal(signal.SIGTERM, _on_term)  # ends the hold; the report still prints
+        # a SIGTERM ends the hold at once (it wakes our selects); the report still prints
+        _WAKE.append(release_on_term(_on_term))
     if args.mode == "slowloris":
         emit(slowloris(args.api, min(args.conns, 20000), args.interval,
                        min(args.seconds, 120.0), args.ready))

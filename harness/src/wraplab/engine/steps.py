@@ -215,7 +215,7 @@ def same_state(a: dict, b: dict) -> bool:
     return all(a.get(k) == b.get(k) for k in ("fds", "threads", "dirs"))
 
 
-def back_to_baseline(ctx, base: dict, timeout: float, pause: float = 0.5) -> dict:
+def back_to_baseline(ctx, base: dict, timeout: float, pause: float = 0.2) -> dict:
     """Wait (at most ``timeout`` s) until :func:`server_state` agrees with ``base``; the
     last reading either way."""
     return ctx.waits_until("fds, threads and wrap directories are back to the baseline",

@@ -99,7 +99,7 @@ def run(ctx):
              f"held after {held.get('seconds')} s, answers {held.get('answers') or 'none'}",
              t=held.get("t0"), ms=(held.get("seconds") or 0) * 1000, detail=held)
     let_go = time.time()
-    after = back_to_baseline(ctx, base, 60, pause=1.0)
+    after = back_to_baseline(ctx, base, 60)
     ok = (probe.get("ok") or 0) + (1 if wrap.ok else 0)
     total = len(tries) + 1
     latency = sorted(t["ms"] for t in tries if t["status"] == 201)

@@ -54,7 +54,7 @@ def run(ctx):
     ctx.step(ctx.intruder, f"{COUNT} wrap-inits with {SIZE}-byte agent_args, never dialled",
              f"{out.get('attempts')} in {out.get('seconds')} s: {answers}", t=t0, detail=out)
     peak = server_state(ctx)
-    after = back_to_baseline(ctx, base, WINDOW + 15, pause=0.5)
+    after = back_to_baseline(ctx, base, WINDOW + 15)
     grew = (after.get("rss_kib") or 0) - (base.get("rss_kib") or 0)
     ctx.metrics.update(answers=answers, baseline=base, peak=peak, after=after,
                        rss_growth_kib=grew)

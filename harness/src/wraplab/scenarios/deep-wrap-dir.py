@@ -14,7 +14,7 @@ broken when alice's wrap then fails; defended when the tree was made and everyth
 went (guard: bounded cleanup), or when the kernel refused the tree (guard: kernel).
 
 Actors: owner (alice), intruder (mallory). Placement: root. Transport: unix. Socket:
-notify. Window 3 s.
+notify. Window 1.5 s (the tree takes well under 0.1 s; the window is what is waited for).
 
 Expected:
 - hardened, agentsh, accept-once: defended by the cleanup (H14: fd-relative, iterative,
@@ -38,7 +38,7 @@ ACTORS = {"owner": "owner", "intruder": "attacker"}
 SOCKETS = ("notify",)
 PLACEMENTS = ("root",)
 TRANSPORTS = ("unix",)
-WINDOW = 3.0
+WINDOW = 1.5
 DEPTH = 1200
 SERVER = {"accept_window": WINDOW}
 EXPECT = {
@@ -62,7 +62,7 @@ def run(ctx):
     if tree.get("wrap_init") != 200:
         return ctx.error(f"mallory's wrap-init failed: HTTP {tree.get('wrap_init')}")
     peak = server_state(ctx)
-    after = back_to_baseline(ctx, base, WINDOW + 15, pause=0.5)
+    after = back_to_baseline(ctx, base, WINDOW + 15)
     ctx.metrics.update(made=tree.get("made"), baseline=base, peak=peak, after=after)
     if not same_state(after, base):
         return ctx.vulnerable(f"after the window: {after} (baseline {base}): the tree "

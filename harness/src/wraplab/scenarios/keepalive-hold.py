@@ -14,7 +14,7 @@ window ended while she held the keepalive; defended when it was gone by then whi
 still held it (guard: keepalive outside the wrap), or when the kernel kept her out of her
 own socket (guard: kernel); error when she got no ACK for another reason.
 
-Actors: intruder (mallory). Placement: root. Transport: unix. Socket: ptrace. Window 3 s.
+Actors: intruder (mallory). Placement: root. Transport: unix. Socket: ptrace. Window 1.5 s.
 
 Expected:
 - hardened: defended: the ACK ends the wrap (directory, listener, slot); the keepalive is
@@ -34,7 +34,7 @@ ACTORS = {"owner": "owner", "intruder": "attacker"}
 SOCKETS = ("ptrace",)
 PLACEMENTS = ("root",)
 TRANSPORTS = ("unix",)
-WINDOW = 3.0
+WINDOW = 1.5
 HOLD = WINDOW + 6.0
 SERVER = {"accept_window": WINDOW}
 EXPECT = {

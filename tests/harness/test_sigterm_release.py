@@ -1,10 +1,12 @@
-"""A staller's watch ends when the harness has seen enough (slow-client, deputy-stall).
+"""A tool that holds something ends when the harness has seen enough: a SIGTERM.
 
 The staller (``wraplab.actors.intrude --do connect``, ``deputy receive --do stall``) holds
 a connection the server keeps open; once the harness has seen what it needed (the
 owner's wrap ended, the window over) it sends SIGTERM, and the tool reports at once that
 the connection was still open then (``released``) instead of holding for its whole bound.
-Before, the vulnerable cells held for the bound (8.5-9.5 s a cell)."""
+Before, the vulnerable cells held for the bound (8.5-9.5 s a cell). The slowloris holder
+(``hostile slowloris``, api-slowloris) set a flag on SIGTERM but slept on in its select
+until the next header line was due (2 s a cell)."""
 
 from __future__ import annotations
 
@@ -70,3 +72,27 @@ def test_without_a_sigterm_a_close_by_the_server_is_seen_as_eof(tmp_path):
             proc.kill()
     step = json.loads(out)["steps"][0]
     assert step["server"] == "eof" and "released" not in step, (step, err)
+
+
+def test_sigterm_ends_the_slowloris_hold_at_once(tmp_path):
+    api = str(tmp_path / "api.sock")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as server:
+        server.bind(api)
+        server.listen(16)  # never accepts: every connection sits held in the backlog
+        ready = str(tmp_path / "holding")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "wraplab.actors.hostile", "slowloris", "--api",
+             f"unix:{api}", "--conns", "4", "--interval", f"{WATCH:g}", "--seconds",
+             f"{2 * WATCH:g}", "--ready", ready],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            wait_for(ready, proc)
+            t0 = time.monotonic()
+            proc.send_signal(signal.SIGTERM)
+            out, err = proc.communicate(timeout=WATCH / 2)
+        finally:
+            proc.kill()
+        took = time.monotonic() - t0
+    report = json.loads(out)
+    assert report["held_at_ready"] == 4 and report["header_lines_sent"] == 0, (report, err)
+    assert took < WATCH / 2, took
