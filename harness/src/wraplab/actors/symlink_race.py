@@ -4,6 +4,7 @@ object on stdout.
     python3 -m wraplab.actors.symlink_race prepare --dir D --count N      (as root)
     python3 -m wraplab.actors.symlink_race race --dir D --count N --base TMP
         [--api unix:SOCK] [--kind notify|signal|ptrace] [--seconds S] [--spin S] [--enough W]
+        [--kernel-enough K]
     python3 -m wraplab.actors.symlink_race check --dir D --count N        (as root)
 
 ``prepare`` makes ``D`` (0755 root) holding N canary files ``c-<i>`` (0600 root:root, a
@@ -18,7 +19,10 @@ user can stat the 0600 file in it) and counts a win when its owner or mode chang
 ``check`` re-reads every canary as root: the authoritative count.
 
 Bounded: at most ``--count`` tries and ``--seconds`` in all; each spin at most ``--spin``
-seconds; each wrap-init at most 10 s. ``--enough W`` ends the race at its W-th win. A
+seconds; each wrap-init at most 10 s. ``--enough W`` ends the race at its W-th win;
+``--kernel-enough K`` once K tries in a row met only the kernel's refusal (EACCES/EPERM
+on the socket's path or on the swap) and no swap ever worked: the directory's mode is
+not a race, more tries would only repeat it (``kernel_stop``). A
 wrap-init refused with 503 (the server's cap on pending wraps: each try leaves one pending
 for the accept window) makes no directory and so is no try: it is counted as ``refused``.
 """
@@ -196,7 +200,8 @@ def race(args) -> dict:
         """The server has answered wrap-init (nothing more will appear this try)."""
         return bool(poll.poll(0))
     tally = {"tries": 0, "wins": 0, "swapped": 0, "no_dir": 0, "no_socket": 0,
-             "refused": 0, "swap_errors": {}, "http": {}, "errors": {}}
+             "refused": 0, "swap_errors": {}, "http": {}, "errors": {}, "kernel_stop": False}
+    kernel_run = 0  # tries in a row the kernel refused (EACCES/EPERM), nothing swapped
     wins = []
     spin_counts = []
     swap_after_us = []
@@ -209,6 +214,9 @@ def race(args) -> dict:
                 break
             if args.enough and tally["wins"] >= args.enough:
                 break  # the point is made: more wins would only cost time
+            if args.kernel_enough and kernel_run >= args.kernel_enough:
+                tally["kernel_stop"] = True
+                break  # the kernel refuses every try the same way: no race to win
             status, body = api_request(args.api, "POST", "/api/v1/sessions", {})
             if status != 201 or not isinstance(body, dict):
                 tally["errors"][f"session:{status}"] = tally["errors"].get(
@@ -229,6 +237,7 @@ def race(args) -> dict:
             to_helper.flush()
             name = ino.wait_dir(args.prefix, time.monotonic() + 10, answered)
             spins = 0
+            denied = False  # the kernel refused us this try (path or swap)
             if name is None:
                 tally["no_dir"] += 1
             else:
@@ -255,7 +264,8 @@ def race(args) -> dict:
                         if spins & 255 == 0 and (time.monotonic() > stop or answered()):
                             break
                         continue
-                    except OSError:
+                    except OSError as exc:
+                        denied = denied or exc.errno in (errno.EACCES, errno.EPERM)
                         if spins & 255 == 0 and (time.monotonic() > stop or answered()):
                             break
                         continue
@@ -266,6 +276,7 @@ def race(args) -> dict:
                     except OSError as exc:
                         key = errno.errorcode.get(exc.errno or 0, str(exc.errno))
                         tally["swap_errors"][key] = tally["swap_errors"].get(key, 0) + 1
+                        denied = denied or exc.errno in (errno.EACCES, errno.EPERM)
                     else:
                         tally["swapped"] += 1
                         swap_after_us.append(round((time.perf_counter() - t_seen) * 1e6, 1))
@@ -288,6 +299,7 @@ def race(args) -> dict:
                 tally["refused"] += 1
                 i -= 1
                 continue
+            kernel_run = kernel_run + 1 if denied and not tally["swapped"] else 0
             if res.get("status") != 200 and len(tally["errors"]) < 8:
                 why = re.sub(r"/\S+", "<path>", str(res.get("error")))[:120]
                 tally["errors"][why] = tally["errors"].get(why, 0) + 1
@@ -339,6 +351,9 @@ def main(argv=None):
     p.add_argument("--seconds", type=float, default=60.0)
     p.add_argument("--enough", type=int, default=0,
                    help="stop the race after this many wins (0: make every try)")
+    p.add_argument("--kernel-enough", type=int, default=0,
+                   help="stop after this many tries in a row the kernel refused, when no "
+                   "swap ever worked (0: make every try)")
     p.add_argument("--spin", type=float, default=0.5)
     args = p.parse_args(argv)
     if not 0 <= args.count <= 100000:

@@ -11,7 +11,11 @@ symlink, passes. A local privilege escalation: any root-owned file can be had.
 The attack, repeated N times (``RACE`` below; environment ``WRAPLAB_RACE_TRIES``,
 ``WRAPLAB_RACE_SECONDS`` and ``WRAPLAB_RACE_ENOUGH`` override), or until the ``enough``-th
 win: ten canaries handed over prove the hole as well as fifty, and a vulnerable cell then
-takes a second or two instead of half a minute; a defended cell makes every try. Root
+takes a second or two instead of half a minute; or until ``kernel_enough`` tries in a row
+met only the kernel's EACCES/EPERM with no swap ever made (pre-235, permissive: the
+directory's mode is not a race; 100 refusals say what 3,000 would). A cell the server
+itself must defend (hardened: the swaps land, its validation catches them) makes every
+try. Root
 prepares N canary files in the container (``/var/lib/wraplab-canary-<run>/c-<i>``, 0600
 root:root, directory 0755 so anyone may stat them; never on the host). Alice runs the
 ``symlink_race`` actor tool: per try it creates a session, lets a helper process send
@@ -66,7 +70,7 @@ TRANSPORTS = ("unix",)
 # A short accept window: every agentsh try leaves a listener nobody will dial (its path is
 # now a symlink), and pending wraps are bounded (1024) by the server.
 SERVER = {"accept_window": 1}
-RACE = {"tries": 3000, "seconds": 40.0, "enough": 10}
+RACE = {"tries": 3000, "seconds": 40.0, "enough": 10, "kernel_enough": 100}
 LABS = ("docker",)
 LAB_NOTES = {"local": "the canary files root hands over must live in a container, never "
                       "on the host"}
@@ -98,7 +102,7 @@ def run(ctx):
         return ctx.error(f"canary setup failed: {prep['error']}")
     argv = [*TOOL, "race", "--dir", cdir, "--count", str(tries), "--base", ctx.run.temp_base,
             "--api", ctx.api, "--kind", ctx.socket, "--seconds", f"{seconds:g}",
-            "--enough", str(enough)]
+            "--enough", str(enough), "--kernel-enough", str(RACE["kernel_enough"])]
     t1 = time.time()
     res = ctx.run.exec("owner", argv, timeout=seconds + 60)
     try:
@@ -135,6 +139,9 @@ def run(ctx):
         rate += f" ({race['refused']} more wrap-inits refused 503 at the pending-wrap cap)"
     if enough and race["wins"] >= enough:
         rate += f", stopped at the {enough}th win"
+    if race.get("kernel_stop"):
+        rate += (f", stopped after {RACE['kernel_enough']} tries in a row that the kernel "
+                 "refused")
     if wins:
         ex = (chk.get("examples") or [{}])[0]
         return ctx.vulnerable(
