@@ -1,8 +1,10 @@
 """The HTTP/JSON API of the reference wrap server (SPEC.md §1, docs/design.md §1).
 
-``http.server.BaseHTTPRequestHandler`` over requests that the server's event loop
-(:mod:`wrapref.loop`) reads, on a Unix-stream socket (default ``/run/wrapref/api.sock``,
-mode 0666) and, optionally, on loopback TCP; no thread per connection.  Routes::
+A small HTTP/1.x server of its own over the server's event loop (:mod:`wrapref.loop`),
+on a Unix-stream socket (default ``/run/wrapref/api.sock``, mode 0666) and, optionally,
+on loopback TCP; no thread per connection.  One request per connection: the loop reads
+it (:func:`serve_connection`), :class:`APIHandler` parses, routes and answers it, the
+loop sends the answer and closes.  Routes::
 
     POST /api/v1/sessions                   -> 201 {"id": ...}
     POST /api/v1/sessions/{id}/wrap-init    -> 200 {...}
@@ -10,13 +12,16 @@ mode 0666) and, optionally, on loopback TCP; no thread per connection.  Routes::
     GET  /healthz                           -> 200 {"ok": true, ...}
 
 Threat model: every local user can reach the Unix API, and anything that can
-reach loopback can reach the TCP API.  So the request body is read by hand
-with a size limit (413), a total read deadline (408) and strict
-Content-Length rules (411/400/501); JSON is parsed strictly (UTF-8 only, no
-NaN/Infinity, no duplicate keys, objects only, no NUL in strings); every
-error is ``{"error": msg}`` and leaves nothing behind.  The caller's identity
-on the Unix API comes from SO_PEERCRED of the connection.  TCP binds are
-refused unless the address is loopback.
+reach loopback can reach the TCP API.  So every read is bounded: the request line
+and each header line (64 KiB: 414/431), the header count (431), the whole head
+(1 MiB), the body (Content-Length only, strict rules 411/400/501, a size limit 413),
+and time (a per-read timeout, a body deadline 408, a whole-request deadline, H22);
+the request line and headers are parsed as ``http.server`` and ``email`` parse them
+(same answers, same limits) without their cost.  JSON is parsed strictly (UTF-8 only,
+no NaN/Infinity, no duplicate keys, objects only, no NUL in strings); every error is
+``{"error": msg}`` and leaves nothing behind.  The caller's identity on the Unix API
+comes from SO_PEERCRED of the connection.  TCP binds are refused unless the address
+is loopback.
 """
 
 from __future__ import annotations
@@ -30,9 +35,9 @@ import selectors
 import socket
 import socketserver
 import stat
+import sys
 import threading
 import time
-from http.server import BaseHTTPRequestHandler
 
 from . import __version__, wire
 from .observe import RejectionLimiter
@@ -45,6 +50,7 @@ __all__ = [
     "make_api_server",
     "parse_api",
     "parse_json_object",
+    "parse_headers",
     "UsageError",
 ]
 
@@ -131,40 +137,87 @@ def parse_json_object(body: bytes) -> dict:
 
 _SESSION_PATH = re.compile(r"\A/api/v1/sessions/([^/]+)/(wrap-init|events)\Z")
 _DIGITS = re.compile(r"\A[0-9]+\Z")
-
-
-class _BodyTimeout(Exception):
-    pass
-
-
-class _DeadlineReader(io.RawIOBase):
-    """H22: the connection's input, every read bounded by one whole-request deadline."""
-
-    def __init__(self, sock: socket.socket, deadline: float):
-        super().__init__()
-        self.sock = sock
-        self.deadline = deadline
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buf) -> int:
-        left = self.deadline - time.monotonic()
-        if left <= 0:
-            raise socket.timeout("request deadline passed")
-        current = self.sock.gettimeout()  # a tighter per-read bound (read_body's) stays
-        self.sock.settimeout(left if current is None else min(left, current))
-        return self.sock.recv_into(buf)
-
-
+#: A line of the header block (``email``'s test): a name and a colon, a continuation,
+#: or an mbox "From " line; the first line that is none of these ends the block.
+_HEADER_LINE = re.compile(r"From |[\041-\071\073-\176]*:|[\t ]")
 _LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
+#: The reason phrases of the statuses the API answers (anything else: none).
+_PHRASES = {
+    100: "Continue", 200: "OK", 201: "Created", 400: "Bad Request", 403: "Forbidden",
+    404: "Not Found", 405: "Method Not Allowed", 408: "Request Timeout", 409: "Conflict",
+    411: "Length Required", 413: "Request Entity Too Large", 414: "Request-URI Too Long",
+    415: "Unsupported Media Type", 431: "Request Header Fields Too Large",
+    500: "Internal Server Error", 501: "Not Implemented", 503: "Service Unavailable",
+    505: "HTTP Version Not Supported",
+}
+_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 
-class APIHandler(BaseHTTPRequestHandler):
-    """One API connection; one request, then the connection closes."""
+class _Timeout(Exception):
+    """The request's bytes ended at a deadline (H22) before its head did."""
+
+
+def _http_date(timestamp: float) -> str:
+    """RFC 7231 IMF-fixdate: ``Thu, 01 Jan 1970 00:00:00 GMT``."""
+    t = time.gmtime(timestamp)
+    return (f"{_DAYS[t.tm_wday]}, {t.tm_mday:02d} {_MONTHS[t.tm_mon - 1]} {t.tm_year:04d} "
+            f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} GMT")
+
+
+def parse_headers(lines) -> dict:
+    """``{lower-case name: [values]}`` from the raw header lines (the blank line included).
+
+    As ``http.server`` hands them to ``email``'s parser: lines split at CRLF, CR or
+    LF; the block ends at the first line that is not a header line (:data:`_HEADER_LINE`);
+    a line starting with a space or tab continues the previous header (kept verbatim,
+    line breaks included); "From " lines and lines with an empty name are skipped; a value
+    loses the spaces and tabs after the colon and the line breaks at its end.
+    """
+    text = b"".join(lines).decode("iso-8859-1")
+    headers = {}
+    name = None
+    value = []
+    for line in io.StringIO(text, newline="").readlines():
+        if not _HEADER_LINE.match(line):
+            break
+        if line[0] in " \t":
+            if name is not None:
+                value.append(line)
+            continue
+        if name is not None:
+            headers.setdefault(name, []).append("".join(value).rstrip("\r\n"))
+            name = None
+        if line.startswith("From "):
+            continue
+        i = line.find(":")
+        if i > 0:
+            name = line[:i].lower()
+            value = [line[i + 1:].lstrip(" \t")]
+    if name is not None:
+        headers.setdefault(name, []).append("".join(value).rstrip("\r\n"))
+    return headers
+
+
+class APIHandler:
+    """One API request, read in full by the event loop: parsed, routed, answered.
+
+    ``APIHandler(api_server, conn, data, timed_out).handle()`` returns the answer's bytes
+    (empty: close without one); nothing here blocks or touches the socket beyond
+    SO_PEERCRED.  *data* is all the loop read; *timed_out* says the loop stopped reading
+    at a deadline (else the data ended at EOF or where the loop had enough).  The request
+    line and headers are read as ``http.server`` (Python 3.11) reads them, with its limits
+    and answers: a line longer than :attr:`max_line` is 414 (request line) or 431, more
+    than :attr:`max_headers` lines 431, a malformed request line or version 400, HTTP/2
+    and later 505, a two-word ``GET`` is HTTP/0.9 (the answer without status line and
+    headers, unless the head itself is in error); ``Expect: 100-continue`` on HTTP/1.1
+    gets ``100 Continue`` before the answer.  Every method is routed (405 or 404, never
+    501).  One request per connection: every answer says ``Connection: close``.
+    """
 
     protocol_version = "HTTP/1.1"
     server_version = "wrapref/" + __version__
+    sys_version = "Python/" + sys.version.split()[0]
     #: Per-recv timeout while reading the request line and headers.
     timeout = 10
     #: Total seconds allowed for reading the body.
@@ -177,100 +230,178 @@ class APIHandler(BaseHTTPRequestHandler):
     drain_timeout = 0.5
     #: H22: seconds for the whole request (line, headers, body), however it trickles in.
     request_timeout = 10.0
+    #: Longest request line or header line, and most header lines (the blank line
+    #: ending them included): http.server's limits.
+    max_line = 65536
+    max_headers = 100
 
-    # -- plumbing ------------------------------------------------------------------
-
-    def setup(self) -> None:
-        super().setup()
-        if self.wrap_server.profile.bounded_api:
-            deadline = time.monotonic() + self.request_timeout
-            self.rfile = io.BufferedReader(_DeadlineReader(self.connection, deadline))
-
-    def handle_one_request(self) -> None:
-        try:
-            super().handle_one_request()
-        except (socket.timeout, TimeoutError):
-            self.close_connection = True  # the whole-request deadline passed (H22)
+    def __init__(self, server, connection, data: bytes, timed_out: bool = False):
+        self.server = server
+        self.connection = connection
+        self.data = data
+        self.pos = 0
+        self.timed_out = timed_out
+        self.command = None
+        self.path = None
+        self.request_version = "HTTP/0.9"
+        self.headers = {}
+        self.out = []
+        self.error_sent = False
+        self._peer = None
 
     @property
     def wrap_server(self):
         return self.server.wrap_server
 
-    def __getattr__(self, name):
-        # Every method, known or not, goes to the router (405/404 rather than 501).
-        if name.startswith("do_"):
-            return self.route
-        raise AttributeError(name)
+    def handle(self) -> bytes:
+        """Parse, route and answer the request: the answer's bytes."""
+        try:
+            if self.read_head():
+                self.route()
+        except _Timeout:
+            pass  # the whole-request deadline passed in the head (H22): close, no answer
+        return b"".join(self.out)
 
-    def log_message(self, format, *args):  # noqa: A002 - BaseHTTPRequestHandler's signature
-        pass  # access logs are not kept; errors are logged by send_json
+    # -- the request's head ----------------------------------------------------------
 
-    def send_error(self, code, message=None, explain=None):
-        # BaseHTTPRequestHandler's own errors (bad request line, long headers...) as JSON,
-        # with a status line even when the request line was unreadable ("HTTP/0.9").
-        if getattr(self, "request_version", "HTTP/0.9") == "HTTP/0.9":
+    def read_line(self) -> bytes:
+        """The next line (LF included), at most ``max_line + 1`` bytes; at the end of the
+        data, what is left (b"" at EOF), or :class:`_Timeout` after a deadline."""
+        data, start = self.data, self.pos
+        limit = start + self.max_line + 1
+        end = data.find(b"\n", start, limit)
+        if end >= 0:
+            end += 1
+        elif len(data) >= limit:
+            end = limit
+        elif self.timed_out:
+            raise _Timeout()
+        else:
+            end = len(data)
+        self.pos = end
+        return data[start:end]
+
+    def read_head(self) -> bool:
+        """Request line and headers; False when there is nothing to route (answered or
+        closing)."""
+        line = self.read_line()
+        if len(line) > self.max_line:
+            self.command = self.request_version = ""
+            self.send_error(414)
+            return False
+        if not line or not self.parse_request_line(line):
+            return False
+        try:
+            self.headers = parse_headers(self.read_header_lines())
+        except RequestError as exc:
+            self.send_error(exc.status, exc.message)
+            return False
+        expect = self.header("Expect") or ""
+        if expect.lower() == "100-continue" and self.request_version >= "HTTP/1.1":
+            self.out.append(f"{self.protocol_version} 100 Continue\r\n\r\n".encode())
+        return True
+
+    def parse_request_line(self, raw: bytes) -> bool:
+        """``METHOD PATH VERSION`` or ``GET PATH`` (HTTP/0.9); False after an answer, or
+        for a blank line (closed without one)."""
+        line = str(raw, "iso-8859-1").rstrip("\r\n")
+        words = line.split()
+        if not words:
+            return False
+        if len(words) >= 3:
+            version = words[-1]
+            number = self.version_number(version)
+            if number is None:
+                self.send_error(400, f"Bad request version ({version!r})")
+                return False
+            if number >= (2, 0):
+                self.send_error(505, f"Invalid HTTP version ({version[5:]})")
+                return False
+            self.request_version = version
+        if not 2 <= len(words) <= 3:
+            self.send_error(400, f"Bad request syntax ({line!r})")
+            return False
+        command, path = words[:2]
+        if len(words) == 2 and command != "GET":
+            self.send_error(400, f"Bad HTTP/0.9 request type ({command!r})")
+            return False
+        self.command = command
+        self.path = "/" + path.lstrip("/") if path.startswith("//") else path
+        return True
+
+    @staticmethod
+    def version_number(version: str):
+        """``HTTP/M.N`` -> (M, N) (digits only, at most 10 each), else None."""
+        if not version.startswith("HTTP/"):
+            return None
+        parts = version[5:].split(".")
+        if len(parts) != 2 or not all(p.isdigit() and len(p) <= 10 for p in parts):
+            return None
+        try:
+            return int(parts[0]), int(parts[1])
+        except ValueError:  # str.isdigit() says yes to "²"
+            return None
+
+    def read_header_lines(self) -> list:
+        lines = []
+        while True:
+            line = self.read_line()
+            if len(line) > self.max_line:
+                raise RequestError(431, "Line too long")
+            lines.append(line)
+            if len(lines) > self.max_headers:
+                raise RequestError(431, "Too many headers")
+            if line in (b"\r\n", b"\n", b""):
+                return lines
+
+    def header(self, name: str):
+        """The first value of header *name* (any case), or None."""
+        values = self.headers.get(name.lower())
+        return values[0] if values else None
+
+    def header_all(self, name: str) -> list:
+        return self.headers.get(name.lower(), [])
+
+    # -- the answer ------------------------------------------------------------------
+
+    def send_error(self, status: int, message=None) -> None:
+        """An error in the request's head: always with a status line (even for HTTP/0.9)."""
+        if self.request_version == "HTTP/0.9":
             self.request_version = self.protocol_version
-        self.close_connection = True
-        self.send_json(code, {"error": message or self.responses.get(code, ("error",))[0]})
+        self.send_json(status, {"error": message or _PHRASES.get(status, "error")})
 
     def send_json(self, status: int, obj) -> None:
         body = (json.dumps(obj) + "\n").encode("utf-8")
         if status >= 400:
-            self._error_sent = True
+            self.error_sent = True
             if self.server.should_log_error(self.peer_key()):
                 self.wrap_server.log.warn("api error", status=status, method=self.command,
-                                          path=getattr(self, "path", None),
+                                          path=self.path,
                                           error=obj.get("error") if isinstance(obj, dict)
                                           else None, peer_uid=self.peer().uid)
-        try:
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.send_header("Connection", "close")
-            self.end_headers()
-            if self.command != "HEAD":
-                self.wfile.write(body)
-        except OSError:
-            pass
-        self.close_connection = True
-
-    def finish(self) -> None:
-        try:
-            super().finish()
-        finally:
-            if getattr(self, "_error_sent", False):
-                self.drain()
-
-    def drain(self) -> None:
-        deadline = time.monotonic() + self.drain_timeout
-        left = self.drain_limit
-        try:
-            self.connection.shutdown(socket.SHUT_WR)
-            while left > 0:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
-                self.connection.settimeout(remaining)
-                chunk = self.connection.recv(min(left, 65536))
-                if not chunk:
-                    break
-                left -= len(chunk)
-        except OSError:
-            pass
+        if self.request_version != "HTTP/0.9":
+            self.out.append((
+                f"{self.protocol_version} {status} {_PHRASES.get(status, '')}\r\n"
+                f"Server: {self.server_version} {self.sys_version}\r\n"
+                f"Date: {_http_date(time.time())}\r\n"
+                f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+                f"Connection: close\r\n\r\n").encode("latin-1"))
+        if self.command != "HEAD":
+            self.out.append(body)
 
     def peer_key(self):
         peer = self.peer()
         return peer.uid if peer.uid is not None else peer.transport
 
     def peer(self) -> Peer:
-        if getattr(self, "_peer", None) is None:
+        if self._peer is None:
             self._peer = self.read_peer()
         return self._peer
 
     def read_peer(self) -> Peer:
         if self.server.transport == "unix":
             try:
-                cred = wire.peercred(self.request)
+                cred = wire.peercred(self.connection)
             except OSError:
                 return Peer("unix")
             return Peer("unix", cred.uid, cred.pid, cred.gid)
@@ -279,10 +410,10 @@ class APIHandler(BaseHTTPRequestHandler):
     # -- body ------------------------------------------------------------------------
 
     def read_body(self, required: bool) -> bytes:
-        """Read the body honouring Content-Length, within size and time limits."""
-        if self.headers.get_all("Transfer-Encoding"):
+        """The body by Content-Length, within the size limit; what the loop read of it."""
+        if self.header_all("Transfer-Encoding"):
             raise RequestError(501, "Transfer-Encoding is not supported; send Content-Length")
-        lengths = self.headers.get_all("Content-Length") or []
+        lengths = self.header_all("Content-Length")
         if len(lengths) > 1:
             raise RequestError(400, "duplicated Content-Length")
         if not lengths:
@@ -297,34 +428,17 @@ class APIHandler(BaseHTTPRequestHandler):
         length = int(value)
         if length > self.max_body:
             raise RequestError(413, f"body too large (limit {self.max_body} bytes)")
-        deadline = time.monotonic() + self.body_timeout
-        chunks = []
-        remaining = length
-        try:
-            while remaining:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise _BodyTimeout()
-                self.connection.settimeout(left)
-                chunk = self.rfile.read1(remaining)
-                if not chunk:
-                    got = length - remaining
-                    raise RequestError(400, f"incomplete body: {got} of {length} bytes")
-                chunks.append(chunk)
-                remaining -= len(chunk)
-        except (socket.timeout, _BodyTimeout):
-            raise RequestError(408, "timed out reading the request body") from None
-        finally:
-            try:
-                self.connection.settimeout(self.timeout)
-            except OSError:
-                pass
-        return b"".join(chunks)
+        body = self.data[self.pos:self.pos + length]
+        self.pos += len(body)
+        if len(body) < length:
+            if self.timed_out:
+                raise RequestError(408, "timed out reading the request body")
+            raise RequestError(400, f"incomplete body: {len(body)} of {length} bytes")
+        return body
 
     # -- routing ---------------------------------------------------------------------
 
     def route(self) -> None:
-        self.close_connection = True
         path = self.path.split("?", 1)[0]
         try:
             if self.server.transport == "tcp" and self.wrap_server.profile.refuse_browsers:
@@ -361,17 +475,17 @@ class APIHandler(BaseHTTPRequestHandler):
         ``Sec-Fetch-*``; DNS rebinding shows up as a ``Host`` that is not loopback;
         a request without preflight can only carry a "simple" content type.
         """
-        if self.headers.get("Origin") is not None or self.headers.get("Sec-Fetch-Site"):
+        if self.header("Origin") is not None or self.header("Sec-Fetch-Site"):
             raise RequestError(403, "browser requests are refused (Origin/Sec-Fetch present)")
-        host = (self.headers.get("Host") or "").strip().lower()
+        host = (self.header("Host") or "").strip().lower()
         if host.startswith("["):
             host = host[: host.find("]") + 1]
         elif host.count(":") == 1:
             host = host.split(":", 1)[0]
         if host not in _LOOPBACK_HOSTS:
             raise RequestError(403, "Host must be a loopback name")
-        if self.command == "POST" and (self.headers.get("Content-Length") or "0").strip() != "0":
-            ctype = (self.headers.get("Content-Type") or "").split(";", 1)[0].strip().lower()
+        if self.command == "POST" and (self.header("Content-Length") or "0").strip() != "0":
+            ctype = (self.header("Content-Type") or "").split(";", 1)[0].strip().lower()
             if ctype != "application/json":
                 raise RequestError(415, "Content-Type must be application/json")
 
@@ -402,52 +516,6 @@ class APIHandler(BaseHTTPRequestHandler):
 
 _HEADERS_END = re.compile(rb"\r?\n\r?\n")
 _EOF = object()
-
-
-class _Replay(io.RawIOBase):
-    """A request read in full by the event loop, replayed to the handler; at its end
-    EOF, or ``socket.timeout`` when the loop stopped reading at a deadline."""
-
-    def __init__(self, data: bytes, timed_out: bool):
-        super().__init__()
-        self.data = memoryview(data)
-        self.pos = 0
-        self.timed_out = timed_out
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buf) -> int:
-        n = min(len(buf), len(self.data) - self.pos)
-        if n == 0 and self.timed_out:
-            raise socket.timeout("request deadline passed")
-        buf[:n] = self.data[self.pos:self.pos + n]
-        self.pos += n
-        return n
-
-
-class LoopAPIHandler(APIHandler):
-    """:class:`APIHandler` run inside the event loop over a request already read: the
-    same parsing, routes and errors; the answer is collected for the loop to send, and
-    the drain after an error is the loop's too (nothing here blocks)."""
-
-    def __init__(self, request, client_address, server, data: bytes, timed_out: bool):
-        self._data = data
-        self._timed_out = timed_out
-        self.answer = b""
-        self.drain_after = False
-        super().__init__(request, client_address, server)
-
-    def setup(self) -> None:
-        self.connection = self.request
-        self.rfile = io.BufferedReader(_Replay(self._data, self._timed_out))
-        self.wfile = io.BytesIO()
-
-    def finish(self) -> None:
-        self.answer = self.wfile.getvalue()
-        self.drain_after = getattr(self, "_error_sent", False)
-        self.wfile.close()
-        self.rfile.close()
 
 
 def _content_length(head: bytes):
@@ -482,12 +550,12 @@ def _recv(conn, buf: bytearray, limit: int):
     return len(chunk)
 
 
-#: Most bytes of request line and headers read before handing over (http.server's own
-#: limits, 64 KiB a line and 100 headers, answer 414/431 within this).
+#: Most bytes of request line and headers read before handing over (the handler's own
+#: limits, 64 KiB a line and 100 lines, answer 414/431 within this).
 MAX_HEAD = 1024 * 1024
 
 
-def serve_connection(api, conn, addr, key):
+def serve_connection(api, conn, key):
     """One API connection, an event-loop task: read the request within its limits and
     deadlines (H22), run the handler, send the answer, drain after an error, close."""
     try:
@@ -517,7 +585,7 @@ def serve_connection(api, conn, addr, key):
                 deadline = min(deadline, whole)
             if not (yield (conn, deadline)):
                 if not buf:
-                    return  # nothing came in time: close, as http.server does
+                    return  # nothing came in time: close without an answer
                 timed_out = True
                 end = len(buf)
                 break
@@ -538,9 +606,8 @@ def serve_connection(api, conn, addr, key):
                     break
                 if _recv(conn, buf, want - len(buf)) is _EOF:
                     break
-        h = LoopAPIHandler(conn, addr, api, bytes(buf), timed_out)
-        conn.setblocking(False)  # the handler may have set a timeout on it
-        answer = memoryview(h.answer)
+        h = handler(api, conn, bytes(buf), timed_out)
+        answer = memoryview(h.handle())
         while answer:
             try:
                 sent = conn.send(answer)
@@ -551,7 +618,7 @@ def serve_connection(api, conn, addr, key):
             except OSError:
                 break
             answer = answer[sent:]
-        if h.drain_after:
+        if h.error_sent:
             yield from _drain(conn, handler)
     finally:
         if key != ():
@@ -649,7 +716,7 @@ class _APIServerMixin:
             yield (listener, None)
             for _ in range(64):  # a batch, then the others get their turn
                 try:
-                    conn, addr = listener.accept()
+                    conn, _addr = listener.accept()
                 except (BlockingIOError, InterruptedError, ConnectionAbortedError):
                     break
                 except OSError as exc:
@@ -660,7 +727,7 @@ class _APIServerMixin:
                 key = self.admit(conn)
                 if key is None:
                     continue
-                loop.spawn(serve_connection(self, conn, addr, key))
+                loop.spawn(serve_connection(self, conn, key))
 
     def release_worker(self, key) -> None:
         with self._active_lock:
