@@ -33,7 +33,6 @@ import os
 import re
 import selectors
 import socket
-import socketserver
 import stat
 import sys
 import threading
@@ -652,23 +651,35 @@ def _drain(conn, handler):
 # ---------------------------------------------------------------------- servers
 
 
-class _APIServerMixin:
-    daemon_threads = True
-    block_on_close = True
+class _APIServer:
+    """A listening API socket (bound and listening once made) and its limits; its
+    connections are served by the :meth:`serve` task."""
+
+    address_family = socket.AF_UNIX
     request_queue_size = 128
     transport = None
     spec = None
-    wrap_server = None
     #: H22: most connections served at once, and per peer uid (TCP: all callers one key).
     max_workers = 64
     max_workers_per_uid = 8
 
-    def init_limits(self, wrap_server) -> None:
+    def __init__(self, address, wrap_server):
         self.wrap_server = wrap_server
         self._active = {}
         self._active_lock = threading.Lock()
         self._error_counts = {}
         self._error_limiter = RejectionLimiter(True)
+        self.server_address = address
+        self.socket = socket.socket(self.address_family, socket.SOCK_STREAM)
+        try:
+            self.server_bind()
+            self.socket.listen(self.request_queue_size)
+        except BaseException:
+            self.server_close()
+            raise
+
+    def server_close(self) -> None:
+        self.socket.close()
 
     def should_log_error(self, key) -> bool:
         """H21: API error lines rate-limited per peer uid (counts in the line)."""
@@ -759,17 +770,16 @@ class _APIServerMixin:
         request.close()
 
 
-class UnixAPIServer(_APIServerMixin, socketserver.UnixStreamServer):
+class UnixAPIServer(_APIServer):
     """The Unix-socket API: mode 0666, parent created if missing, stale socket replaced."""
 
     transport = "unix"
     socket_mode = 0o666
 
     def __init__(self, path: str, wrap_server):
-        self.init_limits(wrap_server)
         self.spec = "unix:" + path
         self._inode = None
-        super().__init__(path, APIHandler)
+        super().__init__(path, wrap_server)
 
     def server_bind(self) -> None:
         path = self.server_address
@@ -817,20 +827,24 @@ class UnixAPIServer(_APIServerMixin, socketserver.UnixStreamServer):
             self._inode = None
 
 
-class TCPAPIServer(_APIServerMixin, socketserver.TCPServer):
+class TCPAPIServer(_APIServer):
     """The loopback TCP API."""
 
     transport = "tcp"
-    allow_reuse_address = True
+    address_family = socket.AF_INET
 
     def __init__(self, address, wrap_server):
-        self.init_limits(wrap_server)
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
-        super().__init__(address, APIHandler)
+        super().__init__(address, wrap_server)
         host, port = self.server_address[:2]
         shown = f"[{host}]" if ":" in host else host
         self.spec = f"tcp:{shown}:{port}"
+
+    def server_bind(self) -> None:
+        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.socket.bind(self.server_address)
+        self.server_address = self.socket.getsockname()
 
 
 def make_api_server(spec: str, wrap_server):
