@@ -21,6 +21,10 @@ import time
 
 __all__ = ["JSONLogger", "EventLog", "RejectionLimiter", "open_log"]
 
+#: ``json.dumps(obj, default=str)`` without building an encoder per call (one per line
+#: and per event otherwise: ``dumps`` only reuses its own when given no options).
+_to_json = json.JSONEncoder(default=str).encode
+
 
 class JSONLogger:
     """Write one JSON object per line to a text stream, thread-safely."""
@@ -38,7 +42,7 @@ class JSONLogger:
         record.update(fields)
         if self.max_field is not None:
             record = self.bound(record)
-        line = json.dumps(record, default=str, sort_keys=False) + "\n"
+        line = _to_json(record) + "\n"
         with self._lock:
             try:
                 self.stream.write(line)
@@ -50,10 +54,13 @@ class JSONLogger:
         limit = self.max_field
         out = {}
         for key, value in record.items():
-            if value is None or isinstance(value, (bool, int, float)):
+            if isinstance(value, str):
+                text = value
+            elif value is None or isinstance(value, (bool, int, float)):
                 out[key] = value
                 continue
-            text = value if isinstance(value, str) else json.dumps(value, default=str)
+            else:
+                text = _to_json(value)
             if len(text) > limit:
                 out[key] = text[:limit]
                 out[key + "_truncated"] = True
@@ -109,7 +116,7 @@ class EventLog:
                 self.dropped += 1
                 return event
             if self.max_bytes is not None:
-                size = len(json.dumps(event, default=str))
+                size = len(_to_json(event))
                 if self.bytes + size > self.max_bytes:
                     self.dropped += 1
                     return event
