@@ -96,3 +96,46 @@ def test_sigterm_ends_the_slowloris_hold_at_once(tmp_path):
     report = json.loads(out)
     assert report["held_at_ready"] == 4 and report["header_lines_sent"] == 0, (report, err)
     assert took < WATCH / 2, took
+
+
+def test_sigterm_ends_the_fake_api_that_nobody_called(tmp_path):
+    """untrusted-api-dir: alice's client refused the fake API; mallory stops serving when
+    the harness says so, not at her bound (8 s a hardened cell)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "wraplab.actors.hostile", "fake-api", "--dir", str(tmp_path),
+         "--seconds", f"{WATCH:g}"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(str(tmp_path / "notify-fake.sock"), proc)
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=WATCH / 2)
+    finally:
+        proc.kill()
+    took = time.monotonic() - t0
+    report = json.loads(out)
+    assert report["requests"] == 0 and report["token"] is None, (report, err)
+    assert took < WATCH / 2, took
+
+
+def test_the_stop_file_ends_a_squat_still_waiting_for_the_directory(tmp_path):
+    """signal-squat: once alice has dialled, a squat could catch nothing of hers; the
+    squatter, still meeting EEXIST, stops at the harness's file, not at its deadline."""
+    wrapdir = tmp_path / "wrap-x"
+    wrapdir.mkdir()  # the server's directory, still there
+    stop = tmp_path / "stop"
+    ready = tmp_path / "ready"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "wraplab.actors.squat", "--path", str(wrapdir / "signal.sock"),
+         "--deadline", f"{WATCH:g}", "--ready", str(ready), "--stop", str(stop)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(str(ready), proc)
+        t0 = time.monotonic()
+        stop.touch()
+        out, err = proc.communicate(timeout=WATCH / 2)
+    finally:
+        proc.kill()
+    took = time.monotonic() - t0
+    report = json.loads(out)
+    assert report["squat_t"] is None and report["errno"] == "EEXIST", (report, err)
+    assert report["tries"] > 0 and took < WATCH / 2, (report, took)

@@ -29,8 +29,9 @@ with our own pid, then the ACKed keepalive held for S seconds or until a SIGTERM
 ``big-args``: N wrap-inits whose ``agent_args`` hold B bytes, never dialled. ``mkdir``: DIR
 (0755, ours). ``fake-api``: in DIR (ours), move the real API socket aside if there is one,
 then serve a fake API whose wrap-init names our own notify socket, and report any token
-handed to it. ``slowloris``: N API connections held at once, each sending a request line
-and then one header line every S seconds, never the blank line that ends the headers
+handed to it (until the first token, ``--seconds``, or a SIGTERM). ``slowloris``: N API
+connections held at once, each sending a request line and then one header line every S
+seconds, never the blank line that ends the headers
 (non-blocking connects: a full backlog is EAGAIN, retried until no more connections can be
 held for 3 s, at most 4 N attempts); answers (an HTTP status, or a close) counted;
 ``--ready`` is created once every connect was tried and the answers that came at once were
@@ -304,7 +305,7 @@ def fake_api(directory: str, seconds: float) -> dict:
                (200, {"notify_socket": notify_path, "ptrace_mode": False,
                       "fs_isolation": "chown", "wrapper_binary": "x"})]
     try:
-        while time.monotonic() < deadline and out["token"] is None:
+        while time.monotonic() < deadline and out["token"] is None and not _STOP:
             for lst in (api, notify):
                 try:
                     conn, _ = lst.accept()
@@ -626,7 +627,7 @@ def main(argv=None):
     p.add_argument("--path", required=True)
     p.add_argument("--target", required=True)
     args = parser.parse_args(argv)
-    if args.mode in ("slowloris", "swap-dir"):
+    if args.mode in ("slowloris", "swap-dir", "fake-api"):
         # a SIGTERM ends the hold at once (it wakes our selects); the report still prints
         _WAKE.append(release_on_term(_on_term))
     if args.mode == "slowloris":

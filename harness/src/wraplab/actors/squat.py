@@ -16,8 +16,9 @@ world-writable with the sticky bit: anyone may create a name that no longer exis
 unlink the server's socket at once and bind ours in its place; ``--ready`` is then created
 only once ours listens. Only our socket is removed at the end, never the directory.
 
-``--stop FILE``: stop waiting for a client once FILE exists (a connection already queued is
-still accepted and read), instead of waiting out ``--hold``.
+``--stop FILE``: stop once FILE exists -- trying ``mkdir`` (checked every few hundred
+tries), or waiting for a client (a connection already queued is still accepted and read)
+-- instead of waiting out ``--deadline`` or ``--hold``.
 
 Output: ``path``, ``found_t``, ``tries`` (mkdir attempts), ``squat_t`` (epoch seconds when
 our socket was listening, or null), ``connected_t``, ``peer`` (SO_PEERCRED of the client),
@@ -42,7 +43,8 @@ def main(argv=None) -> None:
     ap.add_argument("--hold", type=float, default=3.0, help="to wait for a client (s)")
     ap.add_argument("--ready", help="create this file once the path is found (a barrier; "
                     "with --swap: once our socket listens)")
-    ap.add_argument("--stop", help="stop waiting for a client once this file exists")
+    ap.add_argument("--stop", help="stop taking the path or waiting for a client once this "
+                    "file exists")
     ap.add_argument("--swap", action="store_true",
                     help="replace the socket in its existing directory (needs write access)")
     args = ap.parse_args(argv)
@@ -62,7 +64,8 @@ def main(argv=None) -> None:
             break
         except OSError as exc:
             out["errno"] = errno_name(exc)
-            if time.monotonic() >= end:
+            if time.monotonic() >= end or (args.stop and tries % 256 == 0
+                                           and os.path.exists(args.stop)):
                 out["tries"] = tries
                 emit(out)
             time.sleep(0.0002)  # EEXIST: the server's directory is still there

@@ -77,7 +77,7 @@ def run(ctx):
     ctx.step(owner, "wrap-init (notify and signal sockets)", f"{notify}, {signal}")
     gate = ctx.barrier(mallory)
     squatter = mallory.spawns_tool("squat", "--path", signal, "--deadline", "6", "--hold", "3",
-                                   "--ready", gate.file("ready"))
+                                   "--ready", gate.file("ready"), "--stop", gate.file("stop"))
     if not gate.wait("ready", 10, while_running=squatter).get("ok"):
         squatter.kill()
         return ctx.error("mallory's squat tool never started on the signal path")
@@ -85,6 +85,7 @@ def run(ctx):
     ctx.waits_until("mallory's socket sits at the signal path (2 s at most)",
                     lambda: ctx.run.stat(signal).uid == mallory.uid, time.time() + 2.0)
     second = owner.attacks_socket("signal", steps="handoff", path=signal)
+    gate.release("stop")  # alice has dialled: a squat after this could catch nothing of hers
     res = squatter.wait(20)
     try:
         got = res.json()
