@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
 """Run a pytest selection in two passes: the parallel one (xdist, ``not exclusive``) and the
-exclusive one (floods and races, alone), as ``tox -e integration`` does.
+exclusive one (floods and races, after it; xdist too, but only one cell attacks at a time:
+each holds the machine's cores while it does, ``wraplab.engine.cores``), as
+``tox -e integration`` does.
 
     python scripts/pytest_passes.py tests/integration [PYTEST ARGS...]
 
@@ -30,7 +32,7 @@ NO_TESTS = 5  # pytest.ExitCode.NO_TESTS_COLLECTED
 #: (name, marker expression, extra pytest arguments)
 PASSES = (
     ("parallel", "not exclusive", lambda: ["-n", os.environ.get("WRAPLAB_JOBS", "2")]),
-    ("exclusive", "exclusive", lambda: []),
+    ("exclusive", "exclusive", lambda: ["-n", os.environ.get("WRAPLAB_JOBS", "2")]),
 )
 
 

@@ -22,10 +22,11 @@ default bookworm), ``--wraplab-scenario`` (repeatable; ``WRAPLAB_SCENARIOS``; an
 slug is a usage error), ``--wraplab-no-events`` (``WRAPLAB_NO_EVENTS``).
 
 Markers: the lab (``docker``, ``local``), the scenario with ``_`` for ``-``
-(``-m "wrong_uid and docker"``), ``exclusive`` (floods and races: run them without xdist;
-they share one xdist group), ``requires_docker`` / ``requires_root``: gates that skip with
-a reason on a developer's machine and **fail** when ``CI`` is set, so CI can never go green
-by skipping.
+(``-m "wrong_uid and docker"``), ``exclusive`` (floods and races: run them in a pass of
+their own, not beside other cells; xdist workers may run several, since each cell holds
+the machine's cores while it attacks, :mod:`wraplab.engine.cores`), ``requires_docker`` /
+``requires_root``: gates that skip with a reason on a developer's machine and **fail**
+when ``CI`` is set, so CI can never go green by skipping.
 
 Reports: every cell's target, verdict, expectation and guard are JUnit properties; with
 ``WRAPLAB_REPORT_DIR`` set (scripts/pytest_passes.py sets it), each pytest process writes
@@ -95,8 +96,9 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "requires_docker: needs a Docker engine and images")
     config.addinivalue_line("markers", "requires_root: needs root (local lab)")
     config.addinivalue_line("markers", "scenario(slug): the cell's scenario")
-    config.addinivalue_line("markers", "exclusive: needs the machine to itself (floods, races): "
-                                       "run these without xdist")
+    config.addinivalue_line("markers", "exclusive: needs the machine to itself while it "
+                                       "attacks (floods, races): run these in a pass of "
+                                       "their own")
     state = _settings(config)
     if not state["targets"]:
         return
@@ -236,7 +238,6 @@ class CellItem(pytest.Item):
         self.add_marker(pytest.mark.scenario(cell.scenario))
         if self.scenario.exclusive:
             self.add_marker("exclusive")
-            self.add_marker(pytest.mark.xdist_group("flood"))
         self.user_properties.append(("target", cell.target))
 
     def setup(self) -> None:

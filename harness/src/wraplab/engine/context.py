@@ -26,8 +26,10 @@ class Context:
     #: Seconds the owner's client has for its handoffs once it dials (SERVER client_budget).
     client_budget = 4.0
 
-    def __init__(self, scenario, cell: Cell, run, target):
+    def __init__(self, scenario, cell: Cell, run, target, cores=None):
         self.scenario = scenario
+        #: An exclusive cell's hold on the cores (:mod:`wraplab.engine.cores`), or None.
+        self.cores = cores
         self.cell = cell
         self.run = run
         self.target = target
@@ -57,6 +59,13 @@ class Context:
             return actors[name]
         raise AttributeError(f"scenario has no actor or attribute {name!r} "
                              f"(actors: {', '.join(actors)})")
+
+    def attack_over(self) -> None:
+        """An exclusive scenario's attack is over: what is left is waiting (accept windows
+        ending, the server cleaning up), so the next exclusive cell may attack
+        (:mod:`wraplab.engine.cores`). Nothing for a scenario that is not exclusive."""
+        if self.cores is not None:
+            self.cores.release()
 
     @property
     def attackers(self) -> list[Actor]:

@@ -16,6 +16,7 @@ from wraplab.engine.actors import HarnessError
 from wraplab.engine.axes import server_options
 from wraplab.engine.cells import Cell, Outcome, Step, plain
 from wraplab.engine.context import Context
+from wraplab.engine.cores import Cores
 from wraplab.engine.records import kept_or_closed, process_records, run_info
 from wraplab.engine.scenarios import Scenario, get_scenario
 from wraplab.engine.verdicts import ERROR, NOT_RUN, Judgement
@@ -52,6 +53,7 @@ def run_cell(cell: Cell, *, scenario: Scenario | None = None, lab=None,
     timings: dict = {}
     ctx = None
     run = None
+    cores = Cores() if scenario.exclusive else None  # held until its attack is over
     judgement = Judgement(ERROR, "the scenario did not finish")
     error = None
     server: dict = {}
@@ -60,6 +62,10 @@ def run_cell(cell: Cell, *, scenario: Scenario | None = None, lab=None,
     processes: list[dict] = []
     lab_info: dict = {}
     try:
+        if cores is not None:
+            cores.hold()  # the cell's time starts once it has the cores
+            timings["cores_wait_s"] = round(time.time() - t0, 3)
+            t0 = time.time()
         target.prepare()
         lab = lab or make_lab(cell.lab, cell.base)
         spec = target.server_spec(
@@ -69,7 +75,7 @@ def run_cell(cell: Cell, *, scenario: Scenario | None = None, lab=None,
             spec = dataclasses.replace(spec, keep=True)
         with kept_or_closed(lab.start(spec), keep) as run:
             timings["setup_s"] = round(time.time() - t0, 3)
-            ctx = Context(scenario, cell, run, target)
+            ctx = Context(scenario, cell, run, target, cores)
             if hidden:
                 ctx.metrics["events_hidden"] = True
             t1 = time.time()
@@ -109,6 +115,9 @@ def run_cell(cell: Cell, *, scenario: Scenario | None = None, lab=None,
     except Exception as exc:
         judgement = Judgement(ERROR, f"lab: {type(exc).__name__}: {exc}")
         error = traceback.format_exc()
+    finally:
+        if cores is not None:
+            cores.release()
     timings["total_s"] = round(time.time() - t0, 3)
     steps = list(ctx.steps) if ctx else []
     srv_uid = server.get("uid") if isinstance(server, dict) else None
@@ -185,8 +194,8 @@ def _log_excerpt(log: list[dict], limit: int = 60) -> list[dict]:
 
 def auto_jobs() -> int:
     """``-j auto``: one cell per core this process may run on. Exclusive cells (floods,
-    races, leak counts) still run afterwards, one at a time, so no flood shares the CPU
-    with another cell."""
+    races, leak counts) still run afterwards, and only one attacks at a time, so no flood
+    shares the CPU with another cell's attack."""
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except (AttributeError, OSError):
@@ -198,7 +207,9 @@ def run_cells(cells: list[Cell], *, jobs: int = 1,
               on_start: Callable[[Cell], None] | None = None) -> list[Outcome]:
     """Run ``cells`` with ``jobs`` at a time (each cell its own lab, in a container checked
     clean and reused where one is idle: :mod:`wraplab.labs.warm`); cells of an
-    ``EXCLUSIVE`` scenario (floods) run afterwards, one at a time. Each target is prepared
+    ``EXCLUSIVE`` scenario (floods) run afterwards, ``jobs`` at a time too, but one
+    attacking at a time (:mod:`wraplab.engine.cores`): the others start, or wait for
+    windows to end, meanwhile. Each target is prepared
     (``install.build``) first; a failure raises :class:`~wraplab.targets.TargetError`.
     ``on_start(cell)`` and ``on_done(outcome)`` are called as each cell starts and ends
     (progress displays)."""
@@ -226,9 +237,8 @@ def run_cells(cells: list[Cell], *, jobs: int = 1,
     shared = [i for i, c in enumerate(cells) if not scenarios[c.scenario].exclusive]
     alone = [i for i, c in enumerate(cells) if scenarios[c.scenario].exclusive]
     with warm.reuse():  # containers checked clean serve the next cell of the same kind
-        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-            for fut in [pool.submit(one, i) for i in shared]:
-                fut.result()
-        for i in alone:
-            one(i)
+        for cells_of_pass in (shared, alone):
+            with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+                for fut in [pool.submit(one, i) for i in cells_of_pass]:
+                    fut.result()
     return [outcomes[i] for i in range(len(cells))]

@@ -99,6 +99,7 @@ def run(ctx):
              f"held after {held.get('seconds')} s, answers {held.get('answers') or 'none'}",
              t=held.get("t0"), ms=(held.get("seconds") or 0) * 1000, detail=held)
     let_go = time.time()
+    ctx.attack_over()  # what is left is waiting for the server to close her connections
     after = back_to_baseline(ctx, base, 60)
     ok = (probe.get("ok") or 0) + (1 if wrap.ok else 0)
     total = len(tries) + 1

@@ -90,6 +90,7 @@ def run(ctx):
              f"{inits.get('attempts')} in {inits.get('seconds')} s: {inits.get('outcomes')}",
              t=t1, ms=(inits.get("seconds") or 0) * 1000, detail=inits)
     peak = state(ctx)
+    ctx.attack_over()  # what is left is waiting for the abandoned wraps' windows to end
     now = ctx.waits_until("fds, threads and wrap directories are back to the baseline",
                           lambda: (lambda s: s if s == base else None)(state(ctx)),
                           time.time() + WINDOW + 10) or state(ctx)

@@ -74,6 +74,7 @@ def run(ctx):
               and (w.data.get("http_status") == 503)]
     latency = sorted(w.latency_ms for w in wraps if w.latency_ms is not None)
     flood_done = time.time()  # alice's tries are over
+    ctx.attack_over()  # what is left is waiting for mallory's windows to end
     after = back_to_baseline(ctx, base, WINDOW + 20)
     rate = len(ok) / len(wraps)
     ctx.metrics.update(flood=outs, owner_success=rate, owner_latency_ms=latency,
