@@ -13,7 +13,7 @@ more than one fd or MSG_CTRUNC on notify; a bad ptrace pid), leaks an fd, or can
 serve alice.
 
 Actors: owner (alice). Placement: root. Transport: unix. Sockets: notify, signal, ptrace.
-Accept window 2.5 s, handshake timeout 1 s; each case waits up to 2 s for the server's
+Accept window 1.5 s, handshake timeout 1 s; each case waits up to 2 s for the server's
 answer (the window is only what the harness then waits for: every refused case's loop
 goes on accepting until it ends).
 
@@ -47,7 +47,7 @@ ACTORS = {"owner": "owner"}
 SOCKETS = ("notify", "signal", "ptrace")
 PLACEMENTS = ("root",)
 TRANSPORTS = ("unix",)
-WINDOW = 2.5
+WINDOW = 1.5
 HANDSHAKE_TIMEOUT = 1.0
 ANSWER_WAIT = 2.0  # a case's wait for the server's answer: past the handshake timeout
 SERVER = {"accept_window": WINDOW, "handshake_timeout": HANDSHAKE_TIMEOUT}
