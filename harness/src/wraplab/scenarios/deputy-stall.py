@@ -9,10 +9,10 @@ let it through. Mallory sends nothing. Only the handshake deadline (SPEC H7) can
 stall: a hardened loop drops the silent peer at its handshake timeout and goes on
 accepting, so alice's own dial still gets served.
 
-Window 2 s, handshake timeout 1.5 s, alice's client's budget for its handoff 1.5 s
-(``SERVER``); alice's client dials once the deputy's connection is in mallory's hands (a
-barrier). Mallory holds until the harness has seen enough -- alice's wrap has ended and
-the window ended a second ago (then a SIGTERM) -- or 5.5 s at most.
+Window 3 s, handshake timeout 1.5 s (``SERVER``); alice's client dials once the deputy's
+connection is in mallory's hands (a barrier). Mallory holds until the harness has seen
+enough -- alice's wrap has ended and the window ended a second ago (then a SIGTERM) -- or
+6.5 s at most.
 
 Actors: owner (alice's client), deputy (alice, a second process), intruder (mallory).
 Placement: root. Transport: unix. Sockets: notify, signal, ptrace (the deadline applies
@@ -38,11 +38,11 @@ ACTORS = {"owner": "owner", "deputy": "owner", "intruder": "attacker"}
 SOCKETS = ("notify", "signal", "ptrace")
 PLACEMENTS = ("root",)
 TRANSPORTS = ("unix",)
-WINDOW = 2.0
+WINDOW = 3.0
 HANDSHAKE = 1.5
 SEEN = 1.0  # a stall still open this long after the window's end has outlived the window
 HOLD = WINDOW + HANDSHAKE + 2.0  # mallory's own bound, should nobody tell her to let go
-SERVER = {"accept_window": WINDOW, "handshake_timeout": HANDSHAKE, "client_budget": 1.5}
+SERVER = {"accept_window": WINDOW, "handshake_timeout": HANDSHAKE}
 EXPECT = {
     "hardened": DEFENDED.by("handshake-deadline"),
     "agentsh": VULNERABLE,

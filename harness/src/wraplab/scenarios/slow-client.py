@@ -16,18 +16,17 @@ but each accept loop serves one connection (B19), so the stalled one ends the lo
 alice's dial finds no socket. hardened puts a deadline on every handshake, drops a peer
 that sent nothing by then (``peer_dropped``) and goes on accepting until the window ends.
 
-Here the window is 2 s, the handshake timeout 1.5 s and alice's client's budget for its
-handoff 1.5 s (``SERVER``); alice's client is
+Here the window is 3 s and the handshake timeout 1.5 s (``SERVER``); alice's client is
 held after wrap-init and released once the staller's connect has returned (a barrier, not
 a delay). The staller holds until the harness has seen enough -- alice's wrap has ended
-and the window ended a second ago (then a SIGTERM) -- or 5.5 s at most.
+and the window ended a second ago (then a SIGTERM) -- or 6.5 s at most.
 
 Actors: owner (alice's client), staller (alice, a second process). Placement: root.
 Transport: unix. Sockets: notify and ptrace.
 
 Expected (decided from runs):
 - agentsh, accept-once, permissive on notify: vulnerable: the server still held the
-  stalled connection a second past the end of the 2 s window, and alice's wrap failed.
+  stalled connection a second past the end of the 3 s window, and alice's wrap failed.
 - agentsh, accept-once, permissive on ptrace: vulnerable: the deadline closed the stalled
   connection after 1.5 s, but it was the loop's one connection: the loop ended with it
   and alice's wrap failed (a denial of service by one silent connection).
@@ -50,11 +49,11 @@ ACTORS = {"owner": "owner", "staller": "owner"}
 SOCKETS = ("notify", "ptrace")
 PLACEMENTS = ("root",)
 TRANSPORTS = ("unix",)
-WINDOW = 2.0
+WINDOW = 3.0
 HANDSHAKE = 1.5
 SEEN = 1.0  # a stall still open this long after the window's end has outlived the window
 HOLD = WINDOW + HANDSHAKE + 2.0  # the staller's own bound, should nobody tell it to let go
-SERVER = {"accept_window": WINDOW, "handshake_timeout": HANDSHAKE, "client_budget": 1.5}
+SERVER = {"accept_window": WINDOW, "handshake_timeout": HANDSHAKE}
 EXPECT = {
     "hardened": DEFENDED.by("handshake-deadline"),
     "agentsh": VULNERABLE,
