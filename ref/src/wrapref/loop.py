@@ -63,7 +63,11 @@ class EventLoop:
     # -- any thread --------------------------------------------------------------------
 
     def spawn(self, gen, on_exit=None) -> None:
-        """Run *gen* in the loop; *on_exit()* once it has finished (however it ended)."""
+        """Run *gen* in the loop; *on_exit()* once it has finished (however it ended).
+
+        From another thread the loop is woken; from a task (the loop's own thread) there
+        is no need: the loop takes new tasks before it waits again.
+        """
         with self._lock:
             if self._stopping:
                 raise RuntimeError("the event loop is stopping")
@@ -71,6 +75,8 @@ class EventLoop:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
                 self._thread.start()
+            elif self._thread.ident == threading.get_ident():
+                return
         self._wake()
 
     def stop(self, timeout: float | None = None) -> None:
@@ -105,14 +111,22 @@ class EventLoop:
             os.close(self._wake_r)
             os.close(self._wake_w)
 
-    def _run(self) -> None:
+    def _start_incoming(self) -> bool:
+        """Run the first step of every task spawned since the last turn, and of those
+        these spawn in turn (the loop was not woken for them); whether it is stopping."""
         while True:
             with self._lock:
                 incoming, self._incoming = self._incoming, []
                 stopping = self._stopping
                 self._tasks.update(incoming)
+            if not incoming:
+                return stopping
             for task in incoming:
                 self._step(task, None)
+
+    def _run(self) -> None:
+        while True:
+            stopping = self._start_incoming()
             if stopping:
                 for task in list(self._tasks):
                     self._step(task, Stopped())
