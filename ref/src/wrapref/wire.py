@@ -47,6 +47,7 @@ __all__ = [
     "close_fds",
     "fd_cloexec",
     "read_token",
+    "read_small",
     "proc_status",
     "is_descendant",
     "wait_readable",
@@ -202,6 +203,21 @@ def read_token(fd: int, timeout: float, limit: int = TOKEN_LIMIT, stop_fd=None,
     return out
 
 
+def read_small(path: str, limit: int) -> bytes:
+    """Up to *limit* bytes of the small file *path*: open, one read, close, nothing else.
+
+    One read is the whole text of a /proc file (seq_file hands its record out whole when
+    the buffer holds it) and of a regular file up to *limit*.  A buffered ``open()``
+    adds an fstat, an isatty ioctl and an lseek (5.3 us against 9.2 us for a
+    /proc/<pid>/status, timeit).
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        return os.read(fd, limit)
+    finally:
+        os.close(fd)
+
+
 def proc_status(pid: int, proc: str = "/proc"):
     """Parse /proc/<pid>/status: return ``{"ppid": int, "uids": (r, e, s, fs)}``.
 
@@ -212,8 +228,7 @@ def proc_status(pid: int, proc: str = "/proc"):
     if pid <= 0:
         return None
     try:
-        with open(f"{proc}/{pid}/status", "rb") as fh:
-            text = fh.read(65536).decode("utf-8", "replace")
+        text = read_small(f"{proc}/{pid}/status", 65536).decode("utf-8", "replace")
     except OSError:
         return None
     ppid = None
