@@ -284,6 +284,9 @@ class AcceptLoop:
     def handshake(self, conn: socket.socket, cred: wire.PeerCred):
         yield from getattr(self, "handshake_" + self.kind)(conn, cred)
 
+    # An outcome is recorded in this order: the event (a reader who has the peer's answer
+    # finds it), the answer the peer waits for, then the log line (the C anchor's order).
+
     def fail(self, conn, cred, reason: str, status=None, **fields) -> None:
         """Record a failed handoff; send *status* (notify/ptrace) best-effort.
 
@@ -296,23 +299,23 @@ class AcceptLoop:
         self.outcome = reason
         self.event("handoff_failed", peer_uid=cred.uid, peer_pid=cred.pid, reason=reason,
                    rejections=self.total_rejections, **fields)
+        if status is not None:
+            self.send_status(conn, status)
         self.server.log.warn(f"wrap: {self.kind} handoff failed", session=self.wrap.session.id,
                              kind=self.kind, reason=reason, peer_uid=cred.uid,
                              peer_pid=cred.pid, **fields)
-        if status is not None:
-            self.send_status(conn, status)
 
     def drop(self, conn, cred, reason: str, status=None) -> None:
         self.dropped += 1
         self._drop = True
         self.event("peer_dropped", peer_uid=cred.uid, peer_pid=cred.pid, reason=reason,
                    count=self.dropped)
+        if status is not None:
+            self.send_status(conn, status)
         if self.drop_limiter.should_log(cred.uid, self.dropped):
             self.server.log.warn(f"wrap: dropped a stalled {self.kind} peer",
                                  session=self.wrap.session.id, kind=self.kind, reason=reason,
                                  peer_uid=cred.uid, peer_pid=cred.pid, count=self.dropped)
-        if status is not None:
-            self.send_status(conn, status)
 
     def send_status(self, conn, status: int) -> bool:
         try:
@@ -408,9 +411,8 @@ class AcceptLoop:
                 return
         finally:
             wire.close_fds([fd])
-        self.succeed(cred, token=token, wrapper_pid=wrapper_pid, metadata=meta_pid is not None,
-                     cloexec=cloexec)
-        self.send_status(conn, wire.STATUS_OK)
+        self.succeed(conn, cred, wire.STATUS_OK, token=token, wrapper_pid=wrapper_pid,
+                     metadata=meta_pid is not None, cloexec=cloexec)
 
     def handshake_signal(self, conn, cred):
         exact = self.profile.signal_receive != SIGNAL_RECV_FIRST_FD
@@ -425,7 +427,7 @@ class AcceptLoop:
         if token is None:
             self.fail(conn, cred, "token_unreadable")
             return
-        self.succeed(cred, token=token, cloexec=cloexec)
+        self.succeed(conn, cred, token=token, cloexec=cloexec)
 
     def handshake_ptrace(self, conn, cred):
         # B28: a 10 s deadline (the handshake timeout) in every profile.
@@ -463,8 +465,7 @@ class AcceptLoop:
                 self.fail(conn, cred, "keepalive_quota", wire.NACK, pid=pid)
                 return
         try:
-            self.succeed(cred, token=None, pid=pid, attach="simulated")
-            if not self.send_status(conn, wire.ACK):
+            if not self.succeed(conn, cred, wire.ACK, token=None, pid=pid, attach="simulated"):
                 return
             if keepalive_key is not None:
                 self.end_wrap()  # the wrap is done: slot, directory and listener go now
@@ -483,12 +484,16 @@ class AcceptLoop:
             except OSError:
                 return
 
-    def succeed(self, cred, **fields) -> None:
+    def succeed(self, conn, cred, status=None, **fields) -> bool:
+        """Record a handoff that worked; send *status* (notify/ptrace).  False when that
+        answer could not be sent."""
         self.outcome = "ok"
         self.event("handoff_ok", peer_uid=cred.uid, peer_pid=cred.pid,
                    rejections=self.total_rejections, **fields)
+        sent = status is None or self.send_status(conn, status)
         self.server.log.info(f"wrap: {self.kind} handoff ok", session=self.wrap.session.id,
                              kind=self.kind, peer_uid=cred.uid, peer_pid=cred.pid)
+        return sent
 
 
 # ----------------------------------------------------------------------- wraps
