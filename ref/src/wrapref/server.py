@@ -1009,9 +1009,10 @@ class WrapServer:
             raise
         d = wrap.dir
         sockets = dict(d.sockets)
+        modes, owners = d.modes_and_owners()
         wrap.event("wrap_init", caller_uid=expected if source != "legacy" else None,
                    uid_source=source, transport=peer.transport, fs_isolation=d.fs_isolation,
-                   dir=d.path, sockets=sockets, modes=d.modes(), owners=d.owners(),
+                   dir=d.path, sockets=sockets, modes=modes, owners=owners,
                    profile=self.profile.name, agent_command=req["agent_command"],
                    agent_args=req["agent_args"], mode=req["mode"], api_peer_uid=peer.uid,
                    api_peer_pid=peer.pid)

@@ -434,22 +434,24 @@ class WrapDir:
 
     def modes(self) -> dict:
         """``{path: "0700"}`` for the directory and each socket (lstat)."""
-        out = {}
-        for path in [self.path, *self.sockets.values()]:
-            try:
-                out[path] = _octal(os.lstat(path).st_mode)
-            except OSError:
-                out[path] = None
-        return out
+        return self.modes_and_owners()[0]
 
     def owners(self) -> dict:
-        out = {}
+        """``{path: uid}`` for the directory and each socket (lstat)."""
+        return self.modes_and_owners()[1]
+
+    def modes_and_owners(self):
+        """:meth:`modes` and :meth:`owners` from one lstat per path."""
+        modes, owners = {}, {}
         for path in [self.path, *self.sockets.values()]:
             try:
-                out[path] = os.lstat(path).st_uid
+                st = os.lstat(path)
             except OSError:
-                out[path] = None
-        return out
+                modes[path] = owners[path] = None
+                continue
+            modes[path] = _octal(st.st_mode)
+            owners[path] = st.st_uid
+        return modes, owners
 
     def close_listener(self, kind: str) -> None:
         sock = self.listeners.pop(kind, None)
@@ -540,7 +542,8 @@ class WrapDir:
         shutil.rmtree(self.path, ignore_errors=True)
 
     def remove_tree_bounded_steps(self):
-        """H14: take the directory back, empty it through its fd, then rmdir it.
+        """H14: take the directory back, empty it through its fd, then rmdir it (its own
+        sockets and the rmdir first: when nothing else is there, no listing is needed).
 
         Raises :class:`CleanupIncomplete` when something could not be removed (the
         wrap still releases its slot; the server logs it).
@@ -556,17 +559,20 @@ class WrapDir:
                 raise CleanupIncomplete(f"cannot open {self.path}: {exc.strerror}") from None
         try:
             try:
-                same = os.path.samestat(os.lstat(self.path), os.fstat(fd))
+                st = os.fstat(fd)
+                same = os.path.samestat(os.lstat(self.path), st)
             except OSError:
                 same = False
             if not same:
                 return  # the path no longer names our directory: leave it alone
-            if os.fstat(fd).st_uid != self.server_uid:
+            if st.st_uid != self.server_uid:
                 try:  # the caller may own it: take it back so nobody adds entries
                     os.fchown(fd, self.server_uid, -1)
                     os.fchmod(fd, 0o700)
                 except OSError:
                     pass
+            if self.remove_own_entries(fd):
+                return
             done = yield from empty_dir_steps(fd)
             try:
                 os.rmdir(self.path)
@@ -578,6 +584,24 @@ class WrapDir:
         finally:
             if opened:
                 os.close(fd)
+
+    def remove_own_entries(self, fd: int) -> bool:
+        """Unlink the sockets this wrap bound (fd-relative: ``unlinkat`` never follows a
+        symlink), then rmdir the directory: True when that removed it (it held nothing
+        else, the usual case, and no listing was needed); False leaves the rest to the
+        bounded emptying (H14)."""
+        for path in self.sockets.values():
+            try:
+                os.unlink(os.path.basename(path), dir_fd=fd)
+            except OSError:
+                pass  # gone or replaced: the emptying finds whatever is there
+        try:
+            os.rmdir(self.path)
+        except FileNotFoundError:
+            return True
+        except OSError:
+            return False  # not empty (the caller's files): empty it, then rmdir
+        return True
 
     # -- agentsh layout ------------------------------------------------------------
 
