@@ -564,7 +564,9 @@ def serve_connection(api, conn, key):
         whole = now + handler.request_timeout if api.wrap_server.profile.bounded_api else None
         buf = bytearray()
         timed_out = eof = False
-        # Request line and headers: each read within `timeout` (and the whole deadline).
+        # Request line and headers: what has arrived is read at once (usually the whole
+        # request: no turn of the loop), then each wait within `timeout` (and the whole
+        # deadline).
         end = None
         while end is None:
             m = _HEADERS_END.search(buf)
@@ -579,6 +581,13 @@ def serve_connection(api, conn, key):
                 timed_out = True  # hand over: past this the connection is closed
                 end = len(buf)
                 break
+            got = _recv(conn, buf, MAX_HEAD - len(buf) + 1)
+            if got is _EOF:
+                eof = True
+                end = len(buf)
+                break
+            if got is not None:
+                continue
             deadline = time.monotonic() + handler.timeout
             if whole is not None:
                 deadline = min(deadline, whole)
@@ -586,11 +595,6 @@ def serve_connection(api, conn, key):
                 if not buf:
                     return  # nothing came in time: close without an answer
                 timed_out = True
-                end = len(buf)
-                break
-            got = _recv(conn, buf, MAX_HEAD - len(buf) + 1)
-            if got is _EOF:
-                eof = True
                 end = len(buf)
                 break
         length = None if (timed_out or eof) else _content_length(bytes(buf[:end]))
