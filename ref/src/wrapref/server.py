@@ -167,16 +167,20 @@ class AcceptLoop:
         if self._started:
             self._done.wait(timeout)
 
-    def wait(self, sock, deadline):
+    def wait(self, sock, deadline, nonblocking: bool = False):
         """Wait until *sock* is readable (``yield from``): True, False on deadline; the
         event loop throws :class:`Stopped` here on shutdown.
 
         What is readable already is answered at once (one poll), at most
         :attr:`burst` times in a row: then the loop goes round, so a flooded loop
-        cannot keep the others from their turn.
+        cannot keep the others from their turn.  *nonblocking*: the caller's next call
+        on *sock* cannot block, so within the burst it goes ahead without the poll (its
+        EAGAIN says what the poll would have; the caller then waits without this flag).
         """
         if sock is not None and self._burst < self.burst:
             self._burst += 1
+            if nonblocking:
+                return True
             if wire.wait_readable([sock if isinstance(sock, int) else sock.fileno()], 0):
                 return True
         self._burst = 0
@@ -365,22 +369,26 @@ class AcceptLoop:
         """Read the token from the received *fd* until EOF, at most ``wire.TOKEN_LIMIT``
         bytes within the handshake timeout (as :func:`wrapref.wire.read_token`); None when
         nothing readable came."""
+        nonblocking = self.profile.nonblocking_token_read
         try:
-            if self.profile.nonblocking_token_read:  # H16
+            if nonblocking:  # H16
                 os.set_blocking(fd, False)
         except OSError:
             return None
         deadline = time.monotonic() + self.server.handshake_timeout
         raw = b""
+        try_now = nonblocking  # a read that cannot block goes first: the token is there
         while len(raw) < wire.TOKEN_LIMIT and time.monotonic() < deadline:
-            if not (yield from self.wait(fd, deadline)):
+            if not (yield from self.wait(fd, deadline, try_now)):
                 break
             try:
                 chunk = os.read(fd, wire.TOKEN_LIMIT - len(raw))
             except BlockingIOError:
+                try_now = False  # nothing yet: wait for it
                 continue
             except OSError:
                 return None
+            try_now = nonblocking
             if not chunk:
                 break
             raw += chunk
