@@ -335,16 +335,22 @@ class AcceptLoop:
 
     def receive_fd(self, conn, cred, exact: bool, status):
         """Receive one fd per the rules; return ``(data, fd, cloexec)`` or None."""
-        if not (yield from self.wait(conn, self.handshake_deadline())):
-            self.fail(conn, cred, "timeout", status)
-            return None
+        deadline = self.handshake_deadline()
         cloexec = self.profile.cloexec == CLOEXEC_RECVMSG
         bufsize, maxfds = (wire.MAX_PAYLOAD, wire.MAX_FDS) if exact else (1, 1)
-        try:
-            data, fds, flags = wire.recv_fds(conn, bufsize, maxfds, cloexec)
-        except OSError as exc:
-            self.fail(conn, cred, "recv_error", status, errno=wire.errno_name(exc.errno))
-            return None
+        try_now = True  # the peer sends as it connects: one recvmsg(MSG_DONTWAIT) first
+        while True:
+            if not (yield from self.wait(conn, deadline, try_now)):
+                self.fail(conn, cred, "timeout", status)
+                return None
+            try:
+                data, fds, flags = wire.recv_fds(conn, bufsize, maxfds, cloexec, dontwait=True)
+                break
+            except BlockingIOError:
+                try_now = False  # nothing yet: wait for it
+            except OSError as exc:
+                self.fail(conn, cred, "recv_error", status, errno=wire.errno_name(exc.errno))
+                return None
         if not data and not fds:
             self.fail(conn, cred, "eof", status)
             return None

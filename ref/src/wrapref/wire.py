@@ -127,13 +127,17 @@ def send_fds(sock: socket.socket, data: bytes, fds) -> int:
     return sock.sendmsg([data], anc)
 
 
-def recv_fds(sock: socket.socket, bufsize: int, maxfds: int, cloexec: bool):
+def recv_fds(sock: socket.socket, bufsize: int, maxfds: int, cloexec: bool,
+             dontwait: bool = False):
     """One ``recvmsg``: return ``(data, fds, msg_flags)``.
 
     With *cloexec* the fds arrive with FD_CLOEXEC set atomically
     (MSG_CMSG_CLOEXEC).  ``socket.recv_fds`` cannot do that, hence this.
+    *dontwait* (MSG_DONTWAIT): BlockingIOError instead of a wait when nothing is there.
     """
     flags = socket.MSG_CMSG_CLOEXEC if cloexec else 0
+    if dontwait:
+        flags |= socket.MSG_DONTWAIT
     data, ancdata, msg_flags, _addr = sock.recvmsg(
         bufsize, socket.CMSG_SPACE(maxfds * _INT32.size), flags
     )
