@@ -40,9 +40,12 @@ class JSONLogger:
     def log(self, level: str, msg: str, **fields) -> None:
         record = {"ts": time.time(), "level": level, "msg": msg}
         record.update(fields)
-        if self.max_field is not None:
-            record = self.bound(record)
-        line = _to_json(record) + "\n"
+        line = _to_json(record)
+        if self.max_field is not None and len(line) > self.max_field:
+            # Only then can a field be too long: no field's text (a string's characters,
+            # another value's JSON) is longer than the line that holds it.
+            line = _to_json(self.bound(record))
+        line += "\n"
         with self._lock:
             try:
                 self.stream.write(line)
