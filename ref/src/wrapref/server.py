@@ -1148,9 +1148,11 @@ class WrapServer:
 
     def check_ptrace_pid(self, pid: int, cred: wire.PeerCred):
         """H9: the pid must be the peer or a descendant, running as the peer's uid."""
-        if cred.pid <= 0 or not wire.is_descendant(pid, cred.pid):
+        if cred.pid <= 0:
             return f"pid {pid} is not the peer {cred.pid} or its descendant"
-        status = wire.proc_status(pid)
+        status = wire.proc_status(pid)  # once: the walk up starts from it, the uids are in it
+        if not wire.is_descendant(pid, cred.pid, status=status):
+            return f"pid {pid} is not the peer {cred.pid} or its descendant"
         if status is None:
             return f"pid {pid} vanished"
         if any(u != cred.uid for u in status["uids"]):

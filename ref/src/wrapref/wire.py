@@ -68,6 +68,7 @@ TOKEN_LIMIT = 256
 
 _UINT32 = struct.Struct("<I")
 _INT32 = struct.Struct("<i")
+_UCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
 
 
 class PeerCred(tuple):
@@ -91,8 +92,8 @@ def peercred(sock: socket.socket) -> PeerCred:
 
     Raises OSError when the socket has none (e.g. it is not AF_UNIX).
     """
-    raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-    pid, uid, gid = struct.unpack("3i", raw)
+    raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size)
+    pid, uid, gid = _UCRED.unpack(raw)
     # uid_t/gid_t are unsigned; "3i" would show 4294967295 as -1.
     return PeerCred(pid, uid & 0xFFFFFFFF, gid & 0xFFFFFFFF)
 
@@ -251,18 +252,25 @@ def proc_status(pid: int, proc: str = "/proc"):
     return {"ppid": ppid, "uids": uids}
 
 
-def is_descendant(pid: int, ancestor: int, proc: str = "/proc", max_depth: int = 256) -> bool:
-    """True if *pid* is *ancestor* or one of its descendants (walking PPid)."""
+def is_descendant(pid: int, ancestor: int, proc: str = "/proc", max_depth: int = 256,
+                  status=None) -> bool:
+    """True if *pid* is *ancestor* or one of its descendants (walking PPid).
+
+    *status*: :func:`proc_status` of *pid* if the caller has read it already (it is not
+    read again).
+    """
     cur = pid
     for _ in range(max_depth):
         if cur == ancestor:
             return True
         if cur <= 1:
             return False
-        status = proc_status(cur, proc)
         if status is None:
-            return False
+            status = proc_status(cur, proc)
+            if status is None:
+                return False
         cur = status["ppid"]
+        status = None
     return False
 
 
