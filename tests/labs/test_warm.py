@@ -38,6 +38,7 @@ def test_a_clean_container_serves_the_next_cell_with_nothing_of_the_last(request
             assert first.exec("owner", ["touch", f"{first.temp_base}/owner-was-here"]).ok
             sleeper = first.spawn("attacker", ["sleep", "300"])
             sleeper_pid, server_pid = sleeper.pid, first.server.pid
+        warm.RECYCLER.drain()  # the reuse check runs in the background: let it end
         assert "checked clean, kept for the next cell" in notes(first), notes(first)
         second = watch(request, lab_by_name(lab).start(SPEC), whole=True)
         with second:
@@ -71,6 +72,7 @@ def test_a_leftover_makes_the_reuse_check_refuse(request, lab, leftover, monkeyp
         first = watch(request, lab_by_name(lab).start(SPEC), whole=True)
         with first:
             assert first.exec(actor, argv).ok
+        warm.RECYCLER.drain()  # the reuse check runs in the background: let it end
         assert "not reused" in notes(first) and path in notes(first), notes(first)
         assert not container_exists(first.container_id)
         assert warm.idle_containers() == []
@@ -99,18 +101,22 @@ def test_warm_off_and_outside_the_runner_a_container_is_never_reused(request, la
 @pytest.mark.requires_docker
 def test_scenario_cells_in_a_row_share_one_checked_clean_container(monkeypatch):
     """Real cells leave barrier directories (the owner held before its dial): the reuse
-    check removes them, so the next cell of the same kind runs in the same container. (The
+    check removes them, so a later cell of the same kind runs in the same container. (The
     barriers once made every check refuse, and each cell started a container of its own.)"""
     from wraplab.engine.cells import make_cells
-    from wraplab.engine.runner import run_cells
+    from wraplab.engine.runner import run_cell
     from wraplab.engine.scenarios import get_scenario
 
     monkeypatch.delenv(warm.SWITCH, raising=False)
     cells = make_cells([get_scenario("wrong-uid")], lab="docker", profiles=["hardened"])
-    outcomes = run_cells(cells, jobs=1)
+    outcomes = []
+    with warm.reuse():
+        for cell in cells:
+            outcomes.append(run_cell(cell))
+            warm.RECYCLER.drain()  # the reuse check runs in the background: let it end
     assert [o.ok for o in outcomes] == [True] * len(cells), [o.reason for o in outcomes]
     lab_notes = [[p.get("note") or "" for p in o.processes if p.get("action") == "lab"]
                  for o in outcomes]
     reused = [any("reused for cell" in n for n in ns) for ns in lab_notes]
     assert reused == [False] + [True] * (len(cells) - 1), lab_notes
-    assert warm.idle_containers() == []  # run_cells' reuse block removed the container
+    assert warm.idle_containers() == []  # the reuse block removed the container

@@ -27,6 +27,7 @@ with the run.
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import json
 import tarfile
@@ -560,9 +561,28 @@ class DockerRun(LabRun):
         with cleanup.signals_deferred():
             self._closed = True
             box, self._warm = self._warm, None
-            if box is not None and self.server is not None and self._recycle(box):
-                cleanup.unregister(self)
+            if box is not None and self.server is not None:
+                # The reuse check runs in the background (the next cell need not wait);
+                # the run stays registered for cleanup until it has ended.
+                warm.RECYCLER.submit(functools.partial(self._recycle_or_remove, box))
                 return
+            self._remove()
+
+    def _recycle_or_remove(self, box: warm.WarmBox) -> None:
+        """Pool the container if the reuse check finds it clean; else remove it (also
+        when the check itself failed)."""
+        try:
+            kept = self._recycle(box)
+        except Exception:  # noqa: BLE001 -- a check that broke keeps nothing
+            kept = False
+        if kept:
+            cleanup.unregister(self)
+        else:
+            self._remove()
+
+    def _remove(self) -> None:
+        """Remove the run's containers and volumes; close its clients."""
+        with cleanup.signals_deferred():
             try:
                 if self._agent is not None:
                     self._agent.close()

@@ -11,6 +11,9 @@ mtime; the processes; System V IPC; bound Unix sockets). Only a snapshot equal t
 taken when the container was new lets the container back into the pool; anything else
 (a file planted in /var/tmp, a changed mode, a leftover IPC segment...) refuses it and the
 container is removed. The next cell then starts its own server in the reused container.
+The check runs in the background (:data:`RECYCLER`): the worker that closed the run goes on
+with its next cell at once, in another idle container (or a new one) while this one is
+checked; the end of :func:`reuse` waits for every check before it removes the idle ones.
 
 ``WRAPLAB_WARM=0`` turns reuse off (a fresh container per cell, as before); it needs the
 resident agent (``WRAPLAB_AGENT``). Idle containers are removed at exit, on SIGTERM/SIGINT
@@ -24,7 +27,8 @@ import contextlib
 import os
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,8 +37,10 @@ from wraplab.labs.agent import AgentLink
 from wraplab.labs.base import LabError
 
 SWITCH = "WRAPLAB_WARM"
-MAX_IDLE = 8  # idle containers kept in all (the oldest goes first): a -j N matrix over K
-# kinds of container (placement, seccomp) needs N x K; 8 covers -j 2 over the 3 placements
+MAX_IDLE = 12  # idle containers kept in all (the oldest goes first): a -j N matrix over K
+# kinds of container (placement, seccomp) needs 2 x N x K with the checks in the background
+# (one container in a cell, one being checked, per worker); 12 covers -j 2 over the 3
+# placements
 
 
 _active = 0
@@ -56,6 +62,7 @@ def reuse() -> Iterator[None]:
             _active -= 1
             last = _active == 0
         if last:
+            RECYCLER.drain()  # every reuse check done: its container is idle or removed
             POOL.close_all()
 
 
@@ -158,6 +165,44 @@ class WarmPool:
 
 
 POOL = WarmPool()
+
+
+class Recycler:
+    """Reuse checks (or removals) of closed runs, in the background: ``submit(check)``
+    returns at once; :meth:`drain` waits until every check submitted has ended."""
+
+    #: Checks at once (each is mostly the agent's snapshot inside its container).
+    workers = 2
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._executor: ThreadPoolExecutor | None = None
+        self._pending: set[Future] = set()
+
+    def submit(self, check: Callable[[], None]) -> None:
+        with self._lock:
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(max_workers=self.workers,
+                                                    thread_name_prefix="wraplab-recycle")
+            future = self._executor.submit(check)
+            self._pending.add(future)
+        future.add_done_callback(self._done)
+
+    def _done(self, future: Future) -> None:
+        with self._lock:
+            self._pending.discard(future)
+
+    def drain(self) -> None:
+        """Wait for every check submitted so far (their errors were the checks' own)."""
+        while True:
+            with self._lock:
+                pending = list(self._pending)
+            if not pending:
+                return
+            wait(pending)
+
+
+RECYCLER = Recycler()
 
 
 def differences(before: dict, after: dict, limit: int = 8) -> list[str]:
