@@ -40,12 +40,20 @@ def process_facts(run: LabRun) -> dict:
         bad_args = run.exec(role, ["python3", "-m", "wraplab.actors.probe", "--no-such-flag"],
                             timeout=30)
         missing = run.exec(role, ["python3", "-m", "wraplab.actors.no_such_tool"], timeout=30)
+        # The reference client (the agent runs wraplab's ``wrapref`` launcher in the child)
+        client = run.exec(role, ["wrapref", "wrap", "--api", run.api, "--dial", "once",
+                                 "--timeout", "4"], timeout=60)
+        wrap = client.json() if client.stdout.strip() else {}
+        usage = run.exec(role, ["wrapref", "--no-such-flag"], timeout=30)
         out[role] = {
             "probe": {k: probe[k] for k in PROBE_KEYS},
             "connect": probe["connect"]["result"],
             "status_env": lines,
             "bad_args": (bad_args.exit_code, "usage:" in bad_args.stderr),
             "missing_tool": (missing.exit_code, "No module named" in missing.stderr),
+            "client": (client.exit_code, wrap.get("ok"), wrap.get("step"), wrap.get("uid"),
+                       wrap.get("fs_isolation")),
+            "client_usage": (usage.exit_code, "usage: wrapref" in usage.stderr),
         }
     return out
 
@@ -66,6 +74,9 @@ def test_agent_and_exec_paths_give_actors_the_same_process(request, lab):
     assert facts["agent"]["owner"]["probe"]["uid"] != facts["agent"]["attacker"]["probe"]["uid"]
     assert facts["agent"]["owner"]["bad_args"] == (2, True)
     assert facts["agent"]["owner"]["missing_tool"] == (1, True)
+    owner, attacker = facts["agent"]["owner"]["client"], facts["agent"]["attacker"]["client"]
+    assert owner[:2] == attacker[:2] == (0, True) and owner[3] != attacker[3]  # each her own
+    assert facts["agent"]["owner"]["client_usage"] == (2, True)
 
 
 @pytest.mark.parametrize("lab", LABS)
