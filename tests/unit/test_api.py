@@ -214,6 +214,8 @@ def post(sid, headers: str, body: bytes = b"") -> bytes:
     ("Content-Length: +2\r\n", b"{}", 400, "invalid Content-Length"),
     ("Content-Length: 1_0\r\n", b"{}", 400, "invalid Content-Length"),
     ("Content-Length: 100000\r\n", b"{}", 413, "body too large"),
+    # more digits than int() converts (4,300): a clear 413, not a 500 or a dropped request
+    ("Content-Length: " + "9" * 5000 + "\r\n", b"{}", 413, "body too large"),
     ("Transfer-Encoding: chunked\r\n", b"2\r\n{}\r\n0\r\n\r\n", 501, "Transfer-Encoding"),
     ("Content-Length: 2\r\nTransfer-Encoding: chunked\r\n", b"{}", 501, "Transfer-Encoding"),
 ])
@@ -222,6 +224,16 @@ def test_content_length_rules(server, headers, body, status, msg):
     got, reply = raw_request(server.api_path, post(sid, headers, body))
     assert got == status and msg in reply["error"]
     assert server.events(sid) == []
+    assert_still_serving(server)
+
+
+def test_a_huge_content_length_after_a_latin1_space_is_413(server):
+    """Header bytes are read as Latin-1, where 0xA0 is a space that strip() removes."""
+    sid = server.new_session()
+    head = post(sid, "").replace(b"\r\n\r\n", b"\r\nContent-Length: \xa0" + b"9" * 5000
+                                 + b"\r\n\r\n")
+    got, reply = raw_request(server.api_path, head + b"{}")
+    assert got == 413 and "body too large" in reply["error"], reply
     assert_still_serving(server)
 
 

@@ -424,7 +424,9 @@ class APIHandler:
             raise RequestError(400, "negative Content-Length")
         if not _DIGITS.match(value):
             raise RequestError(400, f"invalid Content-Length {value[:40]!r}")
-        length = int(value)
+        digits = value.lstrip("0") or "0"
+        # more digits than the limit has is more than the limit (and maybe past int()'s)
+        length = self.max_body + 1 if len(digits) > len(str(self.max_body)) else int(digits)
         if length > self.max_body:
             raise RequestError(413, f"body too large (limit {self.max_body} bytes)")
         body = self.data[self.pos:self.pos + length]
@@ -532,7 +534,10 @@ def _content_length(head: bytes):
             lengths.append(value.strip())
     if len(lengths) != 1 or not lengths[0].isdigit():
         return None
-    length = int(lengths[0])
+    digits = lengths[0].lstrip(b"0") or b"0"
+    if len(digits) > len(str(APIHandler.max_body)):  # larger, and maybe past int()'s limit
+        return None
+    length = int(digits)
     return length if length <= APIHandler.max_body else None
 
 
