@@ -162,8 +162,9 @@ def cmd_clean(args: argparse.Namespace) -> int:
             containers = cleanup.sweep_stale_containers(client, log=_say, kept=True)
             live = cleanup.live_containers(client)
             if live:
+                names = ", ".join(sorted(cleanup.name_of(c) for c in live))
                 _say(f"clean: kept {len(live)} container(s) of runs still going "
-                     f"({', '.join(sorted(c.name for c in live))}); --force removes them")
+                     f"({names}); --force removes them")
         cleanup.sweep_stale_volumes(client, log=_say, everyone=args.force, kept=True)
         old = images.remove_stale_lab_images(client, log=_say)
         extra = 0

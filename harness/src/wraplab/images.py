@@ -57,9 +57,23 @@ def _quiet(_msg: str) -> None:
     pass
 
 
-def docker_client(timeout: int | None = 600) -> docker.DockerClient:
-    """A Docker client from the environment (DOCKER_HOST or the default socket)."""
-    return docker.from_env(timeout=timeout)
+#: The API version each Docker endpoint (DOCKER_HOST) negotiated, once per process: a
+#: negotiation is a /version request, for which dockerd runs ``runc --version`` and
+#: ``docker-init --version``; a matrix makes a few clients per cell.
+_API_VERSIONS: dict[str, str] = {}
+
+
+def api_version() -> str:
+    """The API version to ask clients for: the one negotiated here before, else ``auto``."""
+    return _API_VERSIONS.get(os.environ.get("DOCKER_HOST", ""), "auto")
+
+
+def docker_client(timeout: int | None = 600, **kwargs) -> docker.DockerClient:
+    """A Docker client from the environment (DOCKER_HOST or the default socket); the API
+    version is negotiated by the first client of the process and reused by the others."""
+    client = docker.from_env(timeout=timeout, version=api_version(), **kwargs)
+    _API_VERSIONS[os.environ.get("DOCKER_HOST", "")] = client.api.api_version
+    return client
 
 
 # ---------------------------------------------------------------- bases

@@ -128,8 +128,24 @@ def close_all() -> None:
 
 
 def _our_containers(client: Any, **filters: str) -> list[Any]:
+    """One list request: sparse, so no inspect per container (a matrix sweeps before every
+    new container, while a dozen idle ones wait); read them with :func:`labels_of` and
+    :func:`name_of`."""
     labels = [f"{LABEL}=1"] + [f"{k}={v}" for k, v in filters.items()]
-    return client.containers.list(all=True, filters={"label": labels}, ignore_removed=True)
+    return client.containers.list(all=True, filters={"label": labels}, sparse=True)
+
+
+def labels_of(container: Any) -> dict[str, str]:
+    """A listed container's labels (sparse or inspected)."""
+    attrs = container.attrs
+    return attrs.get("Labels") or (attrs.get("Config") or {}).get("Labels") or {}
+
+
+def name_of(container: Any) -> str:
+    """A listed container's name (sparse or inspected)."""
+    attrs = container.attrs
+    names = attrs.get("Names") or [attrs.get("Name") or container.short_id]
+    return str(names[0]).lstrip("/")
 
 
 def sweep_stale_containers(client: Any, log: Callable[[str], None] | None = None, *,
@@ -139,7 +155,7 @@ def sweep_stale_containers(client: Any, log: Callable[[str], None] | None = None
     removed = 0
     host = socket.gethostname()
     for container in _our_containers(client):
-        labels = container.labels or {}
+        labels = labels_of(container)
         if labels.get(LABEL_HOST) != host or (labels.get(LABEL_KEEP) and not kept):
             continue
         if owner_alive(labels.get(LABEL_OWNER_PID), labels.get(LABEL_OWNER_STARTED)):
@@ -148,7 +164,7 @@ def sweep_stale_containers(client: Any, log: Callable[[str], None] | None = None
             container.remove(force=True, v=True)
             removed += 1
             if log:
-                log(f"removed stale container {container.name} "
+                log(f"removed stale container {name_of(container)} "
                     f"(owner pid {labels.get(LABEL_OWNER_PID)} is gone)")
     return removed
 
@@ -157,9 +173,9 @@ def live_containers(client: Any) -> list[Any]:
     """Lab containers not known to be stale: owner alive here, or another host's."""
     host = socket.gethostname()
     return [c for c in _our_containers(client)
-            if (c.labels or {}).get(LABEL_HOST) != host
-            or owner_alive((c.labels or {}).get(LABEL_OWNER_PID),
-                           (c.labels or {}).get(LABEL_OWNER_STARTED))]
+            if labels_of(c).get(LABEL_HOST) != host
+            or owner_alive(labels_of(c).get(LABEL_OWNER_PID),
+                           labels_of(c).get(LABEL_OWNER_STARTED))]
 
 
 def remove_all_containers(client: Any, log: Callable[[str], None] | None = None) -> int:
@@ -170,7 +186,7 @@ def remove_all_containers(client: Any, log: Callable[[str], None] | None = None)
             container.remove(force=True, v=True)
             removed += 1
             if log:
-                log(f"removed container {container.name}")
+                log(f"removed container {name_of(container)}")
     return removed
 
 

@@ -70,14 +70,15 @@ POOL = 64
 
 
 def _client(timeout: int | None) -> docker.DockerClient:
-    return docker.from_env(timeout=timeout, max_pool_size=POOL)
+    return images.docker_client(timeout, max_pool_size=POOL)
 
 
 class LabContainer(DockerContainer):
     """testcontainers' DockerContainer with the few builders a lab needs."""
 
     def __init__(self, image: str, **kwargs: Any) -> None:
-        super().__init__(image, docker_client_kw={"max_pool_size": POOL}, **kwargs)
+        super().__init__(image, docker_client_kw={"max_pool_size": POOL,
+                                                   "version": images.api_version()}, **kwargs)
         # Never join a "host network" guessed by testcontainers: labs have no network.
         self.get_docker_client().find_host_network = lambda: None  # type: ignore[method-assign]
         self._labels: dict[str, str] = {}
