@@ -17,7 +17,7 @@ each holds the machine's cores while it does, ``wraplab.engine.cores``), as
   to ``$WRAPLAB_REPORT_DIR/outcomes-<suite>-<pass>-<worker>.json``; this run's old ones are
   removed first.
 
-Stdlib only: it runs before anything is installed in some set-ups.
+Stdlib only but for :func:`workers`, which asks wraplab (when ``$WRAPLAB_JOBS`` is unset).
 """
 
 from __future__ import annotations
@@ -29,10 +29,20 @@ from pathlib import Path
 
 NO_TESTS = 5  # pytest.ExitCode.NO_TESTS_COLLECTED
 
+def workers() -> list[str]:
+    """xdist workers: ``$WRAPLAB_JOBS``, else as many as ``wraplab matrix -j auto`` runs
+    cells (wraplab is installed wherever the integration tests run)."""
+    jobs = os.environ.get("WRAPLAB_JOBS")
+    if not jobs:
+        from wraplab.engine.runner import auto_jobs
+        jobs = str(auto_jobs())
+    return ["-n", jobs]
+
+
 #: (name, marker expression, extra pytest arguments)
 PASSES = (
-    ("parallel", "not exclusive", lambda: ["-n", os.environ.get("WRAPLAB_JOBS", "2")]),
-    ("exclusive", "exclusive", lambda: ["-n", os.environ.get("WRAPLAB_JOBS", "2")]),
+    ("parallel", "not exclusive", workers),
+    ("exclusive", "exclusive", workers),
 )
 
 

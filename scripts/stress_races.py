@@ -41,7 +41,8 @@ def main(argv=None) -> int:
     ap.add_argument("--base", default="bookworm", choices=engine.BASES)
     ap.add_argument("--scenario", action="append", choices=RACE_PRONE)
     ap.add_argument("--burners", type=int, default=os.cpu_count() or 2)
-    ap.add_argument("-j", "--jobs", type=int, default=2)
+    ap.add_argument("-j", "--jobs", type=int, default=engine.runner.auto_jobs(),
+                    help="cells at a time (default: the matrix's -j auto)")
     ap.add_argument("--json", metavar="FILE")
     args = ap.parse_args(argv)
     scenarios = [engine.get_scenario(s) for s in (args.scenario or RACE_PRONE)]

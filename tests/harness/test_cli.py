@@ -11,7 +11,7 @@ import sys
 
 import pytest
 from harness_support import REPO, requires_root
-from wraplab import __version__, cli, images
+from wraplab import __version__, cli, engine, images
 
 NO_DOCKER = "unix:///nonexistent.sock"
 
@@ -202,7 +202,9 @@ def test_matrix_jobs_take_a_number_or_auto_and_refuse_the_rest():
     parser = cli.build_parser()
     sub = next(a for a in parser._actions if a.dest == "command").choices["matrix"]
     assert sub.parse_args(["-j", "3"]).jobs == 3
-    assert sub.parse_args(["-j", "auto"]).jobs == len(os.sched_getaffinity(0))
+    per_core = engine.runner.CELLS_PER_CORE
+    assert sub.parse_args(["-j", "auto"]).jobs == len(os.sched_getaffinity(0)) * per_core
+    assert sub.parse_args([]).jobs == len(os.sched_getaffinity(0)) * per_core  # the default
     for bad in ("0", "-1", "many"):
         out = wraplab("matrix", "-j", bad)
         assert out.returncode == 2 and "want" in out.stderr, (bad, out.stderr)

@@ -30,8 +30,10 @@ def test_a_second_holder_waits_until_the_first_lets_go(tmp_path):
     assert second_has_them.wait(10)
     t.join(10)
     assert order == ["first's attack is over", "second attacks"]
+    held = first.held_s
+    assert held is not None and held >= 0.5  # from hold() to release(): the cell's timing
     first.release()  # idempotent: nothing happens
-    assert not first.held
+    assert not first.held and first.held_s == held
 
 
 def test_another_process_waits_too(tmp_path):

@@ -553,7 +553,7 @@ def _configure_run(p: argparse.ArgumentParser) -> None:
 
 
 def _jobs(text: str) -> int:
-    """``-j N`` (N >= 1) or ``-j auto`` (the cores this process may use)."""
+    """``-j N`` (N >= 1) or ``-j auto`` (:func:`~wraplab.engine.runner.auto_jobs`)."""
     if text == "auto":
         return engine.runner.auto_jobs()
     try:
@@ -568,9 +568,9 @@ def _jobs(text: str) -> int:
 def _configure_matrix(p: argparse.ArgumentParser) -> None:
     _add_common(p, many=True)
     p.add_argument("--scenario", action="append", help="only these scenario(s)")
-    p.add_argument("-j", "--jobs", type=_jobs, default=2,
-                   help="cells at a time, or auto: one per core (default 2); exclusive "
-                        "cells (floods, races, leak counts) always run alone")
+    p.add_argument("-j", "--jobs", type=_jobs, default="auto",
+                   help="cells at a time, or auto: two per core (the default); exclusive "
+                        "cells (floods, races, leak counts) never attack side by side")
     p.add_argument("--json", metavar="FILE", help="write the outcomes as JSON")
     p.add_argument("--junit", metavar="FILE", help="write JUnit XML")
     p.add_argument("--markdown", metavar="FILE", help="write a Markdown verdict table")

@@ -13,6 +13,8 @@ other scenarios do not take it: they run in their own pass, before the exclusive
 
 from __future__ import annotations
 
+import time
+
 from filelock import FileLock
 
 from wraplab import paths
@@ -32,18 +34,23 @@ class Cores:
     def __init__(self, path: str | None = None):
         self._lock = FileLock(path or str(paths.cache_dir() / self.name), timeout=self.timeout)
         self._held = False
+        self._since = 0.0
+        #: Seconds the cores were held, once released (a cell's ``cores_held_s`` timing).
+        self.held_s: float | None = None
 
     def hold(self) -> Cores:
         """Wait until no other exclusive cell attacks, then take the cores."""
         if not self._held:
             self._lock.acquire()
             self._held = True
+            self._since = time.monotonic()
         return self
 
     def release(self) -> None:
         """Let the next exclusive cell attack (nothing if not held)."""
         if self._held:
             self._held = False
+            self.held_s = round(time.monotonic() - self._since, 3)
             self._lock.release()
 
     @property
