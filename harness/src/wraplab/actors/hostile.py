@@ -33,7 +33,8 @@ handed to it (until the first token, ``--seconds``, or a SIGTERM). ``slowloris``
 connections held at once, each sending a request line and then one header line every S
 seconds, never the blank line that ends the headers
 (non-blocking connects: a full backlog is EAGAIN, retried until no more connections can be
-held for ``SLOWLORIS_NO_GAIN`` seconds, at most 4 N attempts); answers (an HTTP status, or a close) counted;
+held for ``SLOWLORIS_NO_GAIN`` seconds, at most 4 N attempts); answers (an HTTP status,
+or a close) counted;
 ``--ready`` is created once every connect was tried and the answers that came at once were
 read (until none came for 0.5 s); SIGTERM (or ``--seconds``) ends it, every connection
 closed. ``requests``: N sessions created one after another, each bounded by the timeout:
