@@ -569,8 +569,9 @@ def _configure_matrix(p: argparse.ArgumentParser) -> None:
     _add_common(p, many=True)
     p.add_argument("--scenario", action="append", help="only these scenario(s)")
     p.add_argument("-j", "--jobs", type=_jobs, default="auto",
-                   help="cells at a time, or auto: two per core (the default); exclusive "
-                        "cells (floods, races, leak counts) never attack side by side")
+                   help=f"cells at a time, or auto: {engine.runner.CELLS_PER_CORE} per core "
+                        "(the default); exclusive cells (floods, races, leak counts) never "
+                        "attack side by side")
     p.add_argument("--json", metavar="FILE", help="write the outcomes as JSON")
     p.add_argument("--junit", metavar="FILE", help="write JUnit XML")
     p.add_argument("--markdown", metavar="FILE", help="write a Markdown verdict table")

@@ -146,6 +146,17 @@ def pytest_collect_file(file_path: Path, parent):
     return None
 
 
+def pytest_collection_modifyitems(session, config, items):
+    """The cells after the other tests, interleaved by scenario as ``wraplab matrix`` runs
+    them (:func:`wraplab.engine.runner.interleaved`): xdist hands them out in this order."""
+    from wraplab.engine.runner import interleaved
+
+    cells = [item for item in items if isinstance(item, CellItem)]
+    if cells:
+        items[:] = ([item for item in items if not isinstance(item, CellItem)]
+                    + interleaved(cells, lambda item: item.cell.scenario))
+
+
 class ScenarioFile(pytest.File):
     """A scenario file: one item per cell, against every target, in every lab."""
 

@@ -37,10 +37,10 @@ from wraplab.labs.agent import AgentLink
 from wraplab.labs.base import LabError
 
 SWITCH = "WRAPLAB_WARM"
-MAX_IDLE = 24  # idle containers kept in all (the oldest goes first): a -j N matrix over K
+MAX_IDLE = 48  # idle containers kept in all (the oldest goes first): a -j N matrix over K
 # kinds of container (placement, seccomp) needs 2 x N x K with the checks in the background
-# (one container in a cell, one being checked, per worker); 24 covers -j auto on 2 cores
-# (4) over the 3 placements
+# (one container in a cell, one being checked, per worker); 48 covers -j auto on 2 cores
+# (8) over the 3 placements
 
 
 _active = 0
