@@ -35,12 +35,20 @@ per line on stdin; it answers JSON lines on stdout (request ``id`` echoed):
     is closed at once), or once process ``pid`` is gone, or after ``wait`` seconds:
     ``{"id", "ev": "done", "ok", "why", "tries", "waited_ms"}`` (``why``: ``connected``,
     ``exited``, ``timeout``). The server's readiness, watched where the server runs.
+``{"id", "op": "snapshot", "skip", "same_as"}``
+    :func:`snapshot` of the lab and its :func:`digest`: ``{"id", "ev": "done", "digest",
+    "files", "procs", "ipc", "unix"}``, or only ``{"id", "ev": "done", "digest", "same":
+    true}`` when the digest is ``same_as`` (a warm container's reuse check: the snapshot,
+    some 500 kB of JSON, crosses the pipe only when it differs from the first one).
+``{"id", "op": "reset", "keep", "empty", "remove", "timeout"}``
+    kill every process but ``keep`` and empty or remove those paths (:meth:`Agent.reset`).
 
 Errors in a request are answered ``{"id", "ev": "error", "error"}``. The agent ends when
 its stdin closes, killing the process groups of the children still running.
 """
 
 import base64
+import hashlib
 import importlib
 import importlib.util
 import json
@@ -304,6 +312,12 @@ def snapshot(skip):
     return {"files": files, "procs": procs, "ipc": ipc, "unix": unix}
 
 
+def digest(snap):
+    """SHA-256 of a snapshot's canonical JSON (keys sorted): equal snapshots, equal digests."""
+    text = json.dumps(snap, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 def empty_dir(path):
     """Remove what is in ``path`` (not ``path`` itself), without following symlinks."""
     for entry in os.scandir(path):
@@ -370,7 +384,12 @@ class Agent:
                 self.send({"id": rid, "ev": "done", "pid": os.getpid(), "uid": os.getuid(),
                            "python": sys.version.split()[0]})
             elif op == "snapshot":
-                self.send({"id": rid, "ev": "done", **snapshot(req.get("skip") or [])})
+                snap = snapshot(req.get("skip") or [])
+                sha = digest(snap)
+                if sha == req.get("same_as"):
+                    self.send({"id": rid, "ev": "done", "digest": sha, "same": True})
+                else:
+                    self.send({"id": rid, "ev": "done", "digest": sha, **snap})
             elif op == "reset":
                 self.reset(rid, req)
             elif op == "read":

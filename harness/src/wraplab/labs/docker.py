@@ -543,7 +543,8 @@ class DockerRun(LabRun):
             why += [f"still running: {reset['left']}"] if reset.get("left") else []
             why += list(reset.get("errors") or [])
             if not why:
-                why = warm.differences(box.baseline, box.agent.call("snapshot", timeout=60))
+                now = box.agent.call("snapshot", same_as=box.baseline["digest"], timeout=60)
+                why = [] if now.get("same") else warm.differences(box.baseline, now)
         except LabError as exc:
             why = [str(exc)]
         kept = not why and warm.POOL.give(box)

@@ -8,7 +8,8 @@ reuse check: the resident agent kills every process the cell left (all but docke
 directory, and then takes a :func:`snapshot <wraplab.actors.agent.snapshot>` of the whole
 container (every path outside /proc, /sys and /dev with its kind, mode, owner, size,
 mtime; the processes; System V IPC; bound Unix sockets). Only a snapshot equal to the one
-taken when the container was new lets the container back into the pool; anything else
+taken when the container was new (the same digest, or, when the digests differ, no
+difference in :func:`differences`) lets the container back into the pool; anything else
 (a file planted in /var/tmp, a changed mode, a leftover IPC segment...) refuses it and the
 container is removed. The next cell then starts its own server in the reused container.
 The check runs in the background (:data:`RECYCLER`): the worker that closed the run goes on
