@@ -29,6 +29,7 @@ from pathlib import Path
 
 NO_TESTS = 5  # pytest.ExitCode.NO_TESTS_COLLECTED
 
+
 def workers() -> list[str]:
     """xdist workers: ``$WRAPLAB_JOBS``, else as many as ``wraplab matrix -j auto`` runs
     cells (wraplab is installed wherever the integration tests run)."""

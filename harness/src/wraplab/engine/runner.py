@@ -236,8 +236,9 @@ def run_cells(cells: list[Cell], *, jobs: int = 1,
     clean and reused where one is idle: :mod:`wraplab.labs.warm`); cells of an
     ``EXCLUSIVE`` scenario (floods) run afterwards, ``jobs`` at a time too, but one
     attacking at a time (:mod:`wraplab.engine.cores`): the others start, or wait for
-    windows to end, meanwhile. Each target is prepared
-    (``install.build``) first; a failure raises :class:`~wraplab.targets.TargetError`.
+    windows to end, meanwhile. Each pass takes its cells :func:`interleaved` by scenario.
+    Each target is prepared (``install.build``) first; a failure raises
+    :class:`~wraplab.targets.TargetError`.
     ``on_start(cell)`` and ``on_done(outcome)`` are called as each cell starts and ends
     (progress displays)."""
     from concurrent.futures import ThreadPoolExecutor

@@ -129,7 +129,7 @@ def close_all() -> None:
 
 def _our_containers(client: Any, **filters: str) -> list[Any]:
     """One list request: sparse, so no inspect per container (a matrix sweeps before every
-    new container, while a dozen idle ones wait); read them with :func:`labels_of` and
+    run, while dozens of warm containers wait idle); read them with :func:`labels_of` and
     :func:`name_of`."""
     labels = [f"{LABEL}=1"] + [f"{k}={v}" for k, v in filters.items()]
     return client.containers.list(all=True, filters={"label": labels}, sparse=True)
