@@ -9,6 +9,7 @@ dial until the engine releases it (:class:`HeldWrap`); a flood says when it runs
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import posixpath
 import time
@@ -283,6 +284,11 @@ class HeldWrap:
         out = self.barrier.wait("announced.json", self.ctx.client_budget + 30,
                                 while_running=self.handle)
         self._announced = out.get("content") if out.get("ok") else None
+        if self._announced is None and out.get("why") == "gone":
+            # The kernel has seen the client end; its handle hears of it a moment later
+            # (once the exec's stream has closed: later still on a loaded machine).
+            with contextlib.suppress(TimeoutError):
+                self.handle.wait(10, kill=False)
         if self._announced is None and self.handle.poll() is None:
             raise HarnessError(f"the owner's client neither announced nor ended: {out}")
         info = self._announced or {}
