@@ -159,6 +159,12 @@ class DockerActor(ActorHandle):
         except Exception as exc:  # the container went away, the daemon hung up...
             self._error = f"{type(exc).__name__}: {exc}"
         finally:
+            if self._pid is None and not self._out and not self._err and not self._error:
+                # LAUNCH prints the pid before anything runs: a stream without even that
+                # line lost the whole output (Docker does, rarely: moby/moby#27289).
+                self._error = ("it carried nothing, not even the launcher's pid line (the "
+                               "container went away, or Docker lost the exec's output: "
+                               "moby/moby#27289)")
             self._pid_ready.set()
             try:
                 self._exit_code = self._inspect_exit()

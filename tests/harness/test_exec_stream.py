@@ -1,0 +1,32 @@
+"""The Docker exec path's output (``DockerActor._pump``): the launcher prints the actor's
+pid before anything runs, so a stream that ends without even that line lost the output,
+and the result says so instead of an empty stdout (Docker does lose a short exec's output,
+rarely: moby/moby#27289; seen once in CI on 2026-12-01)."""
+
+from __future__ import annotations
+
+import threading
+
+from wraplab.labs.docker import DockerActor
+
+
+def pumped(frames) -> DockerActor:
+    actor = DockerActor.__new__(DockerActor)
+    actor._pid, actor._out, actor._err, actor._error = None, bytearray(), bytearray(), None
+    actor._pid_ready, actor._done = threading.Event(), threading.Event()
+    actor._inspect_exit = lambda: 0  # exec_inspect: it ran and exited 0
+    actor._pump(iter(frames))
+    return actor
+
+
+def test_a_stream_without_even_the_pid_line_is_named_lost():
+    code, out, err = pumped([])._collect()
+    assert (code, out) == (0, "")
+    assert "carried nothing, not even the launcher's pid line" in err
+    assert "moby/moby#27289" in err
+
+
+def test_a_normal_stream_gives_the_pid_and_the_output_and_no_note():
+    actor = pumped([(b"83\n", None), (b'{"ok": true}\n', None), (None, b"a warning\n")])
+    code, out, err = actor._collect()
+    assert (actor._pid, code, out, err) == (83, 0, '{"ok": true}\n', "a warning\n")
