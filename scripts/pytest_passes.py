@@ -30,20 +30,20 @@ from pathlib import Path
 NO_TESTS = 5  # pytest.ExitCode.NO_TESTS_COLLECTED
 
 
-def workers() -> list[str]:
+def workers(exclusive: bool = False) -> list[str]:
     """xdist workers: ``$WRAPLAB_JOBS``, else as many as ``wraplab matrix -j auto`` runs
-    cells (wraplab is installed wherever the integration tests run)."""
+    cells in that pass (wraplab is installed wherever the integration tests run)."""
     jobs = os.environ.get("WRAPLAB_JOBS")
     if not jobs:
-        from wraplab.engine.runner import auto_jobs
-        jobs = str(auto_jobs())
+        from wraplab.engine.runner import auto_jobs, exclusive_jobs
+        jobs = str(exclusive_jobs(auto_jobs()) if exclusive else auto_jobs())
     return ["-n", jobs]
 
 
 #: (name, marker expression, extra pytest arguments)
 PASSES = (
     ("parallel", "not exclusive", workers),
-    ("exclusive", "exclusive", workers),
+    ("exclusive", "exclusive", lambda: workers(exclusive=True)),
 )
 
 

@@ -31,3 +31,10 @@ def test_the_plugin_hands_out_cells_interleaved_after_the_other_tests(tmp_path):
     cells = scenarios[1:]
     assert sorted(cells) == ["matching-uid"] * 3 + ["wrong-uid"] * 3
     assert all(a != b for a, b in zip(cells, cells[1:])), ids  # never two in a row
+
+
+def test_exclusive_cells_run_at_most_one_per_core():
+    from wraplab.engine.runner import auto_jobs, cores, exclusive_jobs
+
+    assert exclusive_jobs(auto_jobs()) == cores() < auto_jobs()
+    assert exclusive_jobs(1) == 1

@@ -23,7 +23,7 @@ from wraplab.engine.scenarios import Scenario, get_scenario
 from wraplab.engine.verdicts import ERROR, NOT_RUN, Judgement
 from wraplab.targets import Target, TargetError
 
-__all__ = ["interleaved", "make_lab", "run_cell", "run_cells"]
+__all__ = ["auto_jobs", "exclusive_jobs", "interleaved", "make_lab", "run_cell", "run_cells"]
 
 
 def make_lab(kind: str, base: str = "bookworm"):
@@ -202,15 +202,27 @@ def _log_excerpt(log: list[dict], limit: int = 60) -> list[dict]:
 CELLS_PER_CORE = 4
 
 
+def cores() -> int:
+    """The cores this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
 def auto_jobs() -> int:
     """``-j auto``: :data:`CELLS_PER_CORE` cells per core this process may run on.
     Exclusive cells (floods, races, leak counts) still run afterwards, and only one attacks
     at a time, so no flood shares the CPU with another cell's attack."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        cores = os.cpu_count() or 1
-    return max(1, cores) * CELLS_PER_CORE
+    return cores() * CELLS_PER_CORE
+
+
+def exclusive_jobs(jobs: int) -> int:
+    """Exclusive cells at a time: ``jobs``, but at most one per core. Only one attacks at a
+    time, but the others' waiting is not idle (a server expiring 1,100 wraps, a reuse
+    check): at eight at a time a reconnect-flood cell lost its race in CI (2026-12-01),
+    and the pass is bound by the attacks anyway (117.6 s held of its 118 s)."""
+    return max(1, min(jobs, cores()))
 
 
 def interleaved(items: list, scenario_of: Callable[[Any], str]) -> list:
@@ -234,7 +246,7 @@ def run_cells(cells: list[Cell], *, jobs: int = 1,
               on_start: Callable[[Cell], None] | None = None) -> list[Outcome]:
     """Run ``cells`` with ``jobs`` at a time (each cell its own lab, in a container checked
     clean and reused where one is idle: :mod:`wraplab.labs.warm`); cells of an
-    ``EXCLUSIVE`` scenario (floods) run afterwards, ``jobs`` at a time too, but one
+    ``EXCLUSIVE`` scenario (floods) run afterwards, :func:`exclusive_jobs` at a time, one
     attacking at a time (:mod:`wraplab.engine.cores`): the others start, or wait for
     windows to end, meanwhile. Each pass takes its cells :func:`interleaved` by scenario.
     Each target is prepared (``install.build``) first; a failure raises
@@ -270,8 +282,8 @@ def run_cells(cells: list[Cell], *, jobs: int = 1,
     alone = interleaved([i for i, c in enumerate(cells) if scenarios[c.scenario].exclusive],
                         scenario_of)
     with warm.reuse():  # containers checked clean serve the next cell of the same kind
-        for cells_of_pass in (shared, alone):
-            with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        for cells_of_pass, workers in ((shared, max(1, jobs)), (alone, exclusive_jobs(jobs))):
+            with ThreadPoolExecutor(max_workers=workers) as pool:
                 for fut in [pool.submit(one, i) for i in cells_of_pass]:
                     fut.result()
     return [outcomes[i] for i in range(len(cells))]
