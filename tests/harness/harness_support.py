@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -33,3 +35,13 @@ def make_outcome(verdict: str = "defended", expected: str = "defended", *, scena
                    steps=steps or [Step(t=1.0, actor="owner", user="alice", uid=1001,
                                         action="connect notify", result="ok", ms=1.5)],
                    timings={"setup_s": 0.5, "scenario_s": 1.0, "total_s": 1.5}, error=error)
+
+
+def collected_ids(directory: Path, *args: str) -> list[str]:
+    """``pytest --collect-only -q ARGS`` in ``directory`` (which must succeed): the ids
+    collected, in order, without their file part."""
+    run = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p",
+                          "no:cacheprovider", *args],
+                         cwd=directory, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stdout + run.stderr
+    return [line.rsplit("::", 1)[-1] for line in run.stdout.splitlines() if "::" in line]

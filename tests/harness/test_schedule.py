@@ -4,9 +4,7 @@ run side by side instead of a whole scenario of each in a row."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
+from harness_support import collected_ids
 from wraplab.engine.runner import interleaved
 
 
@@ -19,13 +17,8 @@ def test_interleaved_takes_one_cell_of_each_scenario_in_turn():
 
 def test_the_plugin_hands_out_cells_interleaved_after_the_other_tests(tmp_path):
     (tmp_path / "test_own.py").write_text("def test_own():\n    pass\n")
-    run = subprocess.run(
-        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider",
-         "--wraplab-target", "wrapref:agentsh", "--wraplab-lab", "docker",
-         "-k", "wrong-uid or matching-uid or test_own"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=120)
-    assert run.returncode == 0, run.stdout + run.stderr
-    ids = [line.rsplit("::", 1)[-1] for line in run.stdout.splitlines() if "::" in line]
+    ids = collected_ids(tmp_path, "--wraplab-target", "wrapref:agentsh", "--wraplab-lab",
+                        "docker", "-k", "wrong-uid or matching-uid or test_own")
     scenarios = [i.split("[")[0] for i in ids]
     assert scenarios[0] == "test_own"
     cells = scenarios[1:]

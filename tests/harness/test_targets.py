@@ -12,7 +12,7 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-from harness_support import REPO
+from harness_support import REPO, collected_ids
 from wraplab import engine, report, targets
 from wraplab.target_files import TargetFileError, key_lines, load
 
@@ -272,13 +272,8 @@ def test_pytest_plugin_collects_the_matrix_outside_the_repository(tmp_path):
     """`pytest --wraplab-target NAME` (and the one-line ini) in a directory that is not
     wraplab's: the cells are items with their markers; -k selects."""
     (tmp_path / "test_own.py").write_text("def test_own():\n    pass\n")
-    run = subprocess.run(
-        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider",
-         "--wraplab-target", "wrapref:agentsh", "--wraplab-lab", "docker",
-         "-k", "wrong-uid or test_own"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=120)
-    assert run.returncode == 0, run.stdout + run.stderr
-    ids = [line.rsplit("::", 1)[-1] for line in run.stdout.splitlines() if "::" in line]
+    ids = collected_ids(tmp_path, "--wraplab-target", "wrapref:agentsh", "--wraplab-lab",
+                        "docker", "-k", "wrong-uid or test_own")
     assert sorted(ids) == ["test_own", "wrong-uid[agentsh-notify-docker]",
                            "wrong-uid[agentsh-ptrace-docker]", "wrong-uid[agentsh-signal-docker]"]
     (tmp_path / "pytest.ini").write_text(f"[pytest]\nwraplab_targets = {BLACKBOX}\n")
