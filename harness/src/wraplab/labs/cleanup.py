@@ -4,8 +4,8 @@
   the harness raises KeyboardInterrupt, like SIGINT, so ``with`` blocks and pytest unwind
   and every run closes; an ``atexit`` hook closes whatever is still open.
 * Every container carries ``wraplab=1``, ``wraplab.run=<uuid>``,
-  ``wraplab.owner-pid=<pid>``, ``wraplab.owner-started=<process start time>`` and
-  ``wraplab.host=<hostname>``. Containers of this host whose owner process is gone are
+  ``wraplab.owner-pid=<pid>``, ``wraplab.owner-started=<start in clock ticks since boot>``
+  and ``wraplab.host=<hostname>``. Containers of this host whose owner process is gone are
   removed at the next start (``sweep_stale_containers``) and by ``wraplab clean``, which
   keeps live runs' containers unless ``--force``.
   The per-run volumes of a run with a peer container carry the same labels and are swept
@@ -47,29 +47,49 @@ _previous_sigterm: Any = None
 _handler_installed = False
 
 
+def start_ticks(pid: int) -> int | None:
+    """When a process started, in clock ticks since boot (``/proc/<pid>/stat`` field 22);
+    None when there is no such process.
+
+    This, not ``psutil.Process.create_time()``, identifies an owner: create_time adds the
+    boot time, which Linux recomputes on every read as "wall clock minus uptime", so it
+    moves when NTP adjusts the clock (giampaolo/psutil#2526). A CI run saw a live worker's
+    lab swept as "owner gone" that way, in the middle of a cell. The ticks never move.
+    """
+    try:
+        with open(f"/proc/{int(pid)}/stat", "rb") as f:
+            stat = f.read()
+    except (OSError, ValueError):
+        return None
+    return int(stat[stat.rindex(b")") + 2:].split()[19])
+
+
 def owner_labels(run_id: str) -> dict[str, str]:
-    me = psutil.Process()
+    me = os.getpid()
     return {
         LABEL: "1",
         LABEL_RUN: run_id,
-        LABEL_OWNER_PID: str(me.pid),
-        LABEL_OWNER_STARTED: f"{me.create_time():.2f}",
+        LABEL_OWNER_PID: str(me),
+        LABEL_OWNER_STARTED: str(start_ticks(me)),
         LABEL_HOST: socket.gethostname(),
     }
 
 
-def owner_alive(pid: str | int | None, started: str | float | None) -> bool:
-    """Is the process that made a lab still the same running process?"""
+def owner_alive(pid: str | int | None, started: str | int | None) -> bool:
+    """Is the process that made a lab still the same running process (same pid, same
+    start)? Without a recorded start, any process with that pid counts."""
     try:
-        proc = psutil.Process(int(pid))  # type: ignore[arg-type]
-    except (psutil.NoSuchProcess, ValueError, TypeError):
+        ticks = start_ticks(int(pid))  # type: ignore[arg-type]
+    except (ValueError, TypeError):
+        return False
+    if ticks is None:
         return False
     if started in (None, ""):
         return True
     try:
-        return abs(proc.create_time() - float(started)) < 1.0  # type: ignore[arg-type]
-    except (psutil.Error, ValueError):
-        return False
+        return ticks == int(started)  # type: ignore[arg-type]
+    except ValueError:  # an older wraplab's wall-clock start time: the pid is all we have
+        return True
 
 
 # ------------------------------------------------------------------ open runs
@@ -228,9 +248,9 @@ def sweep_stale_volumes(client: Any, log: Callable[[str], None] | None = None,
 
 
 def write_local_owner(labdir: Path, run_id: str, keep: bool = False) -> None:
-    me = psutil.Process()
+    me = os.getpid()
     (labdir / LOCAL_OWNER_FILE).write_text(json.dumps(
-        {"run": run_id, "pid": me.pid, "started": me.create_time(), "host": socket.gethostname(),
+        {"run": run_id, "pid": me, "started": start_ticks(me), "host": socket.gethostname(),
          "keep": keep}))
 
 
