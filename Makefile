@@ -46,10 +46,10 @@ unit: $(STAMP) ## reference server unit tests only (no Docker)
 harness: $(STAMP) ## harness tests without a lab: CLI, reports, CI files (tox -e harness)
 	$(TOX) -e harness
 
-labs: $(STAMP) docker-up ## lab tests (Docker and local)
+labs: host-deps $(STAMP) docker-up ## lab tests (Docker and local)
 	$(TOX) -e labs
 
-integration: $(STAMP) docker-up ## the verdict matrix as tests (tox -e integration; JUnit and JSON in reports/)
+integration: host-deps $(STAMP) docker-up ## the verdict matrix as tests (tox -e integration; JUnit and JSON in reports/)
 	$(TOX) -e integration
 
 lint: $(STAMP) ## ruff (and actionlint)
@@ -58,13 +58,13 @@ lint: $(STAMP) ## ruff (and actionlint)
 bench: $(STAMP) ## wrapref and the flooder against C anchors built from bench/native (ratios)
 	$(VENV)/bin/python scripts/bench_ref.py
 
-stress: $(STAMP) docker-up ## the race-prone cells 20 times over under a CPU burner (REPEAT=N to change)
+stress: host-deps $(STAMP) docker-up ## the race-prone cells 20 times over under a CPU burner (REPEAT=N to change)
 	$(VENV)/bin/python scripts/stress_races.py --repeat $(or $(REPEAT),20)
 
 docker-up: ## make a Docker engine reachable (install docker.io and start dockerd if needed)
 	@bash containers/docker-up.sh
 
-images: $(STAMP) docker-up ## build the lab images (bootstraps the Debian base images offline if missing)
+images: host-deps $(STAMP) docker-up ## build the lab images (bootstraps the Debian base images offline if missing)
 	$(VENV)/bin/wraplab images
 
 doctor: $(STAMP) ## say which labs are usable here, and why not
