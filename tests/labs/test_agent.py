@@ -102,6 +102,50 @@ def test_in_process_tool_is_dumpable_and_killed_like_an_exec(request, lab):
         run.close()
 
 
+ACTOR_UID = 201001  # a local lab's owner (200000 + 1001); no passwd entry is needed
+
+
+@pytest.mark.requires_root
+@pytest.mark.parametrize("how", ["inline-tool", "exec"])
+def test_started_comes_once_the_child_is_the_actor(how):
+    """The agent's "started" means the actor exists as its user: its /proc entries are
+    already the user's when the harness reads the pid. (CI once read root's: the agent
+    said "started" right after the fork, before the child's setuid and prctl.)"""
+    import json
+    import os
+    import signal
+    import subprocess
+
+    from wraplab import paths
+    from wraplab.labs.local import LocalLab
+
+    argv = (["python3", "-m", "wraplab.actors.barrier", "wait", "--path",
+             "/nonexistent/never-released", "--timeout", "30"] if how == "inline-tool"
+            else ["sleep", "30"])
+    agent_proc = subprocess.Popen(
+        [LocalLab().python, "-m", "wraplab.actors.agent"], stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(paths.ACTORS_DIR.parents[1])})
+    seen = []
+    try:
+        for rid in range(60):
+            agent_proc.stdin.write(json.dumps({
+                "id": rid, "op": "spawn", "argv": argv, "uid": ACTOR_UID, "gid": ACTOR_UID,
+                "groups": [ACTOR_UID], "env": {"PATH": "/usr/bin:/bin"}, "cwd": "/"}).encode()
+                + b"\n")
+            agent_proc.stdin.flush()
+            answer = json.loads(agent_proc.stdout.readline())
+            assert answer.get("ev") == "started", answer
+            st = os.stat(f"/proc/{answer['pid']}/status")
+            seen.append((st.st_uid, st.st_gid))
+            os.kill(answer["pid"], signal.SIGKILL)
+            while json.loads(agent_proc.stdout.readline()).get("ev") != "exit":
+                pass
+    finally:
+        agent_proc.stdin.close()
+        agent_proc.wait(10)
+    assert seen == [(ACTOR_UID, ACTOR_UID)] * 60, sorted(set(seen))
+
+
 def test_agent_switch_values(monkeypatch):
     for value, want in (("0", False), ("off", False), ("1", True), ("", True)):
         monkeypatch.setenv(agent_link.SWITCH, value)

@@ -20,8 +20,11 @@ per line on stdin; it answers JSON lines on stdout (request ``id`` echoed):
     client (:data:`LAUNCHER_MARK`), runs that module in the child itself (no new
     interpreter; the child is made dumpable again as an execve would); anything else is
     ``execvpe``-d.
-    Answers ``{"id", "ev": "started", "pid"}`` then ``{"id", "ev": "exit", "status",
-    "out", "err"}`` (``status``: exit code, or minus the signal number; output base64).
+    Answers ``{"id", "ev": "started", "pid"}`` once the child is the actor (its ids set;
+    an inline tool dumpable again, an exec'd program past its ``execve``: its ``/proc``
+    entries are the actor's, as they are when ``docker exec`` starts it), then ``{"id",
+    "ev": "exit", "status", "out", "err"}`` (``status``: exit code, or minus the signal
+    number; output base64).
 ``{"id", "op": "signal", "pid", "sig", "tree"}``
     signal a process (and its descendants with ``tree``); ``{"id", "ev": "done",
     "signalled": [...]}``.
@@ -130,8 +133,9 @@ def become(req):
     os.setuid(uid)
 
 
-def child_main(req, tool, out_w, err_w):
-    """The forked child: never returns."""
+def child_main(req, tool, out_w, err_w, ready_w):
+    """The forked child: never returns. *ready_w* (close-on-exec) is closed once the child
+    is the actor: by its ``execve``, or by :func:`run_tool` once it is dumpable again."""
     code = 127
     try:
         os.setsid()
@@ -139,7 +143,8 @@ def child_main(req, tool, out_w, err_w):
         os.dup2(null, 0)
         os.dup2(out_w, 1)
         os.dup2(err_w, 2)
-        os.closerange(3, os.sysconf("SC_OPEN_MAX"))
+        os.closerange(3, ready_w)
+        os.closerange(ready_w + 1, os.sysconf("SC_OPEN_MAX"))
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         env = environment(req)
         argv = list(req["argv"])
@@ -152,7 +157,7 @@ def child_main(req, tool, out_w, err_w):
                 os.write(2, f"wraplab-agent: {argv[0]}: {exc.strerror}\n".encode())
                 code = 126 if isinstance(exc, PermissionError) else 127
                 os._exit(code)
-        code = run_tool(tool, argv, env)
+        code = run_tool(tool, argv, env, ready_w)
     except SystemExit as exc:
         code = exit_code(exc)
     except BaseException:  # noqa: BLE001 -- whatever happened, the child must not return
@@ -175,14 +180,16 @@ def prepare_tool(tool):
     return _CODE[tool]
 
 
-def run_tool(tool, argv, env):
-    """Run a tool module as ``__main__`` in this (child) process; its exit code."""
+def run_tool(tool, argv, env, ready_w):
+    """Run a tool module as ``__main__`` in this (child) process; its exit code. Closes
+    *ready_w* once the process is dumpable (the agent then says "started")."""
     import io
     import threading
     import types
 
     if _LIBC.prctl(PR_SET_DUMPABLE, 1, 0, 0, 0) != 0:  # as after an execve
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_DUMPABLE)")
+    os.close(ready_w)
     os.environ.clear()
     os.environ.update(env)
     sys.stdin = io.TextIOWrapper(io.FileIO(0, "r", closefd=False), encoding="utf-8")
@@ -413,13 +420,20 @@ class Agent:
                 tool = None
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
+        ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
         pid = os.fork()
         if pid == 0:
             os.close(out_r)
             os.close(err_r)
-            child_main(req, tool, out_w, err_w)
+            os.close(ready_r)
+            child_main(req, tool, out_w, err_w, ready_w)
         os.close(out_w)
         os.close(err_w)
+        os.close(ready_w)
+        try:  # "started" only once the child is the actor (EOF: it is, or it ended)
+            os.read(ready_r, 1)
+        finally:
+            os.close(ready_r)
         pidfd = os.pidfd_open(pid)
         self.children[pid] = {"id": rid, "pidfd": pidfd, "out": bytearray(),
                               "err": bytearray(), "open": 2, "status": None,
