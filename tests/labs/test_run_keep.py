@@ -12,7 +12,7 @@ from pathlib import Path
 
 import docker
 import pytest
-from wraplab.labs import cleanup
+from wraplab.labs import cleanup, dockerexec
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -36,9 +36,9 @@ def test_keep_leaves_the_lab_running_until_clean():
             # the wraplab process that made it is gone, and the server still answers
             assert not cleanup.owner_alive(box.labels[cleanup.LABEL_OWNER_PID],
                                            box.labels[cleanup.LABEL_OWNER_STARTED])
-            code, body = box.exec_run(["python3", "-m", "wraplab.actors.api", "GET",
-                                       "/healthz", "--api", "unix:/run/wrapref/api.sock"],
-                                      user="alice")
+            code, body, _err = dockerexec.run(
+                client.api, box.id, ["python3", "-m", "wraplab.actors.api", "GET", "/healthz",
+                                     "--api", "unix:/run/wrapref/api.sock"], user="alice")
             assert code == 0 and b'"ok": true' in body, body
             # a later start's sweep leaves it ...
             cleanup.sweep_stale_containers(client)

@@ -4,8 +4,8 @@ The container runs ``sleep infinity`` under docker-init (``init=True``, so orpha
 children are reaped). The server and every actor are ``docker exec``-ed into it as their
 user (names from users.conf resolve in the image's /etc/passwd), each through
 ``sh -c 'echo $$; exec "$@"'`` so the harness learns the in-container pid first; their
-stdout/stderr are streamed (demuxed) by a thread per process and the exit code is read
-with exec-inspect.
+stdout/stderr are streamed (demuxed, by :mod:`~wraplab.labs.dockerexec`, which loses no
+byte) by a thread per process and the exit code is read with exec-inspect.
 
 Placements: ``ROOT`` (default capabilities), ``ROOT_NO_CHOWN`` (the container is created
 with ``cap_drop=["CHOWN"]``, so every process in it, root actors included, lacks
@@ -43,7 +43,7 @@ from testcontainers.core.config import testcontainers_config
 from testcontainers.core.container import DockerContainer
 
 from wraplab import images, users
-from wraplab.labs import agent, cleanup, warm
+from wraplab.labs import agent, cleanup, dockerexec, warm
 from wraplab.labs.base import (
     ACTOR_TOOLS,
     DEFAULT_TIMEOUT,
@@ -138,7 +138,7 @@ class DockerActor(ActorHandle):
             self._container_id, [*LAUNCH, *self.argv], user=docker_user,
             environment=environment, workdir=cwd or "/",
         )["Id"]
-        stream = api.exec_start(self._exec_id, stream=True, demux=True)
+        stream = dockerexec.start(api, self._exec_id)
         self._thread = threading.Thread(target=self._pump, args=(stream,), daemon=True,
                                         name=f"wraplab-{actor}")
         self._thread.start()
@@ -161,10 +161,9 @@ class DockerActor(ActorHandle):
         finally:
             if self._pid is None and not self._out and not self._err and not self._error:
                 # LAUNCH prints the pid before anything runs: a stream without even that
-                # line lost the whole output (Docker does, rarely: moby/moby#27289).
+                # line lost the whole output.
                 self._error = ("it carried nothing, not even the launcher's pid line (the "
-                               "container went away, or Docker lost the exec's output: "
-                               "moby/moby#27289)")
+                               "container went away before the exec ran?)")
             self._pid_ready.set()
             try:
                 self._exit_code = self._inspect_exit()
@@ -172,17 +171,7 @@ class DockerActor(ActorHandle):
                 self._done.set()
 
     def _inspect_exit(self) -> int | None:
-        deadline = time.monotonic() + 5
-        while True:
-            try:
-                info = self._run._docker.api.exec_inspect(self._exec_id)
-            except Exception:  # container removed, client closed: no status to be had
-                return None
-            if not info.get("Running"):
-                return info.get("ExitCode")
-            if time.monotonic() > deadline:
-                return None
-            time.sleep(0.01)
+        return dockerexec.exit_code(self._run._docker.api, self._exec_id)
 
     @property
     def pid(self) -> int | None:
@@ -439,12 +428,15 @@ class DockerRun(LabRun):
         if src is None:
             return
         box = container.get_wrapped_container()
-        code, out = box.exec_run(["python3", "-c", "import sysconfig; "
-                                  "print(sysconfig.get_paths()['purelib'])"], user="root")
+        code, out, err = dockerexec.run(box.client.api, box.id, [
+            "python3", "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"])
         purelib = out.decode().strip()
         if code != 0 or not purelib.startswith("/"):
-            raise LabError(f"cannot find the lab's purelib: {out!r}")
-        box.exec_run(["rm", "-rf", f"{purelib}/wrapref"], user="root")
+            raise LabError(f"cannot find the lab's purelib: {out!r} {err[-500:]!r}")
+        code, out, err = dockerexec.run(box.client.api, box.id,
+                                        ["rm", "-rf", f"{purelib}/wrapref"])
+        if code != 0:
+            raise LabError(f"cannot remove the lab's own wrapref: {err[-500:]!r}")
         buf = io.BytesIO()
         with tarfile.open(fileobj=buf, mode="w") as tar:
             for path in sorted(src.rglob("*")):
@@ -516,11 +508,9 @@ class DockerRun(LabRun):
                 stdout=json.dumps({"signalled": done.get("signalled")}),
                 duration=time.monotonic() - t0, note="by the resident agent"))
             return
-        exec_id = self._docker.api.exec_create(container_id or self.container_id, argv,
-                                               user="root")["Id"]
-        out = self._docker.api.exec_start(exec_id, demux=True)
-        code = self._docker.api.exec_inspect(exec_id).get("ExitCode")
-        stdout, stderr = ((b or b"").decode(errors="replace") for b in (out or (None, None)))
+        code, out, err = dockerexec.run(self._docker.api, container_id or self.container_id,
+                                        argv)
+        stdout, stderr = (b.decode(errors="replace") for b in (out, err))
         self._record(TranscriptEntry(action="kill", actor="lab", user="root", uid=0,
                                      argv=tuple(argv), exit_code=code, stdout=stdout,
                                      stderr=stderr, duration=time.monotonic() - t0))
