@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import LAB_PARAMS
+from conftest import LAB_PARAMS, lab_param
 from wraplab import engine, selftest
 from wraplab.targets import wrapref_spec
 
@@ -75,3 +75,16 @@ def test_labs_run_the_scratch_copy(lab, tmp_path):
     plain = LocalLab() if lab == "local" else DockerLab(lab.removeprefix("docker-"))
     with plain.start(wrapref_spec("hardened")) as run:
         assert run.exec("root", probe, timeout=30).exit_code != 0
+
+
+@pytest.mark.parametrize("lab", [lab_param("docker-bookworm"), lab_param("local")])
+def test_a_weakening_that_depends_on_the_servers_uid_applies(lab):
+    """``H6-service`` weakens only a server that is not root when wrapref is imported. The
+    lab must import the target's package as the server's user, as an exec does: the
+    resident agent once imported it as root before the fork, the weakening never applied
+    and the selftest's cells stayed defended for the wrong reason."""
+    w = next(x for x in selftest.WEAKENINGS if x.id == "H6-service")
+    kind, _, base = lab.partition("-")
+    rows = selftest.run_weakening(w, [("dac-override-intruder", "notify", "service", "unix")],
+                                  kind, base or "bookworm", say=lambda _line: None)
+    assert [r["verdict"] for r in rows] == ["vulnerable"], rows

@@ -170,11 +170,23 @@ _CODE = {}
 
 
 def prepare_tool(tool):
-    """In the agent, before the fork: import the tool (so its imports are loaded once, in
-    the agent) and compile its source for ``__main__`` once, not in every child."""
+    """In the agent, before the fork: compile the tool's source for ``__main__`` once, not
+    in every child; wraplab's own tools are also imported here (their imports then load
+    once, in the agent). The target's package (``wrapref``) is not: its code runs only in
+    the child, as the actor, as after an exec. Imported here, it ran as root: a copy whose
+    behaviour depends on its uid at import (selftest ``H6-service``: no peer check when the
+    server is not root) went unweakened, and that selftest passed for the wrong reason."""
     if tool not in _CODE:
-        importlib.import_module(tool)
-        spec = importlib.util.find_spec(tool)
+        if tool.startswith(TOOLS):
+            importlib.import_module(tool)
+            spec = importlib.util.find_spec(tool)
+        else:  # the package is found, not imported (find_spec of X.__main__ imports X)
+            package, _, name = tool.rpartition(".")
+            top = importlib.util.find_spec(package)
+            if top is None or not top.submodule_search_locations:
+                raise ImportError(f"no package {package!r}")
+            path = os.path.join(list(top.submodule_search_locations)[0], name + ".py")
+            spec = importlib.util.spec_from_file_location(tool, path)
         with open(spec.origin, "rb") as f:
             _CODE[tool] = (spec, compile(f.read(), spec.origin, "exec"))
     return _CODE[tool]
