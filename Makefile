@@ -6,7 +6,7 @@ TOX := $(VENV)/bin/tox
 STAMP := $(VENV)/.wraplab-stamp
 
 .DEFAULT_GOAL := help
-.PHONY: help host-deps venv demo demo-local test unit harness labs integration lint bench stress docker-up images doctor clean
+.PHONY: help host-deps venv demo demo-local test unit harness labs integration selftest lint bench stress docker-up images doctor clean
 
 help: ## show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -51,6 +51,14 @@ labs: host-deps $(STAMP) docker-up ## lab tests (Docker and local)
 
 integration: host-deps $(STAMP) docker-up ## the verdict matrix as tests (tox -e integration; JUnit and JSON in reports/)
 	$(TOX) -e integration
+
+# selftest: each rule of the hardened server weakened on its own in a scratch copy; some cell
+# must turn vulnerable (the controls, unweakened, defended). Exit 1 when one is not caught
+# (but for those docs/rules.md names as known uncaught).
+selftest: host-deps $(STAMP) docker-up ## weaken one rule at a time: some cell must turn vulnerable (local and Docker labs)
+	@mkdir -p reports
+	$(VENV)/bin/wraplab selftest --lab local --control --json reports/selftest-local.json
+	$(VENV)/bin/wraplab selftest --lab docker --control --json reports/selftest-docker.json
 
 lint: $(STAMP) ## ruff (and actionlint)
 	$(TOX) -e lint
