@@ -88,3 +88,20 @@ def test_a_weakening_that_depends_on_the_servers_uid_applies(lab):
     rows = selftest.run_weakening(w, [("dac-override-intruder", "notify", "service", "unix")],
                                   kind, base or "bookworm", say=lambda _line: None)
     assert [r["verdict"] for r in rows] == ["vulnerable"], rows
+
+
+@pytest.mark.requires_root
+def test_a_plan_keeps_each_entrys_rows_in_its_cells_order():
+    """``run_plan`` runs the cells of every entry side by side; each entry's rows come back
+    in its own cells' order, a cell its lab cannot run marked ``skipped`` in its place."""
+    w = next(x for x in selftest.WEAKENINGS if x.id == "H6-notify")
+    cells = [("symlink-race", "notify", "root", "unix"),  # Docker only
+             ("dac-override-intruder", "notify", "root", "unix")]
+    said = []
+    control, weak = selftest.run_plan([(None, cells), (w, cells)], "local", "bookworm",
+                                      said.append, jobs=2)
+    assert [r["verdict"] for r in control] == ["skipped", "defended"], control
+    assert [r["verdict"] for r in weak] == ["skipped", "vulnerable"], weak
+    assert weak[1]["cell"] == "dac-override-intruder[hardened-notify-root-local]"
+    assert sum("control" in line for line in said) == 1
+    assert sum("H6-notify" in line for line in said) == 1

@@ -12,13 +12,16 @@ exits 1 if any weakening run was caught by no cell
 The copy runs in place of the project's: LocalLab copies it into the lab's ``lib/``
 (``LocalLab(wrapref_src=)``), DockerLab puts it over the image's wrapref in each container
 (``DockerLab(wrapref_src=)``); server and owner's client both come from it (H12 weakens the
-client). Nothing of it is committed; each copy is removed when its cells are done.
+client). Nothing of it is committed; each copy is removed when its cells are done. Every
+cell, of every weakening and of the control, goes through the matrix's scheduler
+(:func:`wraplab.engine.run_cells`, ``-j``): side by side, exclusive cells afterwards.
 
     wraplab selftest                       # every weakening, local lab
     wraplab selftest --rule H6 --rule H7   # some rules
     wraplab selftest --only H6-signal --lab docker
     wraplab selftest --list                # the weakenings and their cells
     wraplab selftest --control             # also run the cells on the unweakened copy
+    wraplab selftest -j 1                  # one cell at a time
 """
 
 from __future__ import annotations
@@ -29,7 +32,6 @@ import shutil
 import sys
 import tempfile
 import textwrap
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -266,37 +268,65 @@ def _make_lab(kind: str, base: str, src: Path):
     return labs.DockerLab(base=base, wrapref_src=src)
 
 
-def run_weakening(w: Weakening | None, cells, lab_kind: str, base: str, say) -> list[dict]:
+def run_weakening(w: Weakening | None, cells, lab_kind: str, base: str, say,
+                  jobs: int = 1) -> list[dict]:
+    """The rows of one weakening's cells (None: the unweakened control)."""
+    return run_plan([(w, cells)], lab_kind, base, say, jobs)[0]
+
+
+def run_plan(plan, lab_kind: str, base: str, say, jobs: int = 1) -> list[list[dict]]:
+    """Run every ``(weakening or None, cells)`` of ``plan`` against its own scratch copy,
+    all cells through the matrix's runner (``jobs`` at a time; exclusive cells afterwards,
+    one attacking at a time); the rows of each entry, in its cells' order. A finished cell
+    is said at once, tagged with its weakening."""
     from wraplab import engine
 
-    rows = []
     tmp = Path(tempfile.mkdtemp(prefix="wraplab-selftest-"))
     try:
-        src = scratch_copy(w, tmp)
-        for slug, sock, place, transport in cells:
-            scenario = engine.get_scenario(slug)
-            if lab_kind not in scenario.labs:
-                rows.append({"cell": f"{slug}[hardened-{sock}-{place}-{transport}-{lab_kind}]",
-                             "verdict": "skipped",
-                             "reason": scenario.lab_notes.get(lab_kind, "not in this lab")})
-                continue
-            found = scenario.cells(profiles=["hardened"], sockets=[sock], placements=[place],
-                                   transports=[transport], lab=lab_kind, base=base)
-            if len(found) != 1:
-                raise SystemExit(f"selftest: {slug} has no cell {sock}/{place}/{transport}")
-            cell = found[0]
-            t0 = time.time()
-            out = engine.run_cell(cell, scenario=scenario, lab=_make_lab(lab_kind, base, src))
-            row = {"cell": cell.name, "verdict": str(out.verdict), "guard": out.guard,
-                   "reason": out.reason, "seconds": round(time.time() - t0, 1)}
-            rows.append(row)
-            say(f"    {cell.name:<60} {row['verdict']:<10} "
-                f"{('(' + out.guard + ')') if out.guard else ''}")
-            if row["verdict"] in ("error", "broken"):
+        rows: list[list] = [[None] * len(cells) for _, cells in plan]
+        todo, slots, copies, tags = [], [], [], {}
+        for k, (w, cells) in enumerate(plan):
+            src = scratch_copy(w, tmp / (w.id if w else "control"))
+            for j, (slug, sock, place, transport) in enumerate(cells):
+                scenario = engine.get_scenario(slug)
+                if lab_kind not in scenario.labs:
+                    rows[k][j] = {
+                        "cell": f"{slug}[hardened-{sock}-{place}-{transport}-{lab_kind}]",
+                        "verdict": "skipped",
+                        "reason": scenario.lab_notes.get(lab_kind, "not in this lab")}
+                    continue
+                found = scenario.cells(profiles=["hardened"], sockets=[sock],
+                                       placements=[place], transports=[transport],
+                                       lab=lab_kind, base=base)
+                if len(found) != 1:
+                    raise SystemExit(f"selftest: {slug} has no cell {sock}/{place}/{transport}")
+                tags[id(found[0])] = w.id if w else "control"
+                todo.append(found[0])
+                slots.append((k, j))
+                copies.append(src)
+
+        def said(out) -> None:
+            guard = f"({out.guard})" if out.guard else ""
+            say(f"    {tags[id(out.cell)]:<24} {out.cell.name:<60} {out.verdict!s:<10} {guard}")
+            if str(out.verdict) in ("error", "broken"):
                 say(f"      why: {out.reason}")
+
+        outs = engine.run_cells(todo, jobs=jobs, on_done=said,
+                                lab_for=lambda i: _make_lab(lab_kind, base, copies[i]))
+        for (k, j), out in zip(slots, outs):
+            timings = out.timings or {}
+            rows[k][j] = {"cell": out.cell.name, "verdict": str(out.verdict),
+                          "guard": out.guard, "reason": out.reason,
+                          "seconds": timings.get("total_s")}
+        return rows
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return rows
+
+
+def _jobs(text: str) -> int:
+    from wraplab.cli_scenarios import _jobs as matrix_jobs
+
+    return matrix_jobs(text)
 
 
 def _configure(p: argparse.ArgumentParser) -> None:
@@ -307,6 +337,9 @@ def _configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--control", action="store_true",
                    help="first run every chosen cell on an unweakened copy (must be defended)")
     p.add_argument("--list", action="store_true", help="list the weakenings and their cells")
+    p.add_argument("-j", "--jobs", type=_jobs, default="auto",
+                   help="cells at a time, or auto (the matrix's default); exclusive cells "
+                        "(floods, leak counts) run afterwards, never attacking side by side")
     p.add_argument("--json", metavar="FILE", help="write the results as JSON")
     p.add_argument("--strict", action="store_true",
                    help="fail also on weakenings documented as uncaught")
@@ -330,11 +363,20 @@ def cmd_selftest(args: argparse.Namespace) -> int:
         print("selftest: nothing chosen", file=sys.stderr)
         return 2
     say = cli._say
+    runnable = [w for w in chosen if args.lab in w.labs]
+    plan = [(w, w.cells) for w in runnable]
+    if args.control:
+        cells = sorted({c for w in runnable for c in w.cells})
+        plan.insert(0, (None, cells))
+    say(f"selftest ({args.lab}): {len(runnable)} weakenings"
+        + (f" and the control ({len(plan[0][1])} cells on an unweakened copy)"
+           if args.control else "")
+        + f", {sum(len(c) for _, c in plan)} cells, {args.jobs} at a time")
+    rows_of = dict(zip((w.id if w else "control" for w, _ in plan),
+                       run_plan(plan, args.lab, args.base, say, args.jobs)))
     results = []
     if args.control:
-        cells = sorted({c for w in chosen if args.lab in w.labs for c in w.cells})
-        say(f"control: {len(cells)} cells on an unweakened copy ({args.lab})")
-        rows = run_weakening(None, cells, args.lab, args.base, say)
+        rows = rows_of["control"]
         bad = [r for r in rows if r["verdict"] not in ("defended", "skipped")]
         results.append({"id": "control", "rows": rows, "ok": not bad})
         if bad:
@@ -347,7 +389,10 @@ def cmd_selftest(args: argparse.Namespace) -> int:
                             "caught": None, "lab": args.lab})
             continue
         say(f"{w.id} ({w.rule}): {w.how}")
-        rows = run_weakening(w, w.cells, args.lab, args.base, say)
+        rows = rows_of[w.id]
+        for r in rows:
+            say(f"    {r['cell']:<60} {r['verdict']:<10} "
+                f"{('(' + r['guard'] + ')') if r.get('guard') else ''}")
         caught = [r["cell"] for r in rows if r["verdict"] == "vulnerable"]
         say(f"  -> {'CAUGHT by ' + ', '.join(caught) if caught else 'NOT CAUGHT'}"
             + (f" (known: {w.known_uncaught})" if not caught and w.known_uncaught else ""))

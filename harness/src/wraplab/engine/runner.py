@@ -243,7 +243,8 @@ def interleaved(items: list, scenario_of: Callable[[Any], str]) -> list:
 
 def run_cells(cells: list[Cell], *, jobs: int = 1,
               on_done: Callable[[Outcome], None] | None = None,
-              on_start: Callable[[Cell], None] | None = None) -> list[Outcome]:
+              on_start: Callable[[Cell], None] | None = None,
+              lab_for: Callable[[int], Any] | None = None) -> list[Outcome]:
     """Run ``cells`` with ``jobs`` at a time (each cell its own lab, in a container checked
     clean and reused where one is idle: :mod:`wraplab.labs.warm`); cells of an
     ``EXCLUSIVE`` scenario (floods) run afterwards, :func:`exclusive_jobs` at a time, one
@@ -252,7 +253,8 @@ def run_cells(cells: list[Cell], *, jobs: int = 1,
     Each target is prepared (``install.build``) first; a failure raises
     :class:`~wraplab.targets.TargetError`.
     ``on_start(cell)`` and ``on_done(outcome)`` are called as each cell starts and ends
-    (progress displays)."""
+    (progress displays). ``lab_for(i)``: the lab for ``cells[i]`` (default: the cell's
+    own, :func:`make_lab`), e.g. one running a scratch copy of the server."""
     from concurrent.futures import ThreadPoolExecutor
 
     from wraplab.labs import warm
@@ -268,7 +270,8 @@ def run_cells(cells: list[Cell], *, jobs: int = 1,
         if on_start:
             with lock:
                 on_start(cells[i])
-        out = run_cell(cells[i], scenario=scenarios[cells[i].scenario])
+        out = run_cell(cells[i], scenario=scenarios[cells[i].scenario],
+                       lab=lab_for(i) if lab_for else None)
         with lock:
             outcomes[i] = out
             if on_done:
