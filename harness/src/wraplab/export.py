@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from wraplab import images, users
-from wraplab.engine import Cell, Outcome, get_scenario
+from wraplab.engine import FLOOD_HANDOFFS, Cell, Outcome, get_scenario
 from wraplab.targets import Target, reference
 
 API_PATH = "/run/wrapref/api.sock"
@@ -291,7 +291,7 @@ sys.exit({EXIT_INCONCLUSIVE})
 PY
 """,
         attack=paragraphs[0].strip() + "\n\n" + paragraphs[1].strip(),
-        knobs={"HANDOFFS": str(g.get("HANDOFFS", 5)),
+        knobs={"HANDOFFS": str(g.get("HANDOFFS", FLOOD_HANDOFFS)),
                "FLOOD_SECONDS": f"{g.get('FLOOD_SECONDS', 30.0):g}",
                "FLOOD_PROCS": str(g.get("FLOODERS", 2)),
                "FLOOD_WAITERS": str(g.get("WAITERS", 16))})

@@ -33,6 +33,7 @@ from wraplab.engine.scenarios import (
                                       load_scenario,
 )
 from wraplab.engine.steps import (
+                                      FLOOD_HANDOFFS,
                                       back_to_baseline,
                                       claim_foreign_pid,
                                       deputy_passes,
@@ -66,6 +67,7 @@ __all__ = [
     "Cell", "Outcome", "Step", "make_cells", "Context", "Actor", "HeldWrap", "RunningFlood",
     "SwappedSocket", "HarnessError", "Wrap", "Intrusion", "Flood", "LOOP_ENDS", "rejections_of",
     "attack_did_not_happen", "claim_foreign_pid", "deputy_passes", "handoffs_under_flood",
+    "FLOOD_HANDOFFS",
     "judge_stall", "same_state", "server_state",
     "back_to_baseline", "starts_server", "file_text", "log_lines", "wrap_seen_from_outside",
     "make_lab", "run_cell", "run_cells",

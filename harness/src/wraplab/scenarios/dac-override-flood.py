@@ -8,7 +8,7 @@ retries inside the window) is never reached. Here the flooder keeps CAP_DAC_OVER
 the listen backlog, the peer check rejects each connection, and whether alice still hands
 off depends on H12 alone.
 
-The flood and alice's five wraps in a row are as in ``reconnect-flood`` (two flooding
+The flood and alice's wraps in a row (up to twelve) are as in ``reconnect-flood`` (two flooding
 processes with blocking waiters, following each new socket; the worst handoff decides).
 
 Actors: owner (alice), flooder (mallory + CAP_DAC_OVERRIDE). Placement: root. Transport:
@@ -25,7 +25,14 @@ Expected (decided from runs):
   root-only directory), a loop the signal flood did not touch.
 """
 
-from wraplab.engine import BROKEN, DEFENDED, VULNERABLE, broken_by_g8, handoffs_under_flood
+from wraplab.engine import (
+    BROKEN,
+    DEFENDED,
+    FLOOD_HANDOFFS,
+    VULNERABLE,
+    broken_by_g8,
+    handoffs_under_flood,
+)
 
 SLUG = "dac-override-flood"
 ORDER = 370
@@ -38,7 +45,7 @@ SERVER = {"accept_window": 8}
 FLOOD_SECONDS = 30.0
 FLOODERS = 2
 WAITERS = 16
-HANDOFFS = 5
+HANDOFFS = FLOOD_HANDOFFS
 EXPECT = {
     "hardened": DEFENDED.by("backlog"),
     "agentsh": {"*": VULNERABLE, "signal": broken_by_g8(VULNERABLE)},

@@ -1,19 +1,21 @@
 """Mallory floods alice's socket with connect+close while alice hands off.
 
-Alice wraps up to five times in a row; each time her client does wrap-init and is held
-before its dial. Mallory (the flooder: two processes, one per core) gets the socket's path
-(the one the server announced; /proc/net/unix shows it to anyone) and connects and closes
-it as fast as she can (non-blocking AF_UNIX connects); once the flood runs (it says so
-after its first few hundred connects), alice's client is released into it, and the flood
-is stopped when alice is done. A flood that did not run while alice dialled is an
-``error``, never a verdict. Recorded: the flood's attempts and rate, the kernel's answers
+Alice wraps up to twelve times in a row (``FLOOD_HANDOFFS``); each time her client does
+wrap-init and is held before its dial. Mallory (the flooder: two processes, one per core)
+gets the socket's path (the one the server announced; /proc/net/unix shows it to anyone) and
+connects and closes it as fast as she can (non-blocking AF_UNIX connects); once the flood
+runs (it says so after its first few hundred connects), alice's client is released into it,
+and the flood is stopped when alice is done. A flood that did not run while alice dialled is
+an ``error``, never a verdict. Recorded: the flood's attempts and rate, the kernel's answers
 by errno (EACCES: the directory stopped her; EAGAIN: the listener's backlog was full; ok:
 the connection was queued), the server's rejections (peer check, from its events), alice's
-successes and handoff latencies. The verdict is the worst of the handoffs (broken > vulnerable >
-defended): a flood that wins a handoff only by chance (agentsh without CAP_CHOWN: about
-two times in three in our runs) still wins one of five nearly always, so the verdict is
-stable where one handoff's outcome is not. Alice stops early once a handoff is denied, or
-when the flood never reached the server (the kernel refused it: nothing left to chance).
+successes and handoff latencies. The verdict is the worst of the handoffs (broken >
+vulnerable > defended): a flood that wins a handoff only by chance (agentsh without
+CAP_CHOWN: about two times in three with the thread-per-wrap server, about one in two with
+the event-loop one, 2026-12-01) still wins one of twelve nearly always, so the verdict is
+stable where one handoff's outcome is not (with five, the ptrace cell came out ``defended``
+in 3 of 24 runs). Alice stops early once a handoff is denied, or when the flood never
+reached the server (the kernel refused it: nothing left to chance).
 
 The flood: each flooder spins non-blocking connect+close, and 16 threads of it also
 connect blocking, so they sleep in the kernel on a full backlog and take each slot the
@@ -59,6 +61,7 @@ import os
 from wraplab.engine import (
     BROKEN,
     DEFENDED,
+    FLOOD_HANDOFFS,
     VULNERABLE,
     broken_by_g8,
     flood_before_g8,
@@ -78,7 +81,7 @@ SERVER = {"accept_window": 20}
 FLOOD_SECONDS = 30.0  # an upper bound: the flood is stopped once the owner is done
 FLOODERS = 2  # one per core: the server and the owner must win a core from them
 WAITERS = int(os.environ.get("WRAPLAB_FLOOD_WAITERS", 16))  # blocking connects per flooder
-HANDOFFS = 5  # the owner's wraps, each under its own flood (a flood wins each by chance)
+HANDOFFS = FLOOD_HANDOFFS  # the owner's wraps, each under its own flood (won by chance)
 KERNEL = DEFENDED.by("kernel")
 EXPECT = {
     "hardened": KERNEL,
