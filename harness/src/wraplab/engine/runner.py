@@ -220,7 +220,8 @@ def auto_jobs() -> int:
 def exclusive_jobs(jobs: int) -> int:
     """Exclusive cells at a time: ``jobs``, but at most one per core. Only one attacks at a
     time, but the others' waiting is not idle (a server expiring 1,100 wraps, a reuse
-    check): at eight at a time a reconnect-flood cell lost its race in CI (2026-12-01),
+    check): at eight at a time a reconnect-flood cell lost its race in CI (2026-12-01;
+    perhaps only the chance that five handoffs left, since twelve: ``FLOOD_HANDOFFS``),
     and the pass is bound by the attacks anyway (117.6 s held of its 118 s)."""
     return max(1, min(jobs, cores()))
 

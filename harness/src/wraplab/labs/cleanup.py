@@ -53,8 +53,9 @@ def start_ticks(pid: int) -> int | None:
 
     This, not ``psutil.Process.create_time()``, identifies an owner: create_time adds the
     boot time, which Linux recomputes on every read as "wall clock minus uptime", so it
-    moves when NTP adjusts the clock (giampaolo/psutil#2526). A CI run saw a live worker's
-    lab swept as "owner gone" that way, in the middle of a cell. The ticks never move.
+    moves when NTP adjusts the clock (giampaolo/psutil#2526): a sweep then takes a live
+    owner's lab (a CI run lost a worker's local lab in the middle of a cell, the only way
+    we know it could). The ticks never move.
     """
     try:
         with open(f"/proc/{int(pid)}/stat", "rb") as f:
