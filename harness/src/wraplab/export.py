@@ -67,20 +67,21 @@ class Scripts:
 def _symlink_race(cell: Cell, scenario, owner: users.User, target: Target) -> Scripts:
     race = scenario.run.__globals__.get("RACE") or {"tries": 3000, "seconds": 40.0}
     tries, seconds = race["tries"], race["seconds"]
+    canaries = min(tries, race.get("canaries", tries))
     tool = "python3 -m wraplab.actors.symlink_race"
     return Scripts(
         actors={"owner": (owner.name, f"""# {owner.name} (uid {owner.uid}), owner and attacker:
 # per try a session and a wrap-init naming her uid; the moment the new
-# {cell.socket} socket exists she renames a symlink to canary c-<i> over it.
-# Prints one JSON line (tries, swapped, wins...).
-exec {tool} race --dir "$CANARY_DIR" --count "$TRIES" --base {TEMP_BASE} \\
-    --api unix:{API_PATH} --kind {cell.socket} --seconds "$RACE_SECONDS"
+# {cell.socket} socket exists she renames a symlink to the next canary not yet
+# won over it. Prints one JSON line (tries, swapped, wins...).
+exec {tool} race --dir "$CANARY_DIR" --count "$TRIES" --canaries "$CANARIES" \\
+    --base {TEMP_BASE} --api unix:{API_PATH} --kind {cell.socket} --seconds "$RACE_SECONDS"
 """)},
-        setup=f"""# root makes $TRIES canary files (0600 root:root) that alice must never get
-{tool} prepare --dir "$CANARY_DIR" --count "$TRIES" >/dev/null || exit {EXIT_INCONCLUSIVE}
+        setup=f"""# root makes $CANARIES canary files (0600 root:root) that alice must never get
+{tool} prepare --dir "$CANARY_DIR" --count "$CANARIES" >/dev/null || exit {EXIT_INCONCLUSIVE}
 """,
-        check=f"""# root re-reads every canary: a try is won when its owner or mode changed
-out=$({tool} check --dir "$CANARY_DIR" --count "$TRIES") || exit {EXIT_INCONCLUSIVE}
+        check=f"""# root re-reads every canary: a try is won when its canary's owner or mode changed
+out=$({tool} check --dir "$CANARY_DIR" --count "$CANARIES") || exit {EXIT_INCONCLUSIVE}
 echo "check: $out"
 won=$(printf '%s' "$out" | python3 -c 'import json,sys; print(json.load(sys.stdin)["changed"])')
 if [ "$won" -gt 0 ]; then
@@ -88,12 +89,12 @@ if [ "$won" -gt 0 ]; then
          "through her symlinks"
     exit {EXIT_ATTACK_WON}
 fi
-echo "attack failed: 0 of $TRIES canaries changed hands"
+echo "attack failed: 0 of $CANARIES canaries changed hands in up to $TRIES tries"
 exit {EXIT_ATTACK_FAILED}
 """,
         attack=(scenario.doc.split("\n\n")[0].strip() + "\n\n" +
                 scenario.doc.split("\n\n")[1].strip()),
-        knobs={"TRIES": str(tries), "RACE_SECONDS": f"{seconds:g}",
+        knobs={"TRIES": str(tries), "CANARIES": str(canaries), "RACE_SECONDS": f"{seconds:g}",
                "CANARY_DIR": "/var/lib/wraplab-canary"})
 
 

@@ -3,12 +3,15 @@ object on stdout.
 
     python3 -m wraplab.actors.symlink_race prepare --dir D --count N      (as root)
     python3 -m wraplab.actors.symlink_race race --dir D --count N --base TMP
-        [--api unix:SOCK] [--kind notify|signal|ptrace] [--seconds S] [--spin S] [--enough W]
-        [--kernel-enough K]
+        [--canaries C] [--api unix:SOCK] [--kind notify|signal|ptrace] [--seconds S]
+        [--spin S] [--enough W] [--kernel-enough K]
     python3 -m wraplab.actors.symlink_race check --dir D --count N        (as root)
 
 ``prepare`` makes ``D`` (0755 root) holding N canary files ``c-<i>`` (0600 root:root, a
-random content each). ``race`` runs as the caller of wrap-init (the owner): for each try it
+random content each). ``race`` runs as the caller of wrap-init (the owner): at most
+``--count`` tries, taking the ``--canaries`` files (default: one per try) in turn and
+passing over the ones already won, so that a few hundred canaries serve thousands of tries
+and each win is still a canary of its own; for each try it
 creates a session, has a helper process send wrap-init with ``caller_uid = getuid()``,
 learns the new wrap directory's name from inotify on the temp base (IN_CREATE, the name is
 in the event), then spins ``lstat(<dir>/<kind>-<id>.sock)`` and, the moment the socket
@@ -22,7 +25,8 @@ Bounded: at most ``--count`` tries and ``--seconds`` in all; each spin at most `
 seconds; each wrap-init at most 10 s. ``--enough W`` ends the race at its W-th win;
 ``--kernel-enough K`` once K tries in a row met only the kernel's refusal (EACCES/EPERM
 on the socket's path or on the swap) and no swap ever worked: the directory's mode is
-not a race, more tries would only repeat it (``kernel_stop``). A
+not a race, more tries would only repeat it (``kernel_stop``); and when every canary is
+won (``canaries_spent``). A
 wrap-init refused with 503 (the server's cap on pending wraps: each try leaves one pending
 for the accept window) makes no directory and so is no try: it is counted as ``refused``.
 """
@@ -200,18 +204,25 @@ def race(args) -> dict:
         """The server has answered wrap-init (nothing more will appear this try)."""
         return bool(poll.poll(0))
     tally = {"tries": 0, "wins": 0, "swapped": 0, "no_dir": 0, "no_socket": 0,
-             "refused": 0, "swap_errors": {}, "http": {}, "errors": {}, "kernel_stop": False}
+             "refused": 0, "swap_errors": {}, "http": {}, "errors": {}, "kernel_stop": False,
+             "canaries_spent": False}
     kernel_run = 0  # tries in a row the kernel refused (EACCES/EPERM), nothing swapped
     wins = []
     spin_counts = []
     swap_after_us = []
     link_tmp = os.path.join(base, f".wraplab-race-{os.getpid()}")
+    canaries = args.canaries or args.count
+    won = set()  # canaries that changed hands: never aimed at again
+    c = -1  # the canary of the current try
     try:
         i = -1
         while i + 1 < args.count:
             i += 1
             if time.monotonic() >= deadline:
                 break
+            if len(won) >= canaries:
+                tally["canaries_spent"] = True
+                break  # every canary is won: another win could not be told apart
             if args.enough and tally["wins"] >= args.enough:
                 break  # the point is made: more wins would only cost time
             if args.kernel_enough and kernel_run >= args.kernel_enough:
@@ -225,7 +236,9 @@ def race(args) -> dict:
                     break
                 continue
             sid = body["id"]
-            target = canary(args.dir, i)
+            c = next((c + k) % canaries for k in range(1, canaries + 1)
+                     if (c + k) % canaries not in won)
+            target = canary(args.dir, c)
             try:
                 os.unlink(link_tmp)
             except FileNotFoundError:
@@ -293,11 +306,12 @@ def race(args) -> dict:
             tally["http"][key] = tally["http"].get(key, 0) + 1
             if name is None and res.get("status") == 503:
                 # The server's pending-wrap cap (every try leaves a wrap pending for the
-                # window): no directory, no attack. Not a try; canary i waits for one.
+                # window): no directory, no attack. Not a try; canary c waits for one.
                 tally["tries"] -= 1
                 tally["no_dir"] -= 1
                 tally["refused"] += 1
                 i -= 1
+                c -= 1
                 continue
             kernel_run = kernel_run + 1 if denied and not tally["swapped"] else 0
             if res.get("status") != 200 and len(tally["errors"]) < 8:
@@ -307,7 +321,8 @@ def race(args) -> dict:
                 st = os.stat(target)
                 if changed(st):
                     tally["wins"] += 1
-                    wins.append({"try": i, "uid": st.st_uid,
+                    won.add(c)
+                    wins.append({"try": i, "canary": c, "uid": st.st_uid,
                                  "mode": f"{stat.S_IMODE(st.st_mode):04o}",
                                  "http": res.get("status")})
             except OSError as exc:
@@ -342,7 +357,10 @@ def main(argv=None):
     p = argparse.ArgumentParser(prog="symlink_race", description=__doc__.splitlines()[0])
     p.add_argument("mode", choices=("prepare", "race", "check"))
     p.add_argument("--dir", required=True, help="the canary directory")
-    p.add_argument("--count", type=int, required=True)
+    p.add_argument("--count", type=int, required=True,
+                   help="canary files (prepare, check); most tries (race)")
+    p.add_argument("--canaries", type=int, default=0,
+                   help="race: the canary files there are, taken in turn (default: --count)")
     p.add_argument("--api", default="unix:/run/wrapref/api.sock")
     p.add_argument("--base", default="/tmp", help="the server's temp base")
     p.add_argument("--prefix", default="", help="only directories whose name starts so "
@@ -358,6 +376,8 @@ def main(argv=None):
     args = p.parse_args(argv)
     if not 0 <= args.count <= 100000:
         p.error("--count: 0..100000")
+    if not 0 <= args.canaries <= 100000:
+        p.error("--canaries: 0..100000")
     try:
         out = {"prepare": prepare, "race": race, "check": check}[args.mode](args)
     except OSError as exc:

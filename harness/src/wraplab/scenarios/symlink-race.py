@@ -16,8 +16,11 @@ met only the kernel's EACCES/EPERM with no swap ever made (pre-235, permissive: 
 directory's mode is not a race; 100 refusals say what 3,000 would). A cell the server
 itself must defend (hardened: the swaps land, its validation catches them) makes every
 try. Root
-prepares N canary files in the container (``/var/lib/wraplab-canary-<run>/c-<i>``, 0600
-root:root, directory 0755 so anyone may stat them; never on the host). Alice runs the
+prepares ``canaries`` files in the container (``/var/lib/wraplab-canary-<run>/c-<i>``, 0600
+root:root, directory 0755 so anyone may stat them; never on the host), which the tries
+take in turn, passing over those already won: ten times ``enough``, so no try ever lacks
+one, and made in a few milliseconds where one per try took one to three seconds of the
+cell's hold on the cores. Alice runs the
 ``symlink_race`` actor tool: per try it creates a session, lets a helper process send
 wrap-init (``caller_uid`` = her uid), takes the new directory's name from inotify on the
 temp base (busy-polled), spins ``lstat`` on ``<dir>/<kind>-<session>.sock`` and, the moment
@@ -70,7 +73,7 @@ TRANSPORTS = ("unix",)
 # A short accept window: every agentsh try leaves a listener nobody will dial (its path is
 # now a symlink), and pending wraps are bounded (1024) by the server.
 SERVER = {"accept_window": 1}
-RACE = {"tries": 3000, "seconds": 40.0, "enough": 10, "kernel_enough": 100}
+RACE = {"tries": 3000, "seconds": 40.0, "enough": 10, "kernel_enough": 100, "canaries": 100}
 LABS = ("docker",)
 LAB_NOTES = {"local": "the canary files root hands over must live in a container, never "
                       "on the host"}
@@ -92,15 +95,17 @@ def run(ctx):
     tries = int(os.environ.get("WRAPLAB_RACE_TRIES", RACE["tries"]))
     seconds = float(os.environ.get("WRAPLAB_RACE_SECONDS", RACE["seconds"]))
     enough = int(os.environ.get("WRAPLAB_RACE_ENOUGH", RACE["enough"]))
+    canaries = min(tries, RACE["canaries"])
     cdir = f"/var/lib/wraplab-canary-{os.urandom(4).hex()}"
     t0 = time.time()
-    prep = ctx.run.tool("symlink_race", ["prepare", "--dir", cdir, "--count", str(tries)],
+    prep = ctx.run.tool("symlink_race", ["prepare", "--dir", cdir, "--count", str(canaries)],
                         as_user="root", timeout=60)
-    ctx.step("harness", f"makes {tries} canary files {cdir}/c-* (0600 root:root)",
+    ctx.step("harness", f"makes {canaries} canary files {cdir}/c-* (0600 root:root)",
              str(prep.get("sample") or prep.get("error")), t=t0, ms=(time.time() - t0) * 1000)
     if prep.get("error"):
         return ctx.error(f"canary setup failed: {prep['error']}")
-    argv = [*TOOL, "race", "--dir", cdir, "--count", str(tries), "--base", ctx.run.temp_base,
+    argv = [*TOOL, "race", "--dir", cdir, "--count", str(tries), "--canaries", str(canaries),
+            "--base", ctx.run.temp_base,
             "--api", ctx.api, "--kind", ctx.socket, "--seconds", f"{seconds:g}",
             "--enough", str(enough), "--kernel-enough", str(RACE["kernel_enough"])]
     t1 = time.time()
@@ -118,10 +123,10 @@ def run(ctx):
              f"{race['http']}; swap errors {race['swap_errors'] or 'none'}",
              t=t1, ms=race["seconds"] * 1000, detail=race)
     t2 = time.time()
-    chk = ctx.run.tool("symlink_race", ["check", "--dir", cdir, "--count", str(tries)],
+    chk = ctx.run.tool("symlink_race", ["check", "--dir", cdir, "--count", str(canaries)],
                        as_user="root", timeout=60)
     wins = int(chk.get("changed", 0))
-    ctx.step("harness", f"checks the {tries} canaries as root",
+    ctx.step("harness", f"checks the {canaries} canaries as root",
              f"{wins} changed: {chk.get('examples')}", t=t2, ms=(time.time() - t2) * 1000)
     ctx.metrics.update(
         tries=race["tries"], wins=wins, win_rate=round(wins / race["tries"], 4)
