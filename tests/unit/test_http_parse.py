@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import socket
 from http.server import BaseHTTPRequestHandler
 
@@ -155,3 +156,14 @@ _piece = st.sampled_from([
 @given(st.lists(_piece, max_size=40).map("".join), st.booleans())
 def test_fuzz_head_parsed_as_http_server_does(text, timed_out):
     check(text.encode("latin-1"), timed_out)
+
+
+@FUZZ
+@given(st.lists(st.sampled_from([b"\r", b"\n", b"\r\n", b"a", b": ", b"\n\r"]),
+                max_size=30).map(b"".join))
+def test_the_heads_end_is_where_the_blank_line_regex_ends(data):
+    # The event loop hands the head over at the first blank line; it once searched with
+    # this regex, which tried every byte.
+    m = re.search(rb"\r?\n\r?\n", data)
+    assert api._head_end(data) == (m.end() if m else None)
+    assert api._head_end(bytearray(data)) == (m.end() if m else None)

@@ -157,11 +157,21 @@ class _Timeout(Exception):
     """The request's bytes ended at a deadline (H22) before its head did."""
 
 
+_date_cache = (None, "")  # (whole second, its date): answers within a second share it
+
+
 def _http_date(timestamp: float) -> str:
     """RFC 7231 IMF-fixdate: ``Thu, 01 Jan 1970 00:00:00 GMT``."""
-    t = time.gmtime(timestamp)
-    return (f"{_DAYS[t.tm_wday]}, {t.tm_mday:02d} {_MONTHS[t.tm_mon - 1]} {t.tm_year:04d} "
+    global _date_cache
+    second = int(timestamp)
+    cached = _date_cache
+    if cached[0] == second:
+        return cached[1]
+    t = time.gmtime(second)
+    text = (f"{_DAYS[t.tm_wday]}, {t.tm_mday:02d} {_MONTHS[t.tm_mon - 1]} {t.tm_year:04d} "
             f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} GMT")
+    _date_cache = (second, text)
+    return text
 
 
 def parse_headers(lines) -> dict:
@@ -234,7 +244,7 @@ class APIHandler:
     max_line = 65536
     max_headers = 100
 
-    def __init__(self, server, connection, data: bytes, timed_out: bool = False):
+    def __init__(self, server, connection, data: bytes, timed_out: bool = False, peer=None):
         self.server = server
         self.connection = connection
         self.data = data
@@ -246,7 +256,7 @@ class APIHandler:
         self.headers = {}
         self.out = []
         self.error_sent = False
-        self._peer = None
+        self._peer = peer  # the caller, when the accept already read it (else on demand)
 
     @property
     def wrap_server(self):
@@ -398,13 +408,7 @@ class APIHandler:
         return self._peer
 
     def read_peer(self) -> Peer:
-        if self.server.transport == "unix":
-            try:
-                cred = wire.peercred(self.connection)
-            except OSError:
-                return Peer("unix")
-            return Peer("unix", cred.uid, cred.pid, cred.gid)
-        return Peer("tcp")
+        return self.server.read_peer(self.connection)
 
     # -- body ------------------------------------------------------------------------
 
@@ -515,7 +519,18 @@ class APIHandler:
 
 # ------------------------------------------------------------ the event loop's API
 
-_HEADERS_END = re.compile(rb"\r?\n\r?\n")
+
+def _head_end(buf) -> int | None:
+    """Just past the head's end, the first blank line (what ``\\r?\\n\\r?\\n`` first
+    matches), or None: the first LF followed by LF or CR LF ends it (two ``find`` calls,
+    where the regex, with no literal to start from, tried every byte)."""
+    i = buf.find(b"\n\r\n")
+    j = buf.find(b"\n\n")
+    if i < 0:
+        return j + 2 if j >= 0 else None
+    return i + 3 if j < 0 else min(i + 3, j + 2)
+
+
 _EOF = object()
 
 
@@ -559,7 +574,7 @@ def _recv(conn, buf: bytearray, limit: int):
 MAX_HEAD = 1024 * 1024
 
 
-def serve_connection(api, conn, key):
+def serve_connection(api, conn, key, peer=None):
     """One API connection, an event-loop task: read the request within its limits and
     deadlines (H22), run the handler, send the answer, drain after an error, close."""
     try:
@@ -574,9 +589,8 @@ def serve_connection(api, conn, key):
         # deadline).
         end = None
         while end is None:
-            m = _HEADERS_END.search(buf)
-            if m:
-                end = m.end()
+            end = _head_end(buf)
+            if end is not None:
                 break
             first = buf.split(b"\n", 1)
             if len(first) == 2 and len(first[0].split()) != 3:
@@ -614,7 +628,7 @@ def serve_connection(api, conn, key):
                     break
                 if _recv(conn, buf, want - len(buf)) is _EOF:
                     break
-        h = handler(api, conn, bytes(buf), timed_out)
+        h = handler(api, conn, bytes(buf), timed_out, peer)
         answer = memoryview(h.handle())
         while answer:
             try:
@@ -698,15 +712,23 @@ class _APIServer:
             n = self._error_counts[key] = self._error_counts.get(key, 0) + 1
             return self._error_limiter.should_log(key, n)
 
-    def connection_key(self, request):
+    def read_peer(self, request) -> Peer:
+        """The caller of *request*, read once at the accept (SO_PEERCRED on Unix)."""
         if self.transport == "unix":
             try:
-                return wire.peercred(request).uid
+                cred = wire.peercred(request)
             except OSError:
-                return "unknown"
-        return "tcp"
+                return Peer("unix")
+            return Peer("unix", cred.uid, cred.pid, cred.gid)
+        return Peer("tcp")
 
-    def admit(self, request):
+    def connection_key(self, request, peer=None):
+        peer = peer or self.read_peer(request)
+        if peer.uid is not None:
+            return peer.uid
+        return "unknown" if self.transport == "unix" else "tcp"
+
+    def admit(self, request, peer=None):
         """H22: a bounded number of connections served at once, at most a few per uid.
 
         Returns the key the connection counts against (release it with
@@ -715,7 +737,7 @@ class _APIServer:
         """
         if not self.wrap_server.profile.bounded_api:
             return ()
-        key = self.connection_key(request)
+        key = self.connection_key(request, peer)
         with self._active_lock:
             total = sum(self._active.values())
             mine = self._active.get(key, 0)
@@ -744,10 +766,11 @@ class _APIServer:
                                                error=wire.errno_name(exc.errno))
                     yield (None, time.monotonic() + 0.05)  # EMFILE and the like: back off
                     break
-                key = self.admit(conn)
+                peer = self.read_peer(conn)
+                key = self.admit(conn, peer)
                 if key is None:
                     continue
-                loop.spawn(serve_connection(self, conn, key))
+                loop.spawn(serve_connection(self, conn, key, peer))
 
     def release_worker(self, key) -> None:
         with self._active_lock:

@@ -34,11 +34,12 @@ class Stopped(Exception):
 
 
 class _Task:
-    __slots__ = ("gen", "fd", "wait_id", "on_exit")
+    __slots__ = ("gen", "fd", "events", "wait_id", "on_exit")
 
     def __init__(self, gen, on_exit):
         self.gen = gen
-        self.fd = None
+        self.fd = None  # what the task is registered with the selector for, if anything
+        self.events = 0
         self.wait_id = 0
         self.on_exit = on_exit
 
@@ -156,14 +157,20 @@ class EventLoop:
                 if task.wait_id == wait_id and task in self._tasks:
                     self._step(task, False)
 
-    def _step(self, task: _Task, value) -> None:
-        """Resume *task* with *value* (True/False/None, or an exception to throw)."""
+    def _unregister(self, task: _Task) -> None:
         if task.fd is not None:
             try:
                 self._selector.unregister(task.fd)
             except (KeyError, ValueError, OSError):
                 pass
             task.fd = None
+
+    def _step(self, task: _Task, value) -> None:
+        """Resume *task* with *value* (True/False/None, or an exception to throw).
+
+        Its fd stays registered while it runs: a task that waits on the same open socket
+        again (an accept loop, a connection read in pieces) keeps its registration, two
+        epoll_ctl calls fewer a turn; any other wait replaces it."""
         task.wait_id += 1
         while True:
             try:
@@ -174,21 +181,28 @@ class EventLoop:
                 fd, deadline = want[0], want[1]
                 events = want[2] if len(want) > 2 else selectors.EVENT_READ
             except BaseException:  # StopIteration, or what the task let escape: it is over
+                self._unregister(task)
                 self._finish(task)
                 return
             if isinstance(value, Stopped):
                 value = Stopped()  # a task that waits again while stopping is stopped again
                 continue
-            if fd is not None:
-                try:
-                    self._selector.register(fd, events, task)
-                except PermissionError:
-                    value = True  # epoll refuses regular files: always readable (as poll says)
-                    continue
-                except (KeyError, ValueError, OSError):
-                    value = True  # a closed (or shared) fd: let the task's own read find out
-                    continue
-                task.fd = fd
+            if fd is not None and fd is task.fd and events == task.events \
+                    and not isinstance(fd, int) and fd.fileno() >= 0:
+                pass  # the same open socket: still registered
+            else:
+                self._unregister(task)
+                if fd is not None:
+                    try:
+                        self._selector.register(fd, events, task)
+                    except PermissionError:
+                        value = True  # epoll refuses regular files: readable (as poll says)
+                        continue
+                    except (KeyError, ValueError, OSError):
+                        value = True  # a closed (or shared) fd: the task's own read says
+                        continue
+                    task.fd = fd
+                    task.events = events
             if deadline is not None:
                 heapq.heappush(self._heap, (deadline, next(self._seq), task, task.wait_id))
             return

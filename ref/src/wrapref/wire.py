@@ -22,6 +22,7 @@ import array
 import errno
 import fcntl
 import os
+import re
 import select
 import socket
 import struct
@@ -223,6 +224,10 @@ def read_small(path: str, limit: int) -> bytes:
         os.close(fd)
 
 
+#: A line of /proc/<pid>/status wanted, after its newline (one is put before the text).
+_STATUS_LINE = re.compile(r"\n(PPid|Uid):([^\n]*)")
+
+
 def proc_status(pid: int, proc: str = "/proc"):
     """Parse /proc/<pid>/status: return ``{"ppid": int, "uids": (r, e, s, fs)}``.
 
@@ -238,12 +243,13 @@ def proc_status(pid: int, proc: str = "/proc"):
         return None
     ppid = None
     uids = None
-    for line in text.splitlines():
-        key, _sep, value = line.partition(":")
+    # Only the two lines wanted, found by one scan of the text; lines end at "\n" only
+    # (as the kernel writes them: a process name keeps its other control characters).
+    for key, value in _STATUS_LINE.findall("\n" + text):
         if key == "PPid":
             value = value.strip()
             ppid = int(value) if value.isdigit() else None
-        elif key == "Uid":
+        else:
             parts = value.split()
             if len(parts) == 4 and all(p.isdigit() for p in parts):
                 uids = tuple(int(p) for p in parts)
