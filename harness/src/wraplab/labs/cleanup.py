@@ -11,7 +11,9 @@
   The per-run volumes of a run with a peer container carry the same labels and are swept
   the same way, after the containers that use them (``sweep_stale_volumes``).
 * A LocalLab keeps everything under one private directory with an owner file; dead
-  owners' directories and processes are swept likewise (``sweep_stale_local``).
+  owners' directories and processes are swept likewise (``sweep_stale_local``). So is
+  the ``lib`` tree the labs of one process share (``wraplab-lib-*``), which the ``atexit``
+  hook removes after the runs (``remove_at_exit``).
 """
 
 from __future__ import annotations
@@ -38,11 +40,13 @@ LABEL_OWNER_STARTED = "wraplab.owner-started"
 LABEL_HOST = "wraplab.host"
 LABEL_KEEP = "wraplab.keep"  # kept on purpose (wraplab run --keep): only `wraplab clean` removes
 LOCAL_PREFIX = "wraplab-"
+LOCAL_LIB_PREFIX = LOCAL_PREFIX + "lib-"  # a lib tree shared by one process's local labs
 LOCAL_OWNER_FILE = ".wraplab-owner.json"
 RUN_ENV = "WRAPLAB_RUN"
 
 _lock = threading.RLock()
 _open: dict[str, Any] = {}  # run id -> LabRun
+_at_exit: dict[Path, int] = {}  # directory -> pid of the process that made it
 _previous_sigterm: Any = None
 _handler_installed = False
 
@@ -136,6 +140,13 @@ def signals_deferred() -> Iterator[None]:
             signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
+def remove_at_exit(path: Path) -> None:
+    """Remove ``path`` when this process exits, after its runs are closed (a forked child's
+    exit leaves it)."""
+    with _lock:
+        _at_exit[path] = os.getpid()
+
+
 @atexit.register
 def close_all() -> None:
     with _lock:
@@ -143,6 +154,11 @@ def close_all() -> None:
     for run in runs:
         with contextlib.suppress(Exception):
             run.close()
+    with _lock:
+        made = [p for p, pid in _at_exit.items() if pid == os.getpid()]
+        _at_exit.clear()
+    for path in made:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 # ------------------------------------------------------------------ Docker
@@ -319,7 +335,8 @@ def sweep_stale_local(base: Path, log: Callable[[str], None] | None = None,
         remove_local_lab(labdir, owner.get("run"))
         removed += 1
         if log:
-            log(f"removed stale local lab {labdir} (owner pid {owner.get('pid')})")
+            what = "lib" if labdir.name.startswith(LOCAL_LIB_PREFIX) else "lab"
+            log(f"removed stale local {what} {labdir} (owner pid {owner.get('pid')})")
     return removed
 
 

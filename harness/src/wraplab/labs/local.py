@@ -9,11 +9,16 @@ Everything lives under one private directory ``$WRAPLAB_LOCAL_BASE/wraplab-XXXXX
 
     bin/python3 -> /usr/bin/python3   (an interpreter every uid can execute)
     bin/wrapref                        (the same launcher as in the images)
-    lib/wrapref/, lib/wraplab/actors/  (world-readable copies and their bytecode; PYTHONPATH)
+    lib -> ../wraplab-lib-<hash>-<pid>/lib  (lib/wrapref/, lib/wraplab/actors/; PYTHONPATH)
     home/<user>/                       (0700, owned by the user; HOME)
     run/wrapref/api.sock               (the API; dir owned by the server's user)
     log/server.log                     (the server's --log-file)
     tmp/                               (1777: the server's --temp-base)
+
+``lib`` (world-readable copies of the packages and their bytecode) is made once per harness
+process and content, beside the labs (:func:`shared_lib`): copying and compiling it per
+cell was a large share of a matrix's harness CPU. A kept lab (``wraplab run --keep``)
+outlives that tree, so it gets its own copy, as a real directory.
 
 The server runs as root; as root with CAP_CHOWN removed from its bounding, inheritable
 and so effective sets (``setpriv --bounding-set -chown --inh-caps -chown``); or as the
@@ -76,6 +81,80 @@ def precompile(lib: Path) -> None:
         else:
             cfile.parent.mkdir(exist_ok=True)
             cfile.write_bytes(code)
+
+
+def lib_files(wrapref_src: Path) -> tuple[list[str], dict[str, bytes]]:
+    """What goes into a lab's ``lib``: its directories and files (relative paths; bytes),
+    read once so that the tree written is the tree hashed. Bytecode is left out."""
+    dirs = ["wrapref", "wraplab", "wraplab/actors"]
+    files = {"wraplab/__init__.py": images.actors_init()}
+    for top, src in (("wrapref", wrapref_src), ("wraplab/actors", paths.ACTORS_DIR)):
+        for root, subdirs, names in os.walk(src, followlinks=True):  # copytree's symlinks=False
+            subdirs[:] = sorted(n for n in subdirs if n != "__pycache__")
+            rel = os.path.normpath(os.path.join(top, os.path.relpath(root, src)))
+            dirs += [f"{rel}/{n}" for n in subdirs]
+            for name in sorted(n for n in names if not n.endswith(".pyc")):
+                files[f"{rel}/{name}"] = Path(root, name).read_bytes()
+    return dirs, files
+
+
+def write_lib(lib: Path, dirs: Sequence[str], files: Mapping[str, bytes]) -> None:
+    """Write a ``lib`` tree and its bytecode: root's, dirs 0755, files 0644 (every actor
+    reads it, none writes it)."""
+    lib.mkdir(mode=0o755)
+    for rel in dirs:
+        (lib / rel).mkdir(mode=0o755)
+    for rel, data in files.items():
+        (lib / rel).write_bytes(data)
+    precompile(lib)
+    for root, subdirs, names in os.walk(lib):
+        for name in subdirs:
+            os.chmod(os.path.join(root, name), 0o755)
+        for name in names:
+            os.chmod(os.path.join(root, name), 0o644)
+    os.chmod(lib, 0o755)
+
+
+#: The ``lib`` trees this process made, by base directory and content digest.
+_LIBS: dict[tuple[Path, str], Path] = {}
+_LIBS_LOCK = threading.Lock()
+
+
+def shared_lib(base: Path, wrapref_src: Path) -> Path:
+    """The ``lib`` every lab of this process under ``base`` with this wrapref source links to.
+
+    Keyed by content (paths and bytes), not by source path: ``wraplab selftest`` runs
+    weakened scratch copies side by side. Made once, atomically (built in a temporary
+    directory beside it, then renamed; a lock for this process's threads), as
+    ``base/wraplab-lib-<hash>-<pid>/lib`` with an owner file like a lab's: removed when
+    the process exits (:func:`cleanup.close_all`), swept like a lab when it died."""
+    dirs, files = lib_files(wrapref_src)
+    digest = hashlib.sha256()
+    for rel in sorted([*dirs, *files]):
+        data = files.get(rel)
+        digest.update(f"{rel}\0{'d' if data is None else len(data)}\0".encode())
+        digest.update(data or b"")
+    key = (base, digest.hexdigest()[:16])
+    with _LIBS_LOCK:
+        made = _LIBS.get(key)
+        if made is not None and (made.parent / cleanup.LOCAL_OWNER_FILE).is_file():
+            return made
+        tmp = Path(tempfile.mkdtemp(prefix=f"{cleanup.LOCAL_LIB_PREFIX}{key[1]}-", dir=base))
+        try:
+            os.chmod(tmp, 0o755)
+            cleanup.write_local_owner(tmp, f"lib-{key[1]}")  # swept from now on if we die
+            write_lib(tmp / "lib", dirs, files)
+            top = base / f"{cleanup.LOCAL_LIB_PREFIX}{key[1]}-{os.getpid()}"
+            try:
+                os.rename(tmp, top)
+            except OSError:  # the name is taken (by whom?): the tree stays where it was built
+                top = tmp
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        cleanup.remove_at_exit(top)
+        _LIBS[key] = top / "lib"
+        return top / "lib"
 
 
 DEFAULT_PYTHON = "/usr/bin/python3"
@@ -166,25 +245,18 @@ class LocalRun(LabRun):
         d = self.labdir
         os.chmod(d, 0o755)
         cleanup.write_local_owner(d, self.id, keep=self.spec.keep)
-        for sub in ("bin", "lib", "home", "run", "log", "tmp"):
+        for sub in ("bin", "home", "run", "log", "tmp"):
             (d / sub).mkdir()
         os.chmod(d / "tmp", 0o1777)
         (d / "bin" / "python3").symlink_to(self.lab.python)
         launcher = d / "bin" / "wrapref"
         launcher.write_bytes(images.wrapref_launcher())
         launcher.chmod(0o755)
-        shutil.copytree(self.lab.wrapref_src or paths.wrapref_package(), d / "lib" / "wrapref",
-                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-        (d / "lib" / "wraplab").mkdir()
-        (d / "lib" / "wraplab" / "__init__.py").write_bytes(images.actors_init())
-        shutil.copytree(paths.ACTORS_DIR, d / "lib" / "wraplab" / "actors",
-                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-        precompile(d / "lib")
-        for root, dirs, files in os.walk(d / "lib"):
-            for name in dirs:
-                os.chmod(os.path.join(root, name), 0o755)
-            for name in files:
-                os.chmod(os.path.join(root, name), 0o644)
+        src = self.lab.wrapref_src or paths.wrapref_package()
+        if self.spec.keep:  # outlives this process, and so the shared tree
+            write_lib(d / "lib", *lib_files(src))
+        else:
+            (d / "lib").symlink_to(os.path.relpath(shared_lib(d.parent, src), d))
         for user in (u for u in self.users.users if not u.system):
             home = d / "home" / user.name
             home.mkdir(mode=0o700)
