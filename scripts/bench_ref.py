@@ -16,10 +16,16 @@ in one run, for each profile measured (default hardened and agentsh):
   (a listener with the hardened backlog, drained by a C acceptor), as attempts per second
   and the ratio.
 
+With ``--instructions`` (needs valgrind): each server's user-space instructions per full
+owner cycle, counted by callgrind, next to the C server's. Unlike every rate above, other
+work on the machine does not move this count, so it tells a change to the server from
+a noisy hour (a short and a long run each, the difference divided by the cycles between
+them: start-up cancels out). The kernel's work is not in it.
+
 Prints figures; asserts nothing.  Loopback Unix sockets only, under a private temp dir.
 
     python3 scripts/bench_ref.py [--seconds 2] [--profiles hardened,agentsh]
-        [--wrapref-src DIR] [--rounds 3] [--skip-flood]
+        [--wrapref-src DIR] [--rounds 3] [--skip-flood] [--instructions]
 
 ``--wrapref-src`` runs another checkout's reference server (e.g. the "before" of a change).
 """
@@ -131,6 +137,40 @@ class Run:
         return res
 
 
+    def instructions(self, which: str, profile: str, seconds: float) -> tuple[int, int]:
+        """(cycles, user-space instructions of the whole server process) for one run of
+        ``seconds`` under valgrind's callgrind."""
+        d = tempfile.mkdtemp(prefix=f"cg-{which}-{profile}-", dir=self.base)
+        temp = os.path.join(d, "tmp")
+        os.mkdir(temp, 0o755)
+        api = os.path.join(d, "api.sock")
+        argv = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={d}/callgrind.out",
+                *self.server_argv(which, profile, api, temp, os.path.join(d, "server.log"))]
+        with open(os.path.join(d, "valgrind.txt"), "w+") as err:
+            proc = subprocess.Popen(argv, env=dict(os.environ, PYTHONPATH=self.src),
+                                    stdin=subprocess.DEVNULL, stderr=err)
+            try:
+                wait_socket(api, proc, timeout=300.0)  # an interpreter starts slowly there
+                out = subprocess.run([self.exe["wrapcycle"], "--api", api, "--seconds",
+                                      f"{seconds:g}"], check=True, capture_output=True,
+                                     text=True)
+            finally:
+                stop(proc)
+            err.seek(0)
+            text = err.read()
+        collected = [line for line in text.splitlines() if "Collected :" in line]
+        if not collected:
+            raise SystemExit(f"bench: callgrind printed no count for {which}: {text[-400:]}")
+        return json.loads(out.stdout)["cycles"], int(collected[-1].split(":")[-1])
+
+    def instructions_per_cycle(self, which: str, profile: str) -> float:
+        short = self.instructions(which, profile, 1.0)
+        long = self.instructions(which, profile, 6.0)
+        if long[0] <= short[0]:
+            raise SystemExit(f"bench: {which} made no more cycles in 6 s than in 1 s")
+        return (long[1] - short[1]) / (long[0] - short[0])
+
+
 def rates(res: dict) -> dict:
     """Per second: cycles, and cycles over the time spent in each phase; "cycles/CPU s":
     cycles per second of the server's own CPU (what other work on the machine disturbs
@@ -181,7 +221,12 @@ def main() -> int:
                         help="rounds, C and wrapref alternating; the best of each is shown "
                              "(other work on the machine only ever slows a round down)")
     parser.add_argument("--skip-flood", action="store_true")
+    parser.add_argument("--instructions", action="store_true",
+                        help="also count each server's instructions per cycle (valgrind; "
+                             "a few minutes)")
     args = parser.parse_args()
+    if args.instructions and shutil.which("valgrind") is None:
+        parser.error("--instructions needs valgrind (apt-get install valgrind)")
     secs = max(0.2, min(args.seconds, 30.0))
     base = tempfile.mkdtemp(prefix="wrapref-bench-", dir="/tmp")
     os.chmod(base, 0o755)
@@ -205,6 +250,12 @@ def main() -> int:
             for figure in rn:
                 print(f"{profile:<9} {figure:<12} {rr[figure]:10.0f} {rn[figure]:10.0f} "
                       f"{rr[figure] / rn[figure]:6.2f}")
+        if args.instructions:
+            for profile in args.profiles.split(","):
+                py = run.instructions_per_cycle("wrapref", profile)
+                c = run.instructions_per_cycle("c", profile)
+                print(f"{profile:<9} instructions per owner cycle (callgrind, user space): "
+                      f"wrapref {py / 1e3:,.0f} k, C {c / 1e3:,.1f} k, {py / c:.0f}x")
         if not args.skip_flood:
             procs, waiters = scenario_flood_settings()
             best = {"c": {}, "wraplab": {}}
