@@ -144,6 +144,8 @@ def run(ctx):
         rate += f" ({race['refused']} more wrap-inits refused 503 at the pending-wrap cap)"
     if enough and race["wins"] >= enough:
         rate += f", stopped at the {enough}th win"
+    if race.get("canaries_spent"):
+        rate += f", stopped once all {canaries} canaries were won"
     if race.get("kernel_stop"):
         rate += (f", stopped after {RACE['kernel_enough']} tries in a row that the kernel "
                  "refused")
