@@ -30,3 +30,25 @@ def test_a_normal_stream_gives_the_pid_and_the_output_and_no_note():
     actor = pumped([(b"83\n", None), (b'{"ok": true}\n', None), (None, b"a warning\n")])
     code, out, err = actor._collect()
     assert (actor._pid, code, out, err) == (83, 0, '{"ok": true}\n', "a warning\n")
+
+
+def test_the_agents_socket_yields_its_stdout_frames_and_skips_the_rest():
+    # The resident agent's hijacked exec socket carries the same frames (dockerexec.frames):
+    # stdout kept, stderr and empty frames skipped, a frame cut short ends the stream.
+    import socket
+    import struct
+
+    from wraplab.labs import agent
+
+    a, b = socket.socketpair()
+
+    def frame(stream: int, data: bytes) -> bytes:
+        return struct.pack(">BxxxL", stream, len(data)) + data
+
+    a.sendall(frame(1, b'{"id": 1}\n{"id"') + frame(2, b"noise\n") + frame(1, b"")
+              + frame(1, b': 2}\n') + frame(1, b"cut")[:-1])
+    a.close()
+    try:
+        assert list(agent.lines_of(agent.docker_stdout(b))) == [b'{"id": 1}', b'{"id": 2}']
+    finally:
+        b.close()

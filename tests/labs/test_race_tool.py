@@ -72,6 +72,7 @@ def test_the_race_stops_when_the_kernel_refuses_every_try(start_lab, lab, profil
     if stops:  # permissive: root's 0711 directory, every swap EACCES
         assert race["kernel_stop"] and race["tries"] == 20, race
         assert race["swap_errors"] == {"EACCES": 20}, race
+        assert race["denied"] == 20, race  # what lets the scenario say `defended (kernel)`
     else:  # hardened: the swaps land (after the server is done with the socket)
         assert not race["kernel_stop"] and race["tries"] == count, race
         assert race["swapped"] > 0, race

@@ -574,7 +574,7 @@ def _recv(conn, buf: bytearray, limit: int):
 MAX_HEAD = 1024 * 1024
 
 
-def serve_connection(api, conn, key, peer=None):
+def serve_connection(api, conn, key, peer):
     """One API connection, an event-loop task: read the request within its limits and
     deadlines (H22), run the handler, send the answer, drain after an error, close."""
     try:
@@ -722,13 +722,15 @@ class _APIServer:
             return Peer("unix", cred.uid, cred.pid, cred.gid)
         return Peer("tcp")
 
-    def connection_key(self, request, peer=None):
-        peer = peer or self.read_peer(request)
+    @staticmethod
+    def connection_key(peer: Peer):
+        """What a connection counts against (H22): the caller's uid; without one, "unknown"
+        (a Unix peer whose credentials could not be read) or "tcp" (every TCP caller)."""
         if peer.uid is not None:
             return peer.uid
-        return "unknown" if self.transport == "unix" else "tcp"
+        return "unknown" if peer.transport == "unix" else "tcp"
 
-    def admit(self, request, peer=None):
+    def admit(self, request, peer: Peer):
         """H22: a bounded number of connections served at once, at most a few per uid.
 
         Returns the key the connection counts against (release it with
@@ -737,7 +739,7 @@ class _APIServer:
         """
         if not self.wrap_server.profile.bounded_api:
             return ()
-        key = self.connection_key(request, peer)
+        key = self.connection_key(peer)
         with self._active_lock:
             total = sum(self._active.values())
             mine = self._active.get(key, 0)

@@ -29,6 +29,7 @@ not a race, more tries would only repeat it (``kernel_stop``); and when every ca
 won (``canaries_spent``). A
 wrap-init refused with 503 (the server's cap on pending wraps: each try leaves one pending
 for the accept window) makes no directory and so is no try: it is counted as ``refused``.
+``denied`` counts the tries in which the kernel refused her (EACCES/EPERM).
 """
 
 from __future__ import annotations
@@ -205,7 +206,7 @@ def race(args) -> dict:
         return bool(poll.poll(0))
     tally = {"tries": 0, "wins": 0, "swapped": 0, "no_dir": 0, "no_socket": 0,
              "refused": 0, "swap_errors": {}, "http": {}, "errors": {}, "kernel_stop": False,
-             "canaries_spent": False}
+             "canaries_spent": False, "denied": 0}
     kernel_run = 0  # tries in a row the kernel refused (EACCES/EPERM), nothing swapped
     wins = []
     spin_counts = []
@@ -236,8 +237,9 @@ def race(args) -> dict:
                     break
                 continue
             sid = body["id"]
-            c = next((c + k) % canaries for k in range(1, canaries + 1)
-                     if (c + k) % canaries not in won)
+            c = (c + 1) % canaries
+            while c in won:  # one is left: the race ends when every canary is won
+                c = (c + 1) % canaries
             target = canary(args.dir, c)
             try:
                 os.unlink(link_tmp)
@@ -313,6 +315,7 @@ def race(args) -> dict:
                 i -= 1
                 c -= 1
                 continue
+            tally["denied"] += denied
             kernel_run = kernel_run + 1 if denied and not tally["swapped"] else 0
             if res.get("status") != 200 and len(tally["errors"]) < 8:
                 why = re.sub(r"/\S+", "<path>", str(res.get("error")))[:120]

@@ -13,11 +13,11 @@ from __future__ import annotations
 import base64
 import json
 import os
-import struct
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from wraplab.labs import dockerexec
 from wraplab.labs.base import ACTOR_TOOLS, ActorHandle, LabError
 from wraplab.users import User
 
@@ -146,28 +146,22 @@ def lines_of(read: Callable[[int], bytes]) -> Iterator[bytes]:
 
 def docker_stdout(sock: Any) -> Callable[[int], bytes]:
     """A ``read(n)`` over an attached, non-tty exec socket: the payloads of its stdout
-    frames (8-byte header: stream, 0, 0, 0, big-endian length); stderr frames skipped."""
+    frames (:func:`wraplab.labs.dockerexec.frames`), stderr frames skipped."""
 
     def exactly(n: int) -> bytes:
         out = b""
         while len(out) < n:
             chunk = sock.recv(n - len(out))
             if not chunk:
-                return b""
+                return out
             out += chunk
         return out
 
+    stdout = (data for stream, data in dockerexec.frames(exactly)
+              if stream != dockerexec.STDERR)
+
     def read(_n: int) -> bytes:
-        while True:
-            header = exactly(8)
-            if not header:
-                return b""
-            stream, size = header[0], struct.unpack(">I", header[4:])[0]
-            payload = exactly(size) if size else b""
-            if size and not payload:
-                return b""
-            if stream == 1:
-                return payload
+        return next(stdout, b"")
 
     return read
 

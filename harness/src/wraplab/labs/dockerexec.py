@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import struct
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-__all__ = ["start", "exit_code", "run"]
+__all__ = ["start", "frames", "exit_code", "run", "STDERR"]
 
 _HEAD = struct.Struct(">BxxxL")
 STDERR = 2
@@ -36,19 +36,26 @@ def start(api: Any, exec_id: str) -> Iterator[tuple[bytes | None, bytes | None]]
     return _frames(response)
 
 
+def frames(read: Callable[[int], bytes]) -> Iterator[tuple[int, bytes]]:
+    """``(stream, payload)`` of each non-empty frame, from ``read(n)`` (n bytes, fewer only
+    at the end), until the stream ends."""
+    while True:
+        head = read(_HEAD.size)
+        if len(head) < _HEAD.size:
+            return
+        stream, size = _HEAD.unpack(head)
+        data = read(size)
+        if data:
+            yield stream, data
+        if len(data) < size:
+            return
+
+
 def _frames(response: Any) -> Iterator[tuple[bytes | None, bytes | None]]:
     reader = response.raw._fp.fp  # http.client's buffered reader over the socket
     try:
-        while True:
-            head = reader.read(_HEAD.size)
-            if len(head) < _HEAD.size:
-                return
-            stream, size = _HEAD.unpack(head)
-            data = reader.read(size)
-            if data:
-                yield (None, data) if stream == STDERR else (data, None)
-            if len(data) < size:
-                return
+        for stream, data in frames(reader.read):
+            yield (None, data) if stream == STDERR else (data, None)
     finally:
         response.close()
 

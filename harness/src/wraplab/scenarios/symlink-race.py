@@ -132,7 +132,7 @@ def run(ctx):
         tries=race["tries"], wins=wins, win_rate=round(wins / race["tries"], 4)
         if race["tries"] else None, race_seconds=race["seconds"], swapped=race["swapped"],
         http=race["http"], swap_errors=race["swap_errors"], no_socket=race["no_socket"],
-        no_dir=race["no_dir"], refused=race.get("refused", 0),
+        no_dir=race["no_dir"], refused=race.get("refused", 0), denied=race.get("denied", 0),
         spins_median=race["spins_median"],
         swap_us_median=race["swap_us_median"], racer_counted=race["wins"])
     if race["tries"] == 0:
@@ -163,6 +163,10 @@ def run(ctx):
             f"0 canaries changed in {rate}: alice swapped {race['swapped']} sockets, but only "
             f"after the server had finished with them ({caught} swaps caught by the "
             "server's validation, a 500 for alice)", guard="layout")
+    if not race.get("denied"):
+        return ctx.error(f"the attack did not happen: in {race['tries']} tries alice neither "
+                         f"saw a socket to swap ({race['no_socket']} without one) nor met the "
+                         "kernel's refusal")
     return ctx.defended(
         f"0 canaries changed in {rate}: alice could not replace a socket "
         f"(never saw one in {race['no_socket']} tries; swap errors "
