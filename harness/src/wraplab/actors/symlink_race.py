@@ -262,6 +262,7 @@ def race(args) -> dict:
                 stop = time.monotonic() + args.spin
                 seen = False
                 link = link_tmp
+                last = False  # one more look after the answer: the socket precedes it
                 while True:
                     spins += 1
                     try:
@@ -276,26 +277,26 @@ def race(args) -> dict:
                                 link = os.path.join(d, ".l")
                             except OSError:
                                 pass
-                        if spins & 255 == 0 and (time.monotonic() > stop or answered()):
-                            break
-                        continue
                     except OSError as exc:
-                        denied = denied or exc.errno in (errno.EACCES, errno.EPERM)
-                        if spins & 255 == 0 and (time.monotonic() > stop or answered()):
-                            break
-                        continue
-                    seen = True
-                    t_seen = time.perf_counter()
-                    try:
-                        os.rename(link, sock)
-                    except OSError as exc:
-                        key = errno.errorcode.get(exc.errno or 0, str(exc.errno))
-                        tally["swap_errors"][key] = tally["swap_errors"].get(key, 0) + 1
                         denied = denied or exc.errno in (errno.EACCES, errno.EPERM)
                     else:
-                        tally["swapped"] += 1
-                        swap_after_us.append(round((time.perf_counter() - t_seen) * 1e6, 1))
-                    break
+                        seen = True
+                        t_seen = time.perf_counter()
+                        try:
+                            os.rename(link, sock)
+                        except OSError as exc:
+                            key = errno.errorcode.get(exc.errno or 0, str(exc.errno))
+                            tally["swap_errors"][key] = tally["swap_errors"].get(key, 0) + 1
+                            denied = denied or exc.errno in (errno.EACCES, errno.EPERM)
+                        else:
+                            tally["swapped"] += 1
+                            swap_after_us.append(
+                                round((time.perf_counter() - t_seen) * 1e6, 1))
+                        break
+                    if last:
+                        break
+                    if spins & 255 == 0 and (time.monotonic() > stop or answered()):
+                        last = True
                 if not seen:
                     tally["no_socket"] += 1
             spin_counts.append(spins)
